@@ -1,0 +1,463 @@
+"""The etcd v3 client: ``open_client`` and :class:`Client`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from os import PathLike
+from typing import Literal, final
+
+import httpx
+
+from . import _gateway as gw
+from ._connection import Connection, Credentials, ssl_context
+from ._keys import KeyLike, key_bytes, range_end_for
+from ._lease import Lease, open_lease
+from ._txn import Compare, Get, Op, Txn
+from ._types import (
+    DeleteResult,
+    KeyValue,
+    LeaseGrant,
+    LeaseInfo,
+    Member,
+    Page,
+    PutResult,
+    RangeResult,
+    Status,
+    TxnResult,
+)
+from ._watch import WatchStream, open_watch
+
+__all__ = ["Client", "open_client"]
+
+SortOrder = Literal["NONE", "ASCEND", "DESCEND"]
+SortTarget = Literal["KEY", "VERSION", "CREATE", "MOD", "VALUE"]
+
+
+@asynccontextmanager
+async def open_client(
+    endpoints: str | Sequence[str] = "http://127.0.0.1:2379",
+    *,
+    username: str | None = None,
+    password: str | None = None,
+    ca_cert: str | PathLike[str] | None = None,
+    client_cert: str | PathLike[str] | None = None,
+    client_key: str | PathLike[str] | None = None,
+    request_deadline: float = 10.0,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> AsyncIterator[Client]:
+    """Open a client to an etcd v3 cluster, for the life of the ``async with`` block.
+
+    Args:
+        endpoints: one URL or several (``"http://127.0.0.1:2379"``, or comma-separated as
+            etcdctl takes them). Requests go to the first that answers; a dead member is
+            skipped (see :class:`Connection`'s failover rules in the docs).
+        username, password: authenticate with these; the token is renewed when the server
+            stops accepting it.
+        ca_cert: the CA that signed the servers' certificates (for ``https://``).
+        client_cert, client_key: our own certificate, for servers that ask for one.
+        request_deadline: seconds a unary request may take when the caller set no deadline
+            of their own (etcd can otherwise wait forever, e.g. on a stale token).
+        transport: an httpx transport to use instead of the network, such as
+            :class:`trio_etcd_tree.testing.FakeEtcd`.
+
+    Cancellation: entering does no I/O (authentication happens on the first request);
+    leaving closes the connections and never blocks on the network.
+    """
+    if isinstance(endpoints, str):
+        endpoints = [e.strip() for e in endpoints.split(",") if e.strip()]
+    if (username is None) != (password is None):
+        raise ValueError("give both username and password, or neither")
+    credentials = (
+        Credentials(username, password) if username is not None and password is not None else None
+    )
+    verify = ssl_context(
+        None if ca_cert is None else str(ca_cert),
+        None if client_cert is None else str(client_cert),
+        None if client_key is None else str(client_key),
+    )
+    http = httpx.AsyncClient(
+        transport=transport,
+        verify=verify,
+        timeout=httpx.Timeout(None),
+        limits=httpx.Limits(max_connections=None, max_keepalive_connections=32),
+    )
+    async with http:
+        connection = Connection(
+            endpoints, http=http, credentials=credentials, request_deadline=request_deadline
+        )
+        yield Client._create(connection)
+
+
+@final
+class Client:
+    """A connection to an etcd v3 cluster. Get one from :func:`open_client`.
+
+    Keys are ``bytes`` or ``str`` (encoded as UTF-8); values likewise. Every method is a
+    trio checkpoint. Reads are repeated on another endpoint when one fails; writes only when
+    they certainly were not applied (see the failover rules).
+    """
+
+    def __init__(self, connection: Connection, _token: object = None) -> None:
+        if _token is not _PRIVATE:
+            raise TypeError("use open_client() to get a Client")
+        self._conn = connection
+
+    @classmethod
+    def _create(cls, connection: Connection) -> Client:
+        return cls(connection, _PRIVATE)
+
+    @property
+    def endpoints(self) -> list[str]:
+        """All endpoints, in the order they are tried."""
+        return list(self._conn.endpoints)
+
+    @property
+    def endpoint(self) -> str:
+        """The endpoint requests go to first (it changes when one fails)."""
+        return self._conn.endpoint
+
+    # --- KV --------------------------------------------------------------------------------
+
+    async def get(self, key: KeyLike, *, revision: int = 0) -> KeyValue | None:
+        """The key's current value (or at ``revision``), or ``None`` if it does not exist.
+
+        Cancellation: a checkpoint; a read, so nothing to undo.
+        """
+        result = await self.range(key, revision=revision)
+        return result.kvs[0] if result.kvs else None
+
+    async def range(
+        self,
+        key: KeyLike,
+        range_end: KeyLike | None = None,
+        *,
+        prefix: bool = False,
+        limit: int = 0,
+        revision: int = 0,
+        keys_only: bool = False,
+        count_only: bool = False,
+        sort_order: SortOrder | None = None,
+        sort_target: SortTarget | None = None,
+        serializable: bool = False,
+    ) -> RangeResult:
+        """Read a key, a range ``[key, range_end)``, or every key under a prefix.
+
+        Args:
+            limit: at most this many keys (``result.more`` says whether there were more).
+            revision: read as of this past revision (``CompactedError`` if it is gone).
+            keys_only, count_only: leave out values, or everything but the count.
+            sort_order, sort_target: etcd's server-side sort.
+            serializable: let the member answer from its local state without asking the
+                leader (faster, possibly stale).
+
+        For large ranges use :meth:`range_pages`, which never asks for one huge answer.
+
+        Cancellation: a checkpoint; a read, so nothing to undo.
+        """
+        k = key_bytes(key)
+        end = range_end_for(k, range_end, prefix)
+        body = gw.range_request(
+            k,
+            end,
+            limit=limit,
+            revision=revision,
+            keys_only=keys_only,
+            count_only=count_only,
+            sort_order=sort_order,
+            sort_target=sort_target,
+            serializable=serializable,
+        )
+        data = await self._conn.call("/v3/kv/range", body, _what("range", k, end), idempotent=True)
+        return gw.range_result(data)
+
+    async def range_pages(
+        self,
+        key: KeyLike,
+        range_end: KeyLike | None = None,
+        *,
+        prefix: bool = False,
+        page_size: int = 2000,
+        revision: int = 0,
+        keys_only: bool = False,
+    ) -> AsyncIterator[Page]:
+        """Read a range page by page, every page at the same revision.
+
+        The first page fixes the revision (the current one, unless ``revision`` is given);
+        the rest are read at that revision, so together they are one consistent snapshot
+        even while others write. Watch from ``page.revision + 1`` to follow on without a gap.
+        Raises ``CompactedError`` if the revision is compacted while paging.
+
+        Cancellation: each page is a checkpoint; stopping early leaves nothing behind.
+        """
+        if page_size < 1:
+            raise ValueError("page_size must be >= 1")
+        k = key_bytes(key)
+        end = range_end_for(k, range_end, prefix)
+        if end is None:
+            end = k + b"\0"  # a single key is the range [key, key\0)
+        start = k
+        while True:
+            body = gw.range_request(
+                start, end, limit=page_size, revision=revision, keys_only=keys_only
+            )
+            data = await self._conn.call(
+                "/v3/kv/range", body, _what("range", start, end), idempotent=True
+            )
+            if not revision:
+                revision = gw.header(data).revision
+            page = gw.kvs(data.get("kvs"))
+            yield Page(revision, page)
+            if not data.get("more") or not page:
+                return
+            start = page[-1].key + b"\0"
+
+    async def put(
+        self,
+        key: KeyLike,
+        value: bytes | str,
+        *,
+        lease: int = 0,
+        prev_kv: bool = False,
+    ) -> PutResult:
+        """Write ``value`` to ``key`` (unconditionally; use :meth:`txn` to guard a write).
+
+        Returns the result; ``result.revision`` is the key's new ``mod_revision``.
+
+        Cancellation: a checkpoint. Cancelled after the request was sent, the write may
+        have been applied.
+        """
+        k = key_bytes(key)
+        body = gw.put_request(k, key_bytes(value), lease=lease, prev_kv=prev_kv)
+        data = await self._conn.call("/v3/kv/put", body, _what("put", k), idempotent=False)
+        return gw.put_result(data)
+
+    async def delete(
+        self,
+        key: KeyLike,
+        range_end: KeyLike | None = None,
+        *,
+        prefix: bool = False,
+        prev_kv: bool = False,
+    ) -> DeleteResult:
+        """Delete a key, a range, or every key under a prefix, in one revision.
+
+        Cancellation: a checkpoint. Cancelled after the request was sent, the delete may
+        have been applied.
+        """
+        k = key_bytes(key)
+        end = range_end_for(k, range_end, prefix)
+        body = gw.delete_request(k, end, prev_kv=prev_kv)
+        data = await self._conn.call(
+            "/v3/kv/deleterange", body, _what("delete", k, end), idempotent=False
+        )
+        return gw.delete_result(data)
+
+    async def txn(
+        self,
+        compare: Sequence[Compare] = (),
+        success: Sequence[Op] = (),
+        failure: Sequence[Op] = (),
+    ) -> TxnResult:
+        """Run a transaction: if every compare holds, the ``success`` operations, else the
+        ``failure`` ones, atomically at one revision. See :class:`Compare` and
+        :class:`Put`, :class:`Get`, :class:`Delete`, :class:`Txn`.
+
+        A compare that does not hold is a normal result (``succeeded`` is false), not an
+        error. More operations than the server allows (``--max-txn-ops``, 128 by default)
+        raise ``TooLargeError``.
+
+        Cancellation: a checkpoint. Cancelled after the request was sent, the transaction
+        may have been applied.
+        """
+        body = gw.txn_request(compare, success, failure)
+        what = f"txn ({len(compare)} compares, {len(success)}/{len(failure)} operations)"
+        writes = _has_writes(success) or _has_writes(failure)
+        data = await self._conn.call("/v3/kv/txn", body, what, idempotent=not writes)
+        return gw.txn_result(data)
+
+    async def compact(self, revision: int, *, physical: bool = False) -> None:
+        """Compact the history up to ``revision``: older revisions can no longer be read or
+        watched. ``physical`` waits until the space is actually reclaimed.
+
+        Cancellation: a checkpoint; compaction may have started.
+        """
+        body: gw.Json = {"revision": revision}
+        if physical:
+            body["physical"] = True
+        await self._conn.call("/v3/kv/compaction", body, f"compact at {revision}", idempotent=True)
+
+    # --- watch -----------------------------------------------------------------------------
+
+    def watch(
+        self,
+        key: KeyLike,
+        range_end: KeyLike | None = None,
+        *,
+        prefix: bool = False,
+        start_revision: int = 0,
+        prev_kv: bool = False,
+        progress_notify: bool = True,
+        filters: Sequence[Literal["NOPUT", "NODELETE"]] = (),
+        buffer: int = 64,
+        heartbeat: float = 30.0,
+        stall_timeout: float | None = None,
+    ) -> AbstractAsyncContextManager[WatchStream]:
+        """Watch a key, a range or a prefix: ``async with client.watch(...) as stream``.
+
+        See :class:`WatchStream` for what the stream delivers and how it survives broken
+        connections, failover, stalls and compaction.
+
+        Args:
+            start_revision: deliver changes from this revision on (history first, if it
+                is in the past); 0 means from now.
+            prev_kv: events carry the key's previous value.
+            progress_notify: ask the server for progress notifications (empty responses
+                saying how far the watch has got); they are also the resume points.
+            filters: leave out PUT or DELETE events.
+            buffer: responses held for a slow consumer before the stream stops reading.
+            heartbeat: seconds of silence after which the member is asked whether it is
+                still there; if it does not answer, the watch moves to another endpoint.
+            stall_timeout: seconds of silence after which the stream is reopened (set it
+                above the server's progress notify interval), or None.
+
+        Cancellation: entering waits until the server confirmed the watch (a checkpoint,
+        cancellable); leaving cancels the stream at once.
+        """
+        k = key_bytes(key)
+        return open_watch(
+            self._conn,
+            k,
+            range_end_for(k, range_end, prefix),
+            start_revision=start_revision,
+            prev_kv=prev_kv,
+            progress_notify=progress_notify,
+            filters=filters,
+            buffer=buffer,
+            heartbeat=heartbeat,
+            stall_timeout=stall_timeout,
+            probe=self._probe,
+        )
+
+    async def _probe(self, endpoint: str) -> int:
+        """A linearizable count of one key on one endpoint: is it there, at which revision?"""
+        body = gw.range_request(b"\0", count_only=True)
+        data = await self._conn.call("/v3/kv/range", body, "probe", idempotent=True, only=endpoint)
+        return gw.header(data).revision
+
+    # --- leases ----------------------------------------------------------------------------
+
+    async def lease_grant(self, ttl: int, *, id: int = 0) -> LeaseGrant:  # noqa: A002
+        """Grant a lease of ``ttl`` seconds (the server may raise it to its minimum).
+
+        Prefer :meth:`lease`, which also keeps it alive and revokes it.
+
+        Cancellation: a checkpoint; cancelled after sending, a lease may have been granted
+        (it expires on its own).
+        """
+        body: gw.Json = {"TTL": ttl}
+        if id:
+            body["ID"] = str(id)
+        what = f"grant lease of {ttl} s"
+        data = await self._conn.call("/v3/lease/grant", body, what, idempotent=False)
+        return LeaseGrant(int(data["ID"]), int(data.get("TTL", 0)), gw.header(data))
+
+    async def lease_revoke(self, id: int) -> None:  # noqa: A002
+        """Revoke a lease: every key attached to it is deleted, in one revision.
+
+        Raises ``NotFoundError`` if the lease does not exist (any more).
+
+        Cancellation: a checkpoint; cancelled after sending, the lease may be gone.
+        """
+        await self._conn.call(
+            "/v3/lease/revoke", {"ID": str(id)}, f"revoke lease {id}", idempotent=True
+        )
+
+    async def lease_keep_alive_once(self, id: int) -> int:  # noqa: A002
+        """Renew a lease once; returns its new TTL, 0 if the lease no longer exists.
+
+        Cancellation: a checkpoint; a renewal may have happened.
+        """
+        what = f"keep lease {id} alive"
+        data = await self._conn.call("/v3/lease/keepalive", {"ID": str(id)}, what, idempotent=True)
+        # a streaming endpoint: one {"result": ...} (or in-stream {"error": ...}) per request
+        return int(gw.stream_result(data, what).get("TTL", 0))
+
+    async def lease_time_to_live(self, id: int, *, keys: bool = False) -> LeaseInfo:  # noqa: A002
+        """The lease's remaining TTL (-1 if it does not exist), granted TTL, and keys.
+
+        Cancellation: a checkpoint; a read.
+        """
+        body: gw.Json = {"ID": str(id)}
+        if keys:
+            body["keys"] = True
+        data = await self._conn.call(
+            "/v3/lease/timetolive", body, f"lease {id} ttl", idempotent=True
+        )
+        return gw.lease_info(data)
+
+    async def leases(self) -> list[int]:
+        """The ids of every lease the cluster holds.
+
+        Cancellation: a checkpoint; a read.
+        """
+        data = await self._conn.call("/v3/lease/leases", {}, "list leases", idempotent=True)
+        return [int(item["ID"]) for item in data.get("leases", ())]
+
+    def lease(self, ttl: int) -> AbstractAsyncContextManager[Lease]:
+        """``async with client.lease(ttl) as lease:`` a lease kept alive while the block runs.
+
+        A task renews it every ``ttl / 3`` seconds. If the server says the lease is gone,
+        or no renewal gets through before its time runs out, the block is cancelled and
+        :class:`LeaseExpiredError` comes out of it. On exit the lease is revoked (its keys
+        deleted); if that fails the lease simply expires.
+
+        Cancellation: entering grants the lease (a checkpoint); leaving revokes it with a
+        shielded, bounded request.
+        """
+        return open_lease(self, ttl)
+
+    # --- cluster ---------------------------------------------------------------------------
+
+    async def status(self, endpoint: str | None = None) -> Status:
+        """A member's status: version, database size, leader, raft index and term.
+
+        Args:
+            endpoint: ask this member; by default the current endpoint (with failover).
+
+        Cancellation: a checkpoint; a read.
+        """
+        if endpoint is None:
+            data = await self._conn.call("/v3/maintenance/status", {}, "status", idempotent=True)
+        else:
+            data = await self._conn.call(
+                "/v3/maintenance/status", {}, "status", idempotent=True, only=endpoint
+            )
+        return gw.status(data)
+
+    async def members(self) -> list[Member]:
+        """The cluster's members.
+
+        Cancellation: a checkpoint; a read.
+        """
+        data = await self._conn.call("/v3/cluster/member/list", {}, "member list", idempotent=True)
+        return gw.members(data)
+
+
+_PRIVATE = object()
+
+
+def _what(verb: str, key: bytes, range_end: bytes | None = None) -> str:
+    if range_end is None:
+        return f"{verb} {key!r}"
+    return f"{verb} {key!r}..{range_end!r}"
+
+
+def _has_writes(ops: Sequence[Op]) -> bool:
+    for op in ops:
+        if isinstance(op, Txn):
+            if _has_writes(op.success) or _has_writes(op.failure):
+                return True
+        elif not isinstance(op, Get):
+            return True
+    return False

@@ -1,0 +1,101 @@
+"""Leases kept alive for the life of an ``async with`` block."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, final
+
+import trio
+
+from ._errors import EtcdError, LeaseExpiredError, NotFoundError
+from ._types import LeaseInfo
+from ._util import Backoff, open_service_nursery
+
+if TYPE_CHECKING:
+    from ._client import Client
+
+__all__ = ["Lease", "open_lease"]
+
+# How long revoking a lease on the way out may take before we let it expire instead.
+_REVOKE_DEADLINE = 5.0
+
+
+@final
+class Lease:
+    """A lease held by ``Client.lease``: attach keys to it with ``put(..., lease=lease.id)``.
+
+    Attributes:
+        id: the lease id.
+        ttl: the TTL the server granted, in seconds.
+        expires_at: the trio time by which the lease expires unless renewed again (as of
+            the last renewal that got through).
+        renewals: how many renewals got through.
+    """
+
+    def __init__(self, client: Client, id: int, ttl: int) -> None:  # noqa: A002
+        self._client = client
+        self.id = id
+        self.ttl = ttl
+        self.expires_at = trio.current_time() + ttl
+        self.renewals = 0
+
+    def __repr__(self) -> str:
+        return f"<Lease {self.id:#x} ttl={self.ttl}>"
+
+    async def time_to_live(self, *, keys: bool = False) -> LeaseInfo:
+        """Ask the server how long the lease has left (and which keys it holds).
+
+        Cancellation: a checkpoint; a read.
+        """
+        return await self._client.lease_time_to_live(self.id, keys=keys)
+
+    async def _keep_alive(self) -> None:
+        """Renew every ttl/3 seconds until cancelled; raise LeaseExpiredError when lost."""
+        interval = max(self.ttl / 3, 0.5)
+        backoff = Backoff(cap=interval)
+        while True:
+            try:
+                with trio.fail_after(max(self.expires_at - trio.current_time(), 0)):
+                    ttl = await self._client.lease_keep_alive_once(self.id)
+            except trio.TooSlowError:
+                raise LeaseExpiredError(
+                    f"no renewal got through before the lease's {self.ttl} s ran out",
+                    request=f"keep lease {self.id} alive",
+                ) from None
+            except NotFoundError as exc:
+                raise LeaseExpiredError(str(exc), request=exc.request) from exc
+            except EtcdError:
+                await backoff.wait()
+                continue
+            if ttl <= 0:
+                raise LeaseExpiredError(
+                    "the server says the lease is gone (expired or revoked)",
+                    request=f"keep lease {self.id} alive",
+                )
+            backoff.reset()
+            self.renewals += 1
+            self.expires_at = trio.current_time() + ttl
+            await trio.sleep(interval)
+
+
+@asynccontextmanager
+async def open_lease(client: Client, ttl: int) -> AsyncIterator[Lease]:
+    """The context manager behind ``Client.lease``."""
+    if ttl < 1:
+        raise ValueError("a lease's ttl must be at least 1 second")
+    grant = await client.lease_grant(ttl)
+    lease = Lease(client, grant.id, grant.ttl)
+    try:
+        async with open_service_nursery() as nursery:
+            nursery.start_soon(lease._keep_alive)
+            try:
+                yield lease
+            finally:
+                nursery.cancel_scope.cancel(reason="the lease block was left")
+    finally:
+        with trio.move_on_after(_REVOKE_DEADLINE, shield=True):
+            try:
+                await client.lease_revoke(lease.id)
+            except EtcdError:
+                pass  # gone already, or unreachable: either way it expires on its own

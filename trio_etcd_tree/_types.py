@@ -1,0 +1,217 @@
+"""The values the client hands back: key-values, results, watch responses, leases.
+
+They are plain, immutable Python values; nothing here knows about JSON or HTTP. Revisions
+are etcd's: one cluster-wide counter that every write moves on by one (a transaction's
+writes share one revision).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import NamedTuple, TypeAlias
+
+__all__ = [
+    "DeleteResult",
+    "Event",
+    "EventType",
+    "KeyValue",
+    "LeaseGrant",
+    "LeaseInfo",
+    "Member",
+    "Page",
+    "PutResult",
+    "RangeResult",
+    "ResponseHeader",
+    "Status",
+    "TxnResult",
+    "WatchResponse",
+]
+
+
+class KeyValue(NamedTuple):
+    """One key as etcd stores it.
+
+    A named tuple rather than a dataclass because a mount of 100,000 keys makes 100,000 of
+    them: tuples are the cheapest immutable record Python has.
+
+    Attributes:
+        key: the key, raw bytes.
+        value: the value, raw bytes (``b""`` for an empty value, and in a DELETE event).
+        create_revision: the revision that created this incarnation of the key.
+        mod_revision: the revision of the last change (for a DELETE event, the deletion).
+        version: how often the key was written since it was created; 0 once deleted.
+        lease: the id of the lease the key is attached to, 0 for none.
+    """
+
+    key: bytes
+    value: bytes = b""
+    create_revision: int = 0
+    mod_revision: int = 0
+    version: int = 0
+    lease: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseHeader:
+    """Which cluster and member answered, at which store revision and raft term."""
+
+    cluster_id: int = 0
+    member_id: int = 0
+    revision: int = 0
+    raft_term: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RangeResult:
+    """The answer to a range (get) request.
+
+    ``count`` is the number of keys in the range before ``limit`` applied; ``more`` says
+    that ``limit`` cut the answer short. ``header.revision`` is the store's current
+    revision, even for a read at a past revision.
+    """
+
+    header: ResponseHeader
+    kvs: list[KeyValue] = field(default_factory=list)
+    more: bool = False
+    count: int = 0
+
+    @property
+    def revision(self) -> int:
+        return self.header.revision
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of a paged range, all pages read at the same ``revision``."""
+
+    revision: int
+    kvs: list[KeyValue]
+
+
+@dataclass(frozen=True, slots=True)
+class PutResult:
+    """The answer to a put: ``revision`` is the new ``mod_revision`` of the key."""
+
+    header: ResponseHeader
+    prev_kv: KeyValue | None = None
+
+    @property
+    def revision(self) -> int:
+        return self.header.revision
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteResult:
+    """The answer to a delete: how many keys went, and (if asked) what they held."""
+
+    header: ResponseHeader
+    deleted: int = 0
+    prev_kvs: list[KeyValue] = field(default_factory=list)
+
+    @property
+    def revision(self) -> int:
+        return self.header.revision
+
+
+@dataclass(frozen=True, slots=True)
+class TxnResult:
+    """The answer to a transaction.
+
+    ``succeeded`` tells which branch ran; ``responses`` holds one result per operation of
+    that branch, in order. A failed compare is a normal result, not an error.
+    """
+
+    header: ResponseHeader
+    succeeded: bool = False
+    responses: list[OpResult] = field(default_factory=list)
+
+    @property
+    def revision(self) -> int:
+        return self.header.revision
+
+
+OpResult: TypeAlias = RangeResult | PutResult | DeleteResult | TxnResult
+
+
+class EventType(enum.Enum):
+    PUT = "PUT"
+    DELETE = "DELETE"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One change seen by a watch. ``prev_kv`` is there only when the watch asked for it."""
+
+    type: EventType
+    kv: KeyValue
+    prev_kv: KeyValue | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WatchResponse:
+    """One message of a watch: the events of one or more revisions, or a progress report.
+
+    Events come grouped as etcd sends them: a live message holds one revision (all of a
+    transaction's events together); a catch-up message may hold many revisions, in order.
+    A message with no events is a progress notification: nothing under the watched range
+    changed up to ``revision``.
+
+    Attributes:
+        header: the server's header. During a catch-up its revision is the store's current
+            revision, which may be ahead of the events delivered so far.
+        events: the changes, in revision order.
+        revision: the revision the watcher has now seen everything up to: the last event's
+            revision, or the header's revision for a progress notification.
+    """
+
+    header: ResponseHeader
+    events: list[Event]
+    revision: int
+
+    @property
+    def is_progress_notify(self) -> bool:
+        return not self.events
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseGrant:
+    """A lease the server granted: its id and TTL in seconds."""
+
+    id: int
+    ttl: int
+    header: ResponseHeader = ResponseHeader()
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseInfo:
+    """What the server knows about a lease: remaining ``ttl`` in seconds (-1 when the lease
+    does not exist), the ``granted_ttl``, and the attached ``keys`` when asked."""
+
+    id: int
+    ttl: int
+    granted_ttl: int = 0
+    keys: list[bytes] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """A member's status (``Client.status``)."""
+
+    header: ResponseHeader
+    version: str
+    db_size: int
+    leader: int
+    raft_index: int
+    raft_term: int
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """A cluster member (``Client.members``)."""
+
+    id: int
+    name: str
+    peer_urls: list[str]
+    client_urls: list[str]
+    is_learner: bool = False

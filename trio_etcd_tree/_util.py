@@ -1,0 +1,74 @@
+"""Small helpers for structured concurrency: nurseries that do not wrap a lone error, and
+jittered backoff."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import trio
+
+__all__ = ["Backoff", "open_service_nursery"]
+
+
+@asynccontextmanager
+async def open_service_nursery() -> AsyncIterator[trio.Nursery]:
+    """A nursery for our own background tasks, which raises a single error unwrapped.
+
+    Trio wraps whatever leaves a nursery in an ``ExceptionGroup``. Our background tasks
+    report through channels and raise only what is meant to end the block (a lost lease,
+    say), so the group holds one real error, which we raise as it is, preferring it over
+    the ``Cancelled`` it caused elsewhere (option 2 of trio's "Designing for multiple
+    errors"). A group of several real errors is raised unchanged.
+    """
+    try:
+        async with trio.open_nursery() as nursery:
+            yield nursery
+    except BaseExceptionGroup as group:
+        real = [e for e in _leaves(group) if not isinstance(e, trio.Cancelled)]
+        if len(real) > 1:
+            raise
+        single = real[0] if real else _leaves(group)[0]
+        context = single.__context__
+        try:
+            raise single
+        finally:
+            single.__context__ = context
+            del single, group
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            out.extend(_leaves(exc))
+        else:
+            out.append(exc)
+    return out
+
+
+class Backoff:
+    """Exponential backoff with jitter.
+
+    The n-th wait is uniform in [c/2, c] where c = min(cap, base * 2**n).
+
+    ``reset()`` after a success so the next failure waits briefly again.
+    """
+
+    def __init__(self, base: float = 0.05, cap: float = 2.0) -> None:
+        self.base = base
+        self.cap = cap
+        self.attempt = 0
+
+    def next_delay(self) -> float:
+        ceiling = min(self.cap, self.base * math.pow(2, self.attempt))
+        self.attempt += 1
+        return random.uniform(ceiling / 2, ceiling)
+
+    async def wait(self) -> None:
+        await trio.sleep(self.next_delay())
+
+    def reset(self) -> None:
+        self.attempt = 0
