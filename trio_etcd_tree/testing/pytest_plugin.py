@@ -1,0 +1,190 @@
+"""pytest fixtures for testing with etcd: real servers and the in-memory one.
+
+Enable it with ``-p trio_etcd_tree.testing.pytest_plugin`` (or ``pytest_plugins = [...]`` in
+a conftest). It needs pytest-trio in trio mode. Fixtures:
+
+``etcd_backend``
+    One etcd to test against, parametrized over the in-memory :class:`FakeEtcd` and every
+    real etcd version asked for (``--etcd-versions``, default ``3.4,3.5``). Real servers are
+    started once per session (single node, loopback, temporary data dir) and shared: each
+    test gets its own key ``prefix``. Tests marked ``real_only`` skip the fake.
+``etcd_cluster3``
+    A real 3-member cluster of the newest etcd found, started for the test and removed after.
+
+A real version whose binary cannot be found is skipped with the reason, unless the
+environment variable ``TRIO_ETCD_TREE_REQUIRE_ETCD`` is set (CI sets it): then it fails.
+Under the fake, tests run with ``MockClock(autojump_threshold=0)``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+import trio.testing
+
+from .. import Client, open_client
+from ._fake import FakeEtcd, open_fake_etcd
+from ._launcher import EtcdBinary, EtcdCluster, EtcdNotFoundError, find_etcd, find_etcd_binaries
+
+__all__ = ["EtcdBackend"]
+
+REQUIRE_ENV = "TRIO_ETCD_TREE_REQUIRE_ETCD"
+PROGRESS_NOTIFY_INTERVAL = 1.0
+"""Real test servers send watch progress notifications every second."""
+
+_counter = itertools.count()
+
+
+@dataclass
+class EtcdBackend:
+    """One etcd to test against.
+
+    Attributes:
+        kind: ``"fake"`` or the real server's version prefix (``"3.5"``).
+        endpoints: the client URLs.
+        prefix: a key prefix of this test's own (``b"/t7-test_name/"``).
+        fake: the in-memory etcd, when ``kind == "fake"`` (for fault injection).
+        cluster: the real cluster, otherwise.
+    """
+
+    kind: str
+    endpoints: list[str]
+    prefix: bytes
+    fake: FakeEtcd | None = None
+    cluster: EtcdCluster | None = None
+    client_options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_fake(self) -> bool:
+        return self.fake is not None
+
+    @property
+    def transport(self) -> httpx.AsyncBaseTransport | None:
+        return self.fake
+
+    def client(self, **options: Any) -> AbstractAsyncContextManager[Client]:
+        """``async with backend.client() as client``: a client to this etcd."""
+        return open_client(
+            self.endpoints, transport=self.transport, **(self.client_options | options)
+        )
+
+    def key(self, name: str) -> bytes:
+        """A key under this test's prefix."""
+        return self.prefix + name.encode()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--etcd-versions",
+        default="3.4,3.5",
+        help="real etcd versions that etcd_backend runs against (comma-separated prefixes)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "real_only: needs a real etcd server (the reason is given in the test)"
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "etcd_backend" not in metafunc.fixturenames:
+        return
+    kinds = [v.strip() for v in metafunc.config.getoption("--etcd-versions").split(",") if v]
+    if metafunc.definition.get_closest_marker("real_only") is None:
+        kinds.insert(0, "fake")
+    metafunc.parametrize("etcd_backend_kind", kinds, indirect=True)
+
+
+@pytest.fixture
+def etcd_backend_kind(request: pytest.FixtureRequest) -> str:
+    kind: str = request.param
+    return kind
+
+
+@pytest.fixture(autouse=True)
+def etcd_backend_clock(request: pytest.FixtureRequest) -> trio.testing.MockClock | None:
+    """The clock of a test on ``etcd_backend``: autojump under the fake, real otherwise.
+
+    pytest-trio takes the clock from the test's fixture values, so this autouse fixture
+    hands one over only to tests that run on the fake.
+    """
+    if "etcd_backend_kind" in request.fixturenames:
+        if request.getfixturevalue("etcd_backend_kind") == "fake":
+            return trio.testing.MockClock(autojump_threshold=0)
+    return None
+
+
+class _Servers:
+    """The session's real etcd servers, started on first use."""
+
+    def __init__(self) -> None:
+        self.clusters: dict[str, EtcdCluster] = {}
+
+    def get(self, version: str) -> EtcdCluster:
+        if version not in self.clusters:
+            binary = _binary(version)
+            self.clusters[version] = EtcdCluster.start(
+                binary, progress_notify_interval=PROGRESS_NOTIFY_INTERVAL
+            )
+        return self.clusters[version]
+
+    def close(self) -> None:
+        for cluster in self.clusters.values():
+            cluster.close()
+
+
+def _binary(version: str | None = None) -> EtcdBinary:
+    try:
+        return find_etcd(version)
+    except EtcdNotFoundError as exc:
+        if os.environ.get(REQUIRE_ENV):
+            pytest.fail(f"{REQUIRE_ENV} is set but: {exc}")
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def etcd_servers() -> Iterator[_Servers]:
+    servers = _Servers()
+    try:
+        yield servers
+    finally:
+        servers.close()
+
+
+def _prefix(request: pytest.FixtureRequest) -> bytes:
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", request.node.name)[:60]
+    return f"/t{next(_counter)}-{name}/".encode()
+
+
+@pytest.fixture
+async def etcd_backend(
+    request: pytest.FixtureRequest, etcd_backend_kind: str, etcd_servers: _Servers
+) -> AsyncIterator[EtcdBackend]:
+    """One etcd per parameter: the in-memory fake, or a session's real server."""
+    prefix = _prefix(request)
+    if etcd_backend_kind == "fake":
+        async with open_fake_etcd(progress_notify_interval=PROGRESS_NOTIFY_INTERVAL) as fake:
+            yield EtcdBackend("fake", list(fake.endpoints), prefix, fake=fake)
+        return
+    cluster = etcd_servers.get(etcd_backend_kind)
+    yield EtcdBackend(etcd_backend_kind, cluster.endpoints, prefix, cluster=cluster)
+
+
+@pytest.fixture
+def etcd_cluster3() -> Iterator[EtcdCluster]:
+    """A real 3-member cluster of the newest etcd found, for this test alone."""
+    binaries = find_etcd_binaries()
+    if not binaries:
+        _binary()  # skips or fails with the reason
+    cluster = EtcdCluster.start(binaries[-1], size=3, progress_notify_interval=PROGRESS_NOTIFY_INTERVAL)
+    with cluster:
+        yield cluster
