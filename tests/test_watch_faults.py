@@ -90,7 +90,7 @@ async def test_unreachable_then_back(
             assert stream.statistics().reconnects > 3
             fake.member_up(0)
             assert await _events(stream, 1) == [(rev, b"/w/a", b"1")]
-            assert stream.state is et.ConnectionState.CONNECTED
+            assert stream.statistics().state is et.ConnectionState.CONNECTED
 
 
 async def test_stall_timeout_reopens_silent_stream(

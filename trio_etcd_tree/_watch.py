@@ -30,10 +30,10 @@ from __future__ import annotations
 
 import enum
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
-from typing import final
+from typing import cast, final
 
 import httpx
 import trio
@@ -173,7 +173,8 @@ class WatchStream(trio.abc.ReceiveChannel[WatchResponse]):
 
     @property
     def next_revision(self) -> int:
-        """The revision the stream delivers next (and would resume at)."""
+        """The revision the stream would resume at: one past the last complete revision it
+        has read from the server (responses may still wait in the buffer)."""
         return self._next
 
     def statistics(self) -> WatchStatistics:
@@ -284,7 +285,7 @@ class WatchStream(trio.abc.ReceiveChannel[WatchResponse]):
                     )
                 )
             parts: list[bytes] = []
-            async with aclosing(response.aiter_raw()) as chunks:
+            async with aclosing(cast("AsyncGenerator[bytes]", response.aiter_raw())) as chunks:
                 async for chunk in chunks:
                     self._last_activity = trio.current_time()
                     start = 0
