@@ -155,6 +155,11 @@ class Connection:
                         endpoint + path, content=content, headers=headers
                     )
                 except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                    tls = _tls_failure(exc)
+                    if tls is not None:  # a setup error: trying again will not help
+                        raise UnavailableError(
+                            f"the TLS handshake failed: {tls}", request=what, endpoint=endpoint
+                        ) from exc
                     failures.append(f"{endpoint}: {exc or type(exc).__name__}")
                     self.endpoint_failed(endpoint)
                     continue
@@ -226,6 +231,16 @@ class Connection:
         finally:
             with trio.CancelScope(shield=True):
                 await response.aclose()
+
+
+def _tls_failure(exc: BaseException) -> ssl.SSLError | None:
+    """The TLS error behind a failed connection, if that is what it was."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def ssl_context(

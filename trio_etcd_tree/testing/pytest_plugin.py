@@ -34,7 +34,7 @@ from .. import Client, open_client
 from ._fake import FakeEtcd, open_fake_etcd
 from ._launcher import EtcdBinary, EtcdCluster, EtcdNotFoundError, find_etcd, find_etcd_binaries
 
-__all__ = ["EtcdBackend"]
+__all__ = ["EtcdBackend", "Servers"]
 
 REQUIRE_ENV = "TRIO_ETCD_TREE_REQUIRE_ETCD"
 PROGRESS_NOTIFY_INTERVAL = 1.0
@@ -130,7 +130,7 @@ def _run_on_autojump_clock(
     )
 
 
-class _Servers:
+class Servers:
     """The session's real etcd servers, started on first use."""
 
     def __init__(self) -> None:
@@ -159,8 +159,8 @@ def _binary(version: str | None = None) -> EtcdBinary:
 
 
 @pytest.fixture(scope="session")
-def etcd_servers() -> Iterator[_Servers]:
-    servers = _Servers()
+def etcd_servers() -> Iterator[Servers]:
+    servers = Servers()
     try:
         yield servers
     finally:
@@ -174,7 +174,7 @@ def _prefix(request: pytest.FixtureRequest) -> bytes:
 
 @pytest.fixture
 async def etcd_backend(
-    request: pytest.FixtureRequest, etcd_backend_kind: str, etcd_servers: _Servers
+    request: pytest.FixtureRequest, etcd_backend_kind: str, etcd_servers: Servers
 ) -> AsyncIterator[EtcdBackend]:
     """One etcd per parameter: the in-memory fake, or a session's real server."""
     prefix = _prefix(request)

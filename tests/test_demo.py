@@ -1,0 +1,61 @@
+"""The demo, in-process, on an embedded etcd and on a given one."""
+
+from __future__ import annotations
+
+import pytest
+
+import trio_etcd_tree as et
+from trio_etcd_tree._cli import demo
+from trio_etcd_tree.testing import EtcdCluster, EtcdNotFoundError
+from trio_etcd_tree.testing.pytest_plugin import Servers
+
+EXPECTED = [
+    "watch saw PUT",
+    "guarded write of db/port: applied",
+    "refused, the key now holds 5433 (a conflict, caught)",
+    "the key is gone",
+    "db/port = 5433",
+    "cleaned up",
+]
+
+
+def test_demo_on_embedded_etcd(capsys: pytest.CaptureFixture[str]) -> None:
+    assert demo.main([]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("started etcd 3.")
+    for line in EXPECTED:
+        assert line in out
+
+
+def test_demo_with_endpoints(etcd_servers: Servers, capsys: pytest.CaptureFixture[str]) -> None:
+    endpoints = etcd_servers.get("3.5").endpoints
+    assert demo.main(["--endpoints", ",".join(endpoints)]) == 0
+    out = capsys.readouterr().out
+    assert "started etcd" not in out
+    for line in EXPECTED:
+        assert line in out
+
+
+def test_demo_reports_errors(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def fails(*args: object) -> None:
+        raise et.UnavailableError("no endpoint answered", request="status")
+
+    async def interrupted(*args: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(demo, "run_demo", fails)
+    assert demo.main(["--endpoints", "http://127.0.0.1:1"]) == 1
+    assert capsys.readouterr().err == "demo: status: no endpoint answered\n"
+    monkeypatch.setattr(demo, "run_demo", interrupted)
+    assert demo.main(["--endpoints", "http://127.0.0.1:1"]) == 130
+
+
+def test_demo_without_etcd(monkeypatch: pytest.MonkeyPatch) -> None:
+    def missing(*args: object, **kwargs: object) -> EtcdCluster:
+        raise EtcdNotFoundError("no etcd binary found")
+
+    monkeypatch.setattr(EtcdCluster, "start", missing)
+    with pytest.raises(SystemExit, match="demo: no etcd binary found"):
+        demo.main([])

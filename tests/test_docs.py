@@ -1,0 +1,49 @@
+"""Every complete program in TUTORIAL.rst and docs/*.rst runs, against etcd 3.4 and 3.5."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from trio_etcd_tree.testing.pytest_plugin import Servers
+
+ROOT = Path(__file__).parent.parent
+DOCUMENTS = [ROOT / "TUTORIAL.rst", *sorted((ROOT / "docs").glob("*.rst"))]
+
+
+def programs(path: Path) -> list[tuple[str, str]]:
+    """(id, source) of each ``code-block:: python`` that is a whole program."""
+    text = path.read_text()
+    found = []
+    for match in re.finditer(r"\.\. code-block:: python\n\n((?:    .*\n|\n)+)", text):
+        source = "\n".join(line[4:] for line in match.group(1).splitlines())
+        if "ETCD_ENDPOINTS" in source:
+            line = text[: match.start()].count("\n") + 1
+            found.append((f"{path.name}:{line}", source))
+    return found
+
+
+PROGRAMS = [p for doc in DOCUMENTS for p in programs(doc)]
+
+
+def test_the_tutorial_has_programs() -> None:
+    assert len([p for p in PROGRAMS if p[0].startswith("TUTORIAL")]) >= 6
+
+
+@pytest.mark.parametrize("version", ["3.4", "3.5"])
+@pytest.mark.parametrize(("where", "source"), PROGRAMS, ids=[p[0] for p in PROGRAMS])
+def test_program_runs(
+    where: str,
+    source: str,
+    version: str,
+    etcd_servers: Servers,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("ETCD_ENDPOINTS", ",".join(etcd_servers.get(version).endpoints))
+    exec(compile(source, where, "exec"), {"__name__": "__main__"})
+    printed = capsys.readouterr().out
+    for expected in re.findall(r"print\(.*\)\s+# (\[.*\])", source):
+        assert expected in printed

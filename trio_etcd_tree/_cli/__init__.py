@@ -1,0 +1,1 @@
+"""The command-line tools; each module has a ``main(argv) -> int``."""
