@@ -160,7 +160,9 @@ async def test_auth_errors_and_token_renewal(version: str) -> None:
 @pytest.mark.parametrize("version", VERSIONS)
 async def test_tls_with_client_certificates(version: str) -> None:
     with EtcdCluster.start(_binary(version), tls=True, client_cert_auth=True) as cluster:
-        assert cluster.ca_path and cluster.client_cert_path and cluster.client_key_path
+        assert cluster.ca_path
+        assert cluster.client_cert_path
+        assert cluster.client_key_path
         async with et.open_client(
             cluster.endpoints,
             ca_cert=cluster.ca_path,

@@ -55,9 +55,8 @@ async def run_demo(endpoints: Sequence[str], out: TextIO) -> None:
             await client.put(prefix + "db/host", "db.internal")
             response = await _next_change(changes)
             event = response.events[0]
-            say(
-                f"watch saw {event.type.name} {event.kv.key.decode()} at revision {response.revision}"
-            )
+            name = event.kv.key.decode()
+            say(f"watch saw {event.type.name} {name} at revision {response.revision}")
 
             # a guarded write: only if nobody changed the port since we read it
             guard = et.Compare.mod_revision(prefix + "db/port") == kv.mod_revision
@@ -77,9 +76,8 @@ async def run_demo(endpoints: Sequence[str], out: TextIO) -> None:
             await client.put(prefix + "workers/me", "alive", lease=lease.id)
             say(f"a key on lease {lease.id:#x} exists while the block runs")
         gone = await client.get(prefix + "workers/me") is None
-        say(
-            f"after the block the lease is revoked and the key is {'gone' if gone else 'still there'}"
-        )
+        state = "gone" if gone else "still there"
+        say(f"after the block the lease is revoked and the key is {state}")
 
         result = await client.range(prefix, prefix=True)
         for item in result.kvs:
