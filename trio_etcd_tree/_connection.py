@@ -67,7 +67,6 @@ class Connection:
         self._token: str | None = None
         self._token_generation = 0
         self._auth_lock = trio.Lock()
-        self.cluster_id: int | None = None
         self._last_failures: list[str] = []
 
     # --- endpoints -------------------------------------------------------------------------

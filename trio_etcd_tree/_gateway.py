@@ -150,6 +150,8 @@ def op_request(op: Op) -> Json:
                 revision=op.revision,
                 keys_only=op.keys_only,
                 count_only=op.count_only,
+                sort_order=op.sort_order,
+                sort_target=op.sort_target,
             )
         }
     if isinstance(op, Put):
@@ -290,7 +292,7 @@ def lease_info(data: Json) -> LeaseInfo:
         int(data.get("ID", 0)),
         int(data.get("TTL", 0)),
         int(data.get("grantedTTL", 0)),
-        [_a2b(k) for k in data.get("keys", ())],
+        sorted(_a2b(k) for k in data.get("keys", ())),  # etcd lists them in random order
     )
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TypeAlias, final
+from typing import Literal, TypeAlias, final
 
 from ._keys import KeyLike, key_bytes, range_end_for
 
@@ -144,6 +144,8 @@ class Get:
     revision: int
     keys_only: bool
     count_only: bool
+    sort_order: str | None
+    sort_target: str | None
 
     def __init__(
         self,
@@ -155,6 +157,8 @@ class Get:
         revision: int = 0,
         keys_only: bool = False,
         count_only: bool = False,
+        sort_order: Literal["NONE", "ASCEND", "DESCEND"] | None = None,
+        sort_target: Literal["KEY", "VERSION", "CREATE", "MOD", "VALUE"] | None = None,
     ) -> None:
         k = key_bytes(key)
         object.__setattr__(self, "key", k)
@@ -163,6 +167,8 @@ class Get:
         object.__setattr__(self, "revision", revision)
         object.__setattr__(self, "keys_only", keys_only)
         object.__setattr__(self, "count_only", count_only)
+        object.__setattr__(self, "sort_order", sort_order)
+        object.__setattr__(self, "sort_target", sort_target)
 
 
 @final

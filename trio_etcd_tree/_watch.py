@@ -147,6 +147,8 @@ class WatchStream(trio.abc.ReceiveChannel[WatchResponse]):
         self._last_activity = trio.current_time()
         self._sending = False
         self._silent: str | None = None
+        self._seen = 0  # the highest revision the server has shown us
+        self._cluster_id: int | None = None
 
     # --- the consumer's side ---------------------------------------------------------------
 
@@ -331,12 +333,14 @@ class WatchStream(trio.abc.ReceiveChannel[WatchResponse]):
         except EtcdError as exc:
             raise self._classify(exc) from None
         header = gw.header(result)
+        if header.revision > self._seen and not result.get("created"):
+            self._seen = header.revision
         if header.cluster_id:
-            if self._conn.cluster_id is None:
-                self._conn.cluster_id = header.cluster_id
-            elif header.cluster_id != self._conn.cluster_id:
+            if self._cluster_id is None:
+                self._cluster_id = header.cluster_id
+            elif header.cluster_id != self._cluster_id:
                 raise ClusterChangedError(
-                    f"the cluster id changed from {self._conn.cluster_id:x} to "
+                    f"the cluster id changed from {self._cluster_id:x} to "
                     f"{header.cluster_id:x}: a different or restored cluster",
                     request=self._what,
                     endpoint=endpoint,
@@ -354,6 +358,7 @@ class WatchStream(trio.abc.ReceiveChannel[WatchResponse]):
                 if not events:
                     return
             revision = events[-1].kv.mod_revision
+            self._seen = max(self._seen, revision)
             self._events += len(events)
         else:
             revision = header.revision
@@ -390,16 +395,17 @@ class WatchStream(trio.abc.ReceiveChannel[WatchResponse]):
     async def _created(self, revision: int, endpoint: str) -> None:
         if self._next == 0:
             self._next = revision + 1  # "from now on"
-        elif revision < self._next - 1:
+        if revision < self._seen:
             # a lagging follower can be briefly behind; a linearizable read settles it
             current = await self._probe(endpoint)
-            if current < self._next - 1:
+            if current < self._seen:
                 raise ClusterChangedError(
-                    f"the server is at revision {current}, but revision {self._next - 1} "
+                    f"the server is at revision {current}, but revision {self._seen} "
                     "was seen before: the cluster was restored from a backup",
                     request=self._what,
                     endpoint=endpoint,
                 )
+        self._seen = max(self._seen, revision)
         self._set_state(ConnectionState.CONNECTED)
         if self._task_status is not None:
             self._task_status.started()
