@@ -7,22 +7,62 @@ The public names are re-exported here from private modules named after what they
 from __future__ import annotations
 
 from ._client import Client as Client, open_client as open_client
+from ._codecs import (
+    BOOL as BOOL,
+    BYTES as BYTES,
+    FLOAT as FLOAT,
+    INT as INT,
+    JSON as JSON,
+    STR as STR,
+    Codec as Codec,
+)
+from ._election import (
+    Election as Election,
+    Leader as Leader,
+    NotLeaderError as NotLeaderError,
+    current_leader as current_leader,
+    election as election,
+    observe_leader as observe_leader,
+)
 from ._errors import (
     AuthenticationError as AuthenticationError,
     ClusterChangedError as ClusterChangedError,
     CompactedError as CompactedError,
+    ConflictError as ConflictError,
+    DecodeError as DecodeError,
     EtcdError as EtcdError,
     FutureRevisionError as FutureRevisionError,
     InvalidRequestError as InvalidRequestError,
     LeaseExpiredError as LeaseExpiredError,
+    MirrorError as MirrorError,
     NotFoundError as NotFoundError,
     PermissionDeniedError as PermissionDeniedError,
     ProtocolError as ProtocolError,
+    SubscriptionOverflow as SubscriptionOverflow,
     TooLargeError as TooLargeError,
+    TreeClosedError as TreeClosedError,
     UnavailableError as UnavailableError,
 )
 from ._keys import prefix_end as prefix_end
 from ._lease import Lease as Lease
+from ._lock import (
+    Lock as Lock,
+    LockBusyError as LockBusyError,
+    LockLostError as LockLostError,
+    lock as lock,
+    try_lock as try_lock,
+)
+from ._mount import (
+    MountState as MountState,
+    MountStatistics as MountStatistics,
+    Root as Root,
+    Transaction as Transaction,
+    mount as mount,
+)
+from ._node import Node as Node
+from ._registry import TypeRegistry as TypeRegistry
+from ._subscribe import Subscription as Subscription
+from ._tree import Change as Change, ChangeKind as ChangeKind, Update as Update
 from ._txn import (
     Compare as Compare,
     CompareResult as CompareResult,
@@ -57,16 +97,28 @@ from ._watch import (
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "BOOL",
+    "BYTES",
+    "FLOAT",
+    "INT",
+    "JSON",
+    "STR",
     "AuthenticationError",
+    "Change",
+    "ChangeKind",
     "Client",
     "ClusterChangedError",
+    "Codec",
     "CompactedError",
     "Compare",
     "CompareResult",
     "CompareTarget",
+    "ConflictError",
     "ConnectionState",
+    "DecodeError",
     "Delete",
     "DeleteResult",
+    "Election",
     "EtcdError",
     "Event",
     "EventType",
@@ -74,12 +126,21 @@ __all__ = [
     "Get",
     "InvalidRequestError",
     "KeyValue",
+    "Leader",
     "Lease",
     "LeaseExpiredError",
     "LeaseGrant",
     "LeaseInfo",
+    "Lock",
+    "LockBusyError",
+    "LockLostError",
     "Member",
+    "MirrorError",
+    "MountState",
+    "MountStatistics",
+    "Node",
     "NotFoundError",
+    "NotLeaderError",
     "Page",
     "PermissionDeniedError",
     "ProtocolError",
@@ -87,23 +148,33 @@ __all__ = [
     "PutResult",
     "RangeResult",
     "ResponseHeader",
+    "Root",
     "Status",
+    "Subscription",
+    "SubscriptionOverflow",
     "TooLargeError",
+    "Transaction",
+    "TreeClosedError",
     "Txn",
     "TxnResult",
+    "TypeRegistry",
     "UnavailableError",
+    "Update",
     "WatchResponse",
     "WatchStatistics",
     "WatchStream",
+    "current_leader",
+    "election",
+    "lock",
+    "mount",
+    "observe_leader",
     "open_client",
     "prefix_end",
+    "try_lock",
 ]
 
 for _name in __all__:
     _obj = globals()[_name]
-    if getattr(_obj, "__module__", "").startswith("trio_etcd_tree._"):
-        try:
-            _obj.__module__ = "trio_etcd_tree"
-        except (AttributeError, TypeError):  # pragma: no cover -- some objects refuse it
-            pass
+    if isinstance(_obj, type) or (callable(_obj) and hasattr(_obj, "__code__")):
+        _obj.__module__ = "trio_etcd_tree"
 del _name, _obj

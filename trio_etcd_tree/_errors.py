@@ -13,7 +13,14 @@
     ├── NotFoundError           the lease does not exist (any more)
     ├── LeaseExpiredError       a lease kept alive by ``Client.lease`` was lost
     ├── ClusterChangedError     the cluster id changed or the revision went backwards
-    └── ProtocolError           an answer this library does not understand
+    ├── ProtocolError           an answer this library does not understand
+    │
+    │   the mirrored tree (``mount``):
+    ├── ConflictError           a guarded write found the key changed (.current holds it now)
+    ├── DecodeError             a node's bytes do not decode with its codec (.raw kept)
+    ├── TreeClosedError         the mount was left (also a trio.ClosedResourceError)
+    ├── SubscriptionOverflow    a subscriber fell too far behind (also trio.BrokenResourceError)
+    └── MirrorError             the mirror cannot go on (the cause is chained)
 
 Every error says what was asked (``request``, e.g. ``"put b'/cfg/a'"``), of which endpoint,
 and what the server said (``code`` is the gRPC status code, ``server_message`` its text).
@@ -22,18 +29,30 @@ A failed compare in a transaction is not an error: it is a normal ``TxnResult``.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+import trio
+
+if TYPE_CHECKING:
+    from ._types import KeyValue
+
 __all__ = [
     "AuthenticationError",
     "ClusterChangedError",
     "CompactedError",
+    "ConflictError",
+    "DecodeError",
     "EtcdError",
     "FutureRevisionError",
     "InvalidRequestError",
     "LeaseExpiredError",
+    "MirrorError",
     "NotFoundError",
     "PermissionDeniedError",
     "ProtocolError",
+    "SubscriptionOverflow",
     "TooLargeError",
+    "TreeClosedError",
     "UnavailableError",
 ]
 
@@ -141,3 +160,56 @@ class ClusterChangedError(EtcdError):
 
 class ProtocolError(EtcdError):
     """The server's answer could not be understood."""
+
+
+class ConflictError(EtcdError):
+    """A guarded write was refused: the key (or subtree) is not as the tree knew it.
+
+    Attributes:
+        key: the first key found not as the write expected.
+        current: what the server holds now for ``key`` (``None``: nothing), read in the
+            same transaction, so it is exactly what made the guard fail.
+        conflicts: every key found changed, mapped to what the server holds now.
+        revision: the store's revision when the write was refused.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        conflicts: dict[bytes, KeyValue | None],
+        revision: int,
+        request: str = "",
+    ) -> None:
+        super().__init__(message, request=request)
+        self.conflicts = conflicts
+        self.key = next(iter(conflicts), b"")
+        self.current = conflicts.get(self.key)
+        self.revision = revision
+
+
+class DecodeError(EtcdError, ValueError):
+    """A node's value does not decode with its codec. The tree keeps the bytes (``raw``)."""
+
+    def __init__(self, message: str, *, key: bytes, raw: bytes, codec: str) -> None:
+        super().__init__(message)
+        self.key = key
+        self.raw = raw
+        self.codec = codec
+
+
+class TreeClosedError(EtcdError, trio.ClosedResourceError):
+    """The ``mount`` block was left: the tree is a frozen snapshot and cannot be written."""
+
+
+class SubscriptionOverflow(EtcdError, trio.BrokenResourceError):
+    """A subscriber did not keep up and its buffer filled; the subscription has ended.
+
+    Everything delivered before it is still valid; read the tree's current state to recover
+    and subscribe again.
+    """
+
+
+class MirrorError(EtcdError):
+    """The mirror cannot go on (for example the user lost permission to read the subtree);
+    raised out of the ``mount`` block. ``__cause__`` holds the underlying error."""

@@ -280,10 +280,25 @@ def events(items: list[Json] | None) -> list[Event]:
     if not items:
         return []
     out = []
+    a2b = _a2b
+    delete, put = EventType.DELETE, EventType.PUT
     for e in items:
+        d = e["kv"]
         prev = e.get("prev_kv")
-        etype = EventType.DELETE if e.get("type") == "DELETE" else EventType.PUT
-        out.append(Event(etype, kv(e["kv"]), kv(prev) if prev else None))
+        out.append(
+            Event(
+                delete if e.get("type") == "DELETE" else put,
+                KeyValue(
+                    a2b(d["key"]),
+                    a2b(d["value"]) if "value" in d else b"",
+                    int(d.get("create_revision", 0)),
+                    int(d.get("mod_revision", 0)),
+                    int(d.get("version", 0)),
+                    int(d.get("lease", 0)),
+                ),
+                kv(prev) if prev else None,
+            )
+        )
     return out
 
 

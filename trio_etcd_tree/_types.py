@@ -52,8 +52,7 @@ class KeyValue(NamedTuple):
     lease: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class ResponseHeader:
+class ResponseHeader(NamedTuple):
     """Which cluster and member answered, at which store revision and raft term."""
 
     cluster_id: int = 0
@@ -139,8 +138,7 @@ class EventType(enum.Enum):
     DELETE = "DELETE"
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
+class Event(NamedTuple):
     """One change seen by a watch. ``prev_kv`` is there only when the watch asked for it."""
 
     type: EventType
@@ -148,8 +146,7 @@ class Event:
     prev_kv: KeyValue | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class WatchResponse:
+class WatchResponse(NamedTuple):
     """One message of a watch: the events of one or more revisions, or a progress report.
 
     Events come grouped as etcd sends them: a live message holds one revision (all of a
@@ -180,7 +177,7 @@ class LeaseGrant:
 
     id: int
     ttl: int
-    header: ResponseHeader = ResponseHeader()
+    header: ResponseHeader = field(default_factory=ResponseHeader)
 
 
 @dataclass(frozen=True, slots=True)

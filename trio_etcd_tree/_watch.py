@@ -148,7 +148,7 @@ class WatchStream(trio.abc.ReceiveChannel[WatchResponse]):
         self._sending = False
         self._silent: str | None = None
         self._seen = 0  # the highest revision the server has shown us
-        self._cluster_id: int | None = None
+        self._cluster_id: str | None = None  # as the server spells it
 
     # --- the consumer's side ---------------------------------------------------------------
 
@@ -332,23 +332,21 @@ class WatchStream(trio.abc.ReceiveChannel[WatchResponse]):
             result = gw.stream_result(data, self._what, endpoint)
         except EtcdError as exc:
             raise self._classify(exc) from None
-        header = gw.header(result)
-        if header.revision > self._seen and not result.get("created"):
-            self._seen = header.revision
-        if header.cluster_id:
-            if self._cluster_id is None:
-                self._cluster_id = header.cluster_id
-            elif header.cluster_id != self._cluster_id:
+        h = result.get("header") or {}
+        cluster = h.get("cluster_id")
+        if cluster is not None and cluster != self._cluster_id:
+            if self._cluster_id is not None:
                 raise ClusterChangedError(
-                    f"the cluster id changed from {self._cluster_id:x} to "
-                    f"{header.cluster_id:x}: a different or restored cluster",
+                    f"the cluster id changed from {int(self._cluster_id):x} to "
+                    f"{int(cluster):x}: a different or restored cluster",
                     request=self._what,
                     endpoint=endpoint,
                 )
+            self._cluster_id = cluster
         if result.get("canceled"):
             self._canceled(result, endpoint)
         if result.get("created"):
-            await self._created(header.revision, endpoint)
+            await self._created(int(h.get("revision", 0)), endpoint)
             return
         items = result.get("events")
         if items:
@@ -358,19 +356,24 @@ class WatchStream(trio.abc.ReceiveChannel[WatchResponse]):
                 if not events:
                     return
             revision = events[-1].kv.mod_revision
-            self._seen = max(self._seen, revision)
             self._events += len(events)
         else:
-            revision = header.revision
+            revision = int(h.get("revision", 0))
             if revision < self._next - 1:
                 return  # an out-of-date progress report says nothing new
             events = []
+        if revision > self._seen:
+            self._seen = revision
         self._next = revision + 1
         self._responses += 1
-        self._sending = True
-        await send.send(WatchResponse(header, events, revision))
-        self._sending = False
-        self._last_activity = trio.current_time()
+        response = WatchResponse(gw.header(result), events, revision)
+        try:
+            send.send_nowait(response)  # the common case: no trip through the scheduler
+        except trio.WouldBlock:
+            self._sending = True
+            await send.send(response)
+            self._sending = False
+            self._last_activity = trio.current_time()
 
     def _canceled(self, result: gw.Json, endpoint: str) -> None:
         if "compact_revision" in result:

@@ -1,0 +1,226 @@
+"""Distributed locks, fair and lease-bound, in etcd's own key layout.
+
+A lock named ``NAME`` is the set of keys under ``NAME/``, exactly as etcd's Go
+``concurrency.Mutex`` (and so ``etcdctl lock NAME``) lays it out:
+
+* every contender owns a lease (a *session*) and creates the key ``NAME/<lease id in hex>``
+  with it, in a transaction that leaves an existing key alone;
+* the contender whose key has the lowest create revision holds the lock; the others queue
+  in create-revision order, i.e. in order of arrival;
+* a waiter watches only its predecessor (the key with the greatest create revision below
+  its own) for deletion, then looks again: releasing the lock wakes one waiter, never the
+  whole queue;
+* releasing is deleting the key; a process that dies releases it when its lease expires.
+
+Because the layout is etcd's, our locks and ``etcdctl lock`` (or any Go program using
+``concurrency.Mutex``) exclude each other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, final
+
+import trio
+
+from ._errors import EtcdError
+from ._keys import KeyLike, key_bytes
+from ._txn import Compare, Get, Put
+from ._types import KeyValue, RangeResult
+
+if TYPE_CHECKING:
+    from ._client import Client
+    from ._lease import Lease
+
+__all__ = ["Lock", "LockBusyError", "LockLostError", "lock", "try_lock"]
+
+
+class LockBusyError(EtcdError, trio.WouldBlock):
+    """:func:`try_lock` found the lock held (or queued for) by someone else.
+
+    It is a :class:`trio.WouldBlock` as well as an :class:`EtcdError`, the way trio's own
+    ``*_nowait`` calls report that they would have to wait.
+
+    Attributes:
+        holder: the key of the current holder.
+    """
+
+    def __init__(self, message: str, *, holder: bytes, request: str = "") -> None:
+        super().__init__(message, request=request)
+        self.holder = holder
+
+
+class LockLostError(EtcdError):
+    """Our key disappeared while we were queued for the lock or campaigning (deleted by
+    someone else, or its lease expired before we heard of it)."""
+
+
+@final
+class Lock:
+    """A held lock (from :func:`lock` or :func:`try_lock`).
+
+    Attributes:
+        name: the lock's name (its keys live under ``name + b"/"``).
+        key: our key, ``name/<lease id in hex>``.
+        revision: the create revision of our key: our place in the queue, and the lock's
+            *fencing token* (it only grows from one holder to the next).
+        lease: the lease the key is attached to, kept alive while the lock is held.
+    """
+
+    def __init__(self, name: bytes, key: bytes, revision: int, lease: Lease) -> None:
+        self.name = name
+        self.key = key
+        self.revision = revision
+        self.lease = lease
+
+    def __repr__(self) -> str:
+        return f"<Lock {self.key!r} revision={self.revision}>"
+
+    def guard(self) -> Compare:
+        """A transaction compare that holds only while we still hold the lock.
+
+        Put it in the ``compare`` of a write so that a holder who lost the lock without
+        noticing yet (a long pause, a partition) cannot write any more::
+
+            result = await client.txn([lock.guard()], [Put("/data", b"new")])
+            if not result.succeeded:
+                ...  # we no longer hold the lock; nothing was written
+        """
+        return Compare.create_revision(self.key) == self.revision
+
+
+def contender_key(prefix: bytes, lease_id: int) -> bytes:
+    """etcd's ``fmt.Sprintf("%s%x", pfx, leaseID)``."""
+    return prefix + f"{lease_id:x}".encode()
+
+
+def name_prefix(name: KeyLike) -> tuple[bytes, bytes]:
+    """The name as bytes and its key prefix, ``name + b"/"``."""
+    raw = key_bytes(name)
+    if not raw:
+        raise ValueError("a lock or election needs a non-empty name")
+    return raw, raw + b"/"
+
+
+async def create_key(client: Client, key: bytes, value: bytes, lease_id: int) -> KeyValue:
+    """Create ``key`` with the lease unless it exists; return the key as it now stands.
+
+    Cancellation: a checkpoint; cancelled after sending, the key may have been created
+    (it goes with its lease).
+    """
+    result = await client.txn(
+        [Compare.create_revision(key) == 0],
+        [Put(key, value, lease=lease_id)],
+        [Get(key)],
+    )
+    if result.succeeded:
+        return KeyValue(key, value, result.revision, result.revision, 1, lease_id)
+    found = result.responses[0]
+    assert isinstance(found, RangeResult)  # the failure branch is one Get of an existing key
+    return found.kvs[0]
+
+
+async def queue(client: Client, prefix: bytes) -> RangeResult:
+    """Every contender's key under ``prefix``, oldest first.
+
+    Cancellation: a checkpoint; a read.
+    """
+    # etcd's Mutex asks for just the predecessor (sort by create revision, descending,
+    # limit 1, max_create_revision = ours - 1); Client.range has no max_create_revision,
+    # so we read the keys (without values) and pick it here.
+    return await client.range(
+        prefix, prefix=True, keys_only=True, sort_target="CREATE", sort_order="ASCEND"
+    )
+
+
+async def wait_turn(
+    client: Client, prefix: bytes, key: bytes, revision: int, *, wait: bool = True
+) -> None:
+    """Return once no key under ``prefix`` is older than ours (we are first in line).
+
+    Waits for the deletion of our predecessor only, then looks again. With ``wait=False``
+    raises :class:`LockBusyError` instead of waiting. Raises :class:`LockLostError` if our
+    own key is gone.
+
+    Cancellation: a checkpoint; cancelling leaves our key queued (the caller removes it).
+    """
+    while True:
+        result = await queue(client, prefix)
+        earlier = [kv for kv in result.kvs if kv.create_revision < revision]
+        if not any(kv.key == key for kv in result.kvs):
+            raise LockLostError(
+                "our key was deleted while we waited (its lease expired, or someone deleted it)",
+                request=f"wait for {prefix!r}",
+            )
+        if not earlier:
+            return
+        if not wait:
+            raise LockBusyError(
+                f"held by {earlier[0].key!r}", holder=earlier[0].key, request=repr(prefix)
+            )
+        await wait_deleted(client, earlier[-1].key, result.revision)
+
+
+async def wait_deleted(client: Client, key: bytes, revision: int) -> None:
+    """Wait until ``key`` is deleted after ``revision`` (at once if it already was).
+
+    Cancellation: a checkpoint; nothing to undo.
+    """
+    async with client.watch(key, start_revision=revision + 1, filters=["NOPUT"]) as stream:
+        while True:
+            response = await stream.receive()
+            if response.events:
+                return
+
+
+@asynccontextmanager
+async def lock(client: Client, name: KeyLike, *, ttl: int = 60) -> AsyncIterator[Lock]:
+    """``async with lock(client, "name") as held:`` hold a distributed lock for the block.
+
+    Waits in line (first come, first served) until the lock is ours. The lock is bound to
+    a lease of ``ttl`` seconds that a task keeps alive while the block runs: the lock is
+    released when the block is left (normally, by an error or by cancellation), and by the
+    lease's expiry if this process dies.
+
+    If the lease is lost while we hold the lock (a partition longer than ``ttl``, a
+    stopped process), someone else may hold the lock by now: the block is cancelled and
+    :class:`LeaseExpiredError` comes out of it. Until we notice, we may still *believe*
+    we hold it, so guard writes that matter with :meth:`Lock.guard` in a transaction.
+
+    The keys are etcd's own (``name/<lease id>``): ``etcdctl lock name`` and Go's
+    ``concurrency.Mutex`` on the same name exclude us and we exclude them.
+
+    Raises :class:`LockLostError` if our key is deleted by someone else while we wait.
+
+    Cancellation: entering is cancellable while waiting in line; cancelled, it leaves the
+    queue (the lease is revoked with a shielded, bounded request). Leaving releases the
+    lock the same way and never waits for the network for long.
+    """
+    async with _hold(client, name, ttl, wait=True) as held:
+        yield held
+
+
+@asynccontextmanager
+async def try_lock(client: Client, name: KeyLike, *, ttl: int = 60) -> AsyncIterator[Lock]:
+    """Like :func:`lock`, but raises :class:`LockBusyError` at once if anyone holds the lock
+    or is already waiting for it, instead of waiting in line.
+
+    Cancellation: entering takes a few requests (a checkpoint) and never waits for the
+    lock; leaving releases it as :func:`lock` does.
+    """
+    async with _hold(client, name, ttl, wait=False) as held:
+        yield held
+
+
+@asynccontextmanager
+async def _hold(client: Client, name: KeyLike, ttl: int, *, wait: bool) -> AsyncIterator[Lock]:
+    raw, prefix = name_prefix(name)
+    # Revoking the lease on the way out (Client.lease does that, shielded) deletes our
+    # key: that is the release, whether we got the lock, were cancelled while waiting, or
+    # failed.
+    async with client.lease(ttl) as lease:
+        key = contender_key(prefix, lease.id)
+        kv = await create_key(client, key, b"", lease.id)
+        await wait_turn(client, prefix, key, kv.create_revision, wait=wait)
+        yield Lock(raw, key, kv.create_revision, lease)

@@ -1,0 +1,202 @@
+"""The mirror's pure core: apply etcd changes to the node tree. No I/O, no trio.
+
+The async shell (``_mount``) feeds it a snapshot (``load`` or, on resync, ``replace``) and
+then the watch's events revision by revision (``apply``); each returns the
+:class:`Change` list that subscribers get. Keys outside the mount are ignored (the watch
+covers ``[prefix, prefix + "0")`` to include the mount's own key, so ``/cfg-old`` passes by).
+"""
+
+from __future__ import annotations
+
+import enum
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._codecs import Codec
+from ._node import _UNDECODED, Node, decode_name, encode_name, make_node
+from ._registry import TypeRegistry
+from ._types import Event, EventType, KeyValue
+
+__all__ = ["Change", "ChangeKind", "TreeCore", "Update"]
+
+
+class ChangeKind(enum.Enum):
+    CREATED = "created"  #: the key did not exist before
+    MODIFIED = "modified"  #: the key's value (or lease) changed
+    DELETED = "deleted"  #: the key is gone
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One key's change: where, what kind, and the key before and after (as KeyValues)."""
+
+    path: tuple[str, ...]
+    kind: ChangeKind
+    old: KeyValue | None
+    new: KeyValue | None
+    codec: Codec = field(repr=False)
+
+    @property
+    def old_value(self) -> Any:
+        """The old value, decoded (``None`` if the key was created)."""
+        return None if self.old is None else self.codec.decode(self.old.value)
+
+    @property
+    def new_value(self) -> Any:
+        """The new value, decoded (``None`` if the key was deleted)."""
+        return None if self.new is None else self.codec.decode(self.new.value)
+
+
+@dataclass(frozen=True, slots=True)
+class Update:
+    """What a subscriber receives: the changes of one revision below its node, in key
+    order. ``resync`` marks the changes found by comparing a fresh snapshot after the
+    watch could not resume (compaction, a restored cluster); ``coalesced`` marks a
+    debounced summary of several revisions (``revision`` is the last one)."""
+
+    revision: int
+    changes: tuple[Change, ...]
+    resync: bool = False
+    coalesced: bool = False
+
+
+class TreeCore:
+    """The tree of a mount and the revision it reflects."""
+
+    def __init__(self, root: Node, prefix: bytes, registry: TypeRegistry) -> None:
+        self.root = root
+        self.prefix = prefix
+        self.registry = registry
+        self.revision = 0
+        self.keys = 0
+        self._sub = prefix + b"/"
+        self._skip = len(self._sub)
+
+    # --- keys and paths --------------------------------------------------------------------
+
+    def names_of(self, key: bytes) -> tuple[str, ...] | None:
+        """The path of a key, or ``None`` if the key is not under the mount."""
+        if key.startswith(self._sub):
+            return tuple(decode_name(s) for s in key[self._skip :].split(b"/"))
+        if key == self.prefix and key:
+            return ()
+        return None
+
+    def key_of(self, names: tuple[str, ...]) -> bytes:
+        if not names:
+            return self.prefix
+        return self._sub + b"/".join(encode_name(n) for n in names)
+
+    # --- applying ----------------------------------------------------------------------------
+
+    def load(self, kvs: Iterable[KeyValue], revision: int) -> None:
+        """Fill the (empty) tree from a snapshot read at ``revision``."""
+        for kv in kvs:
+            names = self.names_of(kv.key)
+            if names is not None:
+                self._set(self._make_path(names), kv)
+                self.keys += 1
+        self.revision = revision
+
+    def apply(self, events: Iterable[Event], revision: int) -> list[Change]:
+        """Apply the events of one revision; return the changes, in event order."""
+        changes = []
+        for event in events:
+            names = self.names_of(event.kv.key)
+            if names is None:
+                continue
+            if event.type is EventType.PUT:
+                change = self._put(names, event.kv)
+            else:
+                change = self._delete(names)
+            if change is not None:
+                changes.append(change)
+        self.revision = revision
+        return changes
+
+    def replace(self, kvs: Iterable[KeyValue], revision: int) -> list[Change]:
+        """Make the tree equal to a fresh snapshot; return the differences as changes
+        (deletions of keys the snapshot lacks included), in key order."""
+        fresh: dict[tuple[str, ...], KeyValue] = {}
+        for kv in kvs:
+            names = self.names_of(kv.key)
+            if names is not None:
+                fresh[names] = kv
+        changes: list[Change] = []
+        for node in list(self.root.walk()):
+            if node._raw is not None:
+                path = node.path
+                if path not in fresh:
+                    change = self._delete(path)
+                    assert change is not None
+                    changes.append(change)
+        for names, kv in fresh.items():
+            change = self._put(names, kv)
+            if change is not None:
+                changes.append(change)
+        changes.sort(key=lambda c: self.key_of(c.path))
+        self.revision = revision
+        return changes
+
+    def _put(self, names: tuple[str, ...], kv: KeyValue) -> Change | None:
+        node = self._make_path(names)
+        if node._raw is None:
+            self._set(node, kv)
+            self.keys += 1
+            return Change(names, ChangeKind.CREATED, None, kv, node.codec)
+        old = KeyValue(kv.key, node._raw, node._create, node._mod, node._version, node._lease)
+        if old == kv:
+            return None  # unchanged (a resync finding the same key)
+        self._set(node, kv)
+        return Change(names, ChangeKind.MODIFIED, old, kv, node.codec)
+
+    def _delete(self, names: tuple[str, ...]) -> Change | None:
+        node: Node | None = self.root
+        for name in names:
+            node = node.get(name) if node is not None else None
+        if node is None or node._raw is None:
+            return None  # not in the tree: nothing to do
+        old = node.kv
+        codec = node.codec
+        node._raw = None
+        node._decoded = _UNDECODED
+        node._create = node._mod = node._version = node._lease = 0
+        self.keys -= 1
+        self._prune(node)
+        return Change(names, ChangeKind.DELETED, old, None, codec)
+
+    def _prune(self, node: Node) -> None:
+        """Remove nodes that hold neither a value nor children, upwards."""
+        while node._parent is not None and node._raw is None and not node._children:
+            parent = node._parent
+            assert parent._children is not None
+            del parent._children[node._name]
+            node._parent = None
+            node = parent
+
+    def _make_path(self, names: tuple[str, ...]) -> Node:
+        node = self.root
+        registry = self.registry
+        for depth, name in enumerate(names):
+            children = node._children
+            if children is None:
+                children = node._children = {}
+            child = children.get(name)
+            if child is None:
+                cls = (registry.node_class_for(names[: depth + 1]) if registry else None) or Node
+                child = make_node(cls, sys.intern(name), node)
+                children[child._name] = child
+            node = child
+        return node
+
+    @staticmethod
+    def _set(node: Node, kv: KeyValue) -> None:
+        node._raw = kv.value
+        node._decoded = _UNDECODED
+        mod = kv.mod_revision
+        node._mod = mod
+        node._create = mod if kv.create_revision == mod else kv.create_revision
+        node._version = kv.version
+        node._lease = kv.lease
