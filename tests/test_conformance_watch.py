@@ -93,7 +93,7 @@ async def test_watch_puts_and_deletes_in_order(etcd_backend: EtcdBackend) -> Non
                 assert stats.last_error is None
             # leaving the block ends the stream
             assert stream.state is ConnectionState.CLOSED
-            with pytest.raises(trio.ClosedResourceError):
+            with pytest.raises(trio.EndOfChannel):
                 await stream.receive()
 
 

@@ -224,6 +224,7 @@ async def test_concurrent_renewals_authenticate_once(
         ) as client:
             await client.get("/a")
             await trio.sleep(120)
+            fake.delay_next("/v3/auth/authenticate", 1)  # the others wait for the first
             async with trio.open_nursery() as nursery:
                 for i in range(5):
                     nursery.start_soon(client.put, f"/k{i}", "v")

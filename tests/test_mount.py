@@ -52,6 +52,8 @@ async def test_mount_loads_and_follows(
         rev = fake.put("/cfg/db/port", "6000")
         await root.wait_revision(rev)
         assert root["db"]["port"].value == 6000
+        await root.wait_revision(fake.put("/cfg-old", "in the watched range, not mounted"))
+        assert "cfg-old" not in root
         stats = root.statistics()
         assert (stats.keys, stats.revision, stats.revisions_applied) == (2, rev, 1)
     assert root.state is et.MountState.CLOSED
@@ -574,3 +576,100 @@ async def test_keyboard_interrupt_passes_through(
     with pytest.raises(KeyboardInterrupt):
         async with et.mount(client, "/cfg"):
             raise KeyboardInterrupt
+
+
+async def test_progress_confirms_revisions_outside_the_mount(
+    autojump_clock: Clock, fake: FakeEtcd, client: et.Client
+) -> None:
+    async with et.mount(client, "/cfg") as root:
+        elsewhere = fake.put("/elsewhere", "x")
+        await root.wait_revision(elsewhere)  # confirmed by the next progress notification
+        assert trio.current_time() <= 5
+
+
+async def test_resync_without_differences(
+    autojump_clock: Clock, fake: FakeEtcd, client: et.Client
+) -> None:
+    async with et.mount(client, "/cfg") as root, root.subscribe() as updates:
+        fake.member_down(0)
+        fake.member_down(1)
+        fake.put("/elsewhere", "x")  # nothing under the mount changes
+        rev = fake.put("/elsewhere", "y")
+        fake.compact(rev)
+        fake.member_up(0)
+        fake.member_up(1)
+        await root.wait_revision(rev)
+        assert root.statistics().resyncs == 1
+        later = fake.put("/cfg/x", "1")
+        assert (await next_update(updates)).revision == later  # no empty resync update
+
+
+async def test_subscriber_that_closes_is_dropped(
+    autojump_clock: Clock, fake: FakeEtcd, client: et.Client
+) -> None:
+    async with et.mount(client, "/cfg") as root, root.subscribe() as updates:
+        await updates.aclose()
+        await root.wait_revision(fake.put("/cfg/a", "1"))
+        stats = root.statistics()
+        assert (stats.subscribers, stats.overflows) == (0, 0)
+
+
+async def test_debounced_edge_cases(
+    autojump_clock: Clock, fake: FakeEtcd, client: et.Client
+) -> None:
+    async with et.mount(client, "/cfg") as root:
+        async with root.subscribe(update_delay=1) as updates:
+            fake.put("/cfg/tmp", "1")
+            fake.delete("/cfg/tmp")  # created and deleted within the window: nothing to say
+            await trio.sleep(2)
+            rev = fake.put("/cfg/real", "1")
+            update = await next_update(updates)
+            assert update.revision == rev
+            assert [c.path for c in update.changes] == [("real",)]
+            await updates.aclose()  # the subscriber leaves while a summary is due
+            fake.put("/cfg/more", "1")
+            await trio.sleep(2)
+        async with root.subscribe(update_delay=1) as updates:
+            fake.put("/cfg/late", "1")
+            await trio.testing.wait_all_tasks_blocked()
+            root._mirror.close()  # the mount ends inside the quiet period: flushed, then ended
+            update = await next_update(updates)
+            assert [c.path for c in update.changes] == [("late",)]
+            with pytest.raises(trio.EndOfChannel):
+                await updates.receive()
+
+
+async def test_mount_ending_ends_open_subscriptions(
+    autojump_clock: Clock, fake: FakeEtcd, client: et.Client
+) -> None:
+    async with et.mount(client, "/cfg") as root, root.subscribe() as updates:
+        root._mirror.close()
+        with pytest.raises(trio.EndOfChannel):
+            await updates.receive()
+
+
+async def test_transaction_delete_and_set_the_same_keys(
+    autojump_clock: Clock, fake: FakeEtcd, client: et.Client
+) -> None:
+    fake.put("/cfg/db", "own")
+    async with et.mount(client, "/cfg") as root:
+        async with root.transaction("db") as txn:
+            txn.delete((), recursive=True)
+            txn.set((), "new own")  # the deleted key itself, set again
+            txn.set(("",), "first key of the range")  # /cfg/db/ is where the range starts
+            txn.set("zz", "last")
+        assert root["db"].value == "new own"
+        assert sorted(root["db"]) == ["", "zz"]
+
+
+async def test_transaction_on_the_whole_keyspace(
+    autojump_clock: Clock, fake: FakeEtcd, client: et.Client
+) -> None:
+    async with et.mount(client, "/") as root:
+        async with root.transaction() as txn:
+            txn.delete("cfg", recursive=True)
+            txn.set("cfg/new", "1")
+        assert list(root["cfg"]) == ["new"]
+        async with root.transaction() as txn:
+            txn.delete((), recursive=True)
+        assert len(root) == 0

@@ -97,7 +97,6 @@ class Connection:
         async with self._auth_lock:
             if self._token is not None and self._token != stale:
                 return  # someone else renewed it meanwhile
-            self._token = None
             body = {"name": self.credentials.username, "password": self.credentials.password}
             what = f"authenticate as {self.credentials.username!r}"
             answer = await self._call("/v3/auth/authenticate", body, what, True, False)

@@ -56,10 +56,6 @@ def b64(data: bytes) -> str:
     return binascii.b2a_base64(data, newline=False).decode("ascii")
 
 
-def unb64(text: str) -> bytes:
-    return _a2b(text)
-
-
 def dumps(body: Json) -> bytes:
     return json.dumps(body, separators=(",", ":")).encode()
 
@@ -276,9 +272,7 @@ def _op_result(data: Json) -> OpResult:
     raise ProtocolError(f"unknown operation result in a txn answer: {sorted(data)}")
 
 
-def events(items: list[Json] | None) -> list[Event]:
-    if not items:
-        return []
+def events(items: list[Json]) -> list[Event]:
     out = []
     a2b = _a2b
     delete, put = EventType.DELETE, EventType.PUT

@@ -78,7 +78,7 @@ class MountStatistics:
     keys: int  #: keys in the tree
     revisions_applied: int  #: watch revisions applied (progress notifications excluded)
     events_applied: int
-    reconnects: int  #: how often the watch was reopened after a break
+    reconnects: int  #: how often the watch lost its connection (and reconnected)
     resyncs: int  #: fresh snapshots read after the watch could not resume
     subscribers: int
     overflows: int  #: subscriptions cut off because their subscriber fell behind
@@ -251,8 +251,7 @@ def _cut(start: bytes, end: bytes, keys: list[bytes]) -> list[Op]:
             if start < key:
                 ops.append(Delete(start, range_end=key))
             start = key + b"\0"
-    if start < end:
-        ops.append(Delete(start, range_end=end))
+    ops.append(Delete(start, range_end=end))  # a key in the range is below `end`, so is start
     return ops
 
 
@@ -284,9 +283,10 @@ class Mirror:
         self.page_size = page_size
         self.max_txn_ops = max_txn_ops
         self.subscriptions = Subscriptions()
-        self.state = MountState.RESYNCING
-        self.since = trio.current_time()
-        self.reconnects = 0
+        self._state = MountState.RESYNCING
+        self._since = trio.current_time()
+        self._stream: WatchStream | None = None
+        self._earlier_reconnects = 0
         self.resyncs = 0
         self.revisions_applied = 0
         self.events_applied = 0
@@ -306,9 +306,35 @@ class Mirror:
     # --- state -----------------------------------------------------------------------------
 
     def _set_state(self, state: MountState) -> None:
-        if state is not self.state:
-            self.state = state
-            self.since = trio.current_time()
+        if state is not self._state:
+            self._state = state
+            self._since = trio.current_time()
+
+    @property
+    def state(self) -> MountState:
+        """The mount's state; SYNCED turns DISCONNECTED while the watch reconnects (read
+        off the watch stream, so no task has to keep it up to date)."""
+        stream = self._stream
+        if (
+            self._state is MountState.SYNCED
+            and stream is not None
+            and stream.state is ConnectionState.CONNECTING
+        ):
+            return MountState.DISCONNECTED
+        return self._state
+
+    @property
+    def since(self) -> float:
+        stream = self._stream
+        if self._state is MountState.SYNCED and stream is not None:
+            return max(self._since, stream.statistics().since)
+        return self._since
+
+    @property
+    def reconnects(self) -> int:
+        stream = self._stream
+        current = 0 if stream is None else stream.statistics().disconnects
+        return self._earlier_reconnects + current
 
     def statistics(self) -> MountStatistics:
         return MountStatistics(
@@ -370,29 +396,18 @@ class Mirror:
 
     async def _follow(self, ready: Callable[[], None]) -> None:
         start, end = self._range
-        async with (
-            self.client.watch(
-                start, end, start_revision=self.core.revision + 1, buffer=16
-            ) as stream,
-            open_service_nursery() as nursery,
-        ):
+        async with self.client.watch(
+            start, end, start_revision=self.core.revision + 1, buffer=16
+        ) as stream:
+            self._stream = stream
             self._set_state(MountState.SYNCED)
             ready()
-            nursery.start_soon(self._track, stream)
-            async for response in stream:
-                self._apply(response)
-
-    async def _track(self, stream: WatchStream) -> None:
-        state = ConnectionState.CONNECTED
-        while True:
-            state = await stream.wait_state_change(state)
-            if state is ConnectionState.CONNECTING:
-                self.reconnects += 1
-                self._set_state(MountState.DISCONNECTED)
-            elif state is ConnectionState.CONNECTED:
-                self._set_state(MountState.SYNCED)
-            else:
-                return
+            try:
+                async for response in stream:
+                    self._apply(response)
+            finally:
+                self._stream = None
+                self._earlier_reconnects += stream.statistics().disconnects
 
     def _apply(self, response: WatchResponse) -> None:
         events = response.events

@@ -71,7 +71,8 @@ class WatchStatistics:
     since: float  #: trio time of the last state change
     endpoint: str  #: the endpoint of the current (or last) connection
     next_revision: int  #: the revision the stream would resume at
-    reconnects: int  #: how often the stream was reopened after a break
+    reconnects: int  #: attempts to reopen the stream after a break (failed ones included)
+    disconnects: int  #: how often an established stream broke
     stalls: int  #: of those, how many because it fell silent
     responses: int  #: responses delivered (progress notifications included)
     events: int  #: events delivered
@@ -140,6 +141,7 @@ class WatchStream(trio.abc.ReceiveChannel[WatchResponse]):
         self._state_changed = trio.Event()
         self._endpoint = connection.endpoint
         self._reconnects = 0
+        self._disconnects = 0
         self._stalls = 0
         self._responses = 0
         self._events = 0
@@ -186,6 +188,7 @@ class WatchStream(trio.abc.ReceiveChannel[WatchResponse]):
             self._endpoint,
             self._next,
             self._reconnects,
+            self._disconnects,
             self._stalls,
             self._responses,
             self._events,
@@ -262,6 +265,7 @@ class WatchStream(trio.abc.ReceiveChannel[WatchResponse]):
             except httpx.TransportError as exc:
                 reason = f"{type(exc).__name__}: {exc}"
             if self._state is ConnectionState.CONNECTED:
+                self._disconnects += 1
                 renewed = False
                 backoff.reset()
             self._last_error = reason
@@ -482,7 +486,6 @@ async def open_watch(
             yield stream
         finally:
             nursery.cancel_scope.cancel(reason="the watch block was left")
-            receive.close()
 
 
 async def _start(

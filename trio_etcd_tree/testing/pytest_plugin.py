@@ -8,8 +8,8 @@ a conftest). It needs pytest-trio in trio mode. Fixtures:
     real etcd version asked for (``--etcd-versions``, default ``3.4,3.5``). Real servers are
     started once per session (single node, loopback, temporary data dir) and shared: each
     test gets its own key ``prefix``. Tests marked ``real_only`` skip the fake.
-``etcd_cluster3``
-    A real 3-member cluster of the newest etcd found, started for the test and removed after.
+``etcd_servers``
+    The session's real servers (session scope, synchronous): ``etcd_servers.get("3.5")``.
 
 A real version whose binary cannot be found is skipped with the reason, unless the
 environment variable ``TRIO_ETCD_TREE_REQUIRE_ETCD`` is set (CI sets it): then it fails.
@@ -32,7 +32,7 @@ import trio.testing
 
 from .. import Client, open_client
 from ._fake import FakeEtcd, open_fake_etcd
-from ._launcher import EtcdBinary, EtcdCluster, EtcdNotFoundError, find_etcd, find_etcd_binaries
+from ._launcher import EtcdBinary, EtcdCluster, EtcdNotFoundError, find_etcd
 
 __all__ = ["EtcdBackend", "Servers"]
 
@@ -184,16 +184,3 @@ async def etcd_backend(
         return
     cluster = etcd_servers.get(etcd_backend_kind)
     yield EtcdBackend(etcd_backend_kind, cluster.endpoints, prefix, cluster=cluster)
-
-
-@pytest.fixture
-def etcd_cluster3() -> Iterator[EtcdCluster]:
-    """A real 3-member cluster of the newest etcd found, for this test alone."""
-    binaries = find_etcd_binaries()
-    if not binaries:
-        _binary()  # skips or fails with the reason
-    cluster = EtcdCluster.start(
-        binaries[-1], size=3, progress_notify_interval=PROGRESS_NOTIFY_INTERVAL
-    )
-    with cluster:
-        yield cluster
