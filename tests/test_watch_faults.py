@@ -161,6 +161,8 @@ async def test_compaction_during_disconnect(
             assert stream.state is et.ConnectionState.CLOSED
             with pytest.raises(et.CompactedError):  # it stays ended
                 await stream.receive()
+            with pytest.raises(et.CompactedError):
+                stream.receive_nowait()
 
 
 async def test_restored_cluster_is_detected(
@@ -246,6 +248,8 @@ async def test_leaving_the_block_ends_iteration(
             pass
         with pytest.raises(trio.EndOfChannel):
             await stream.receive()
+        with pytest.raises(trio.EndOfChannel):
+            stream.receive_nowait()
         assert stream.state is et.ConnectionState.CLOSED
 
 

@@ -196,7 +196,7 @@ class Root(Node):
         return self._mirror.core.key_of(names)
 
     def _codec_for(self, names: tuple[str, ...]) -> Codec:
-        return self._mirror.core.registry.codec_for(names)
+        return self._mirror.core.codec_for(names)
 
 
 @final
@@ -362,9 +362,7 @@ class Mirror:
                 task_status.started()
 
         try:
-            kvs, revision = await self._snapshot()
-            self.core.load(kvs, revision)
-            del kvs
+            await self._load()
             while True:
                 try:
                     await self._follow(ready)
@@ -379,6 +377,18 @@ class Mirror:
                     self._advance(revision)
         except EtcdError as exc:
             raise MirrorError(f"the mirror of {self.core.prefix!r} cannot go on: {exc}") from exc
+
+    async def _load(self) -> None:
+        """Fill the empty tree page by page (parsing overlaps with the server's work)."""
+        start, end = self._range
+        while True:
+            try:
+                async for page in self.client.range_pages(start, end, page_size=self.page_size):
+                    self.core.load(page.kvs, page.revision)
+            except CompactedError:
+                self.core.clear()  # compacted while paging: read again at the new revision
+                continue
+            return
 
     async def _snapshot(self) -> tuple[list[KeyValue], int]:
         """Every key of the mount at one revision (retried if compacted while paging)."""
@@ -403,8 +413,13 @@ class Mirror:
             self._set_state(MountState.SYNCED)
             ready()
             try:
-                async for response in stream:
-                    self._apply(response)
+                while True:
+                    self._apply(await stream.receive())
+                    while True:  # a burst: apply all of it before waiting again
+                        try:
+                            self._apply(stream.receive_nowait())
+                        except trio.WouldBlock:
+                            break
             finally:
                 self._stream = None
                 self._earlier_reconnects += stream.statistics().disconnects
@@ -504,7 +519,7 @@ class Mirror:
     def encode(self, names: tuple[str, ...], value: object) -> bytes:
         if not names and not self.core.prefix:
             raise ValueError("the root of a mount of the whole keyspace has no key to write")
-        return self.core.registry.codec_for(names).encode(value)
+        return self.core.codec_for(names).encode(value)
 
     def _known(self, names: tuple[str, ...]) -> int:
         """The mod_revision the tree knows for a path, 0 if it holds no key there."""

@@ -40,10 +40,6 @@ def encode_name(name: str) -> bytes:
     return name.encode("utf-8", "surrogateescape")
 
 
-def decode_name(segment: bytes) -> str:
-    return segment.decode("utf-8", "surrogateescape")
-
-
 class Node:
     """One node of a mounted tree (see the module docs). Nodes are made by the tree only.
 
@@ -57,7 +53,6 @@ class Node:
     """
 
     __slots__ = (
-        "__weakref__",
         "_children",
         "_create",
         "_decoded",

@@ -11,11 +11,11 @@ from __future__ import annotations
 import enum
 import sys
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
-from ._codecs import Codec
-from ._node import _UNDECODED, Node, decode_name, encode_name, make_node
+from ._codecs import STR, Codec
+from ._node import _UNDECODED, Node, encode_name, make_node
 from ._registry import TypeRegistry
 from ._types import Event, EventType, KeyValue
 
@@ -28,15 +28,14 @@ class ChangeKind(enum.Enum):
     DELETED = "deleted"  #: the key is gone
 
 
-@dataclass(frozen=True, slots=True)
-class Change:
+class Change(NamedTuple):
     """One key's change: where, what kind, and the key before and after (as KeyValues)."""
 
     path: tuple[str, ...]
     kind: ChangeKind
     old: KeyValue | None
     new: KeyValue | None
-    codec: Codec = field(repr=False)
+    codec: Codec
 
     @property
     def old_value(self) -> Any:
@@ -79,7 +78,8 @@ class TreeCore:
     def names_of(self, key: bytes) -> tuple[str, ...] | None:
         """The path of a key, or ``None`` if the key is not under the mount."""
         if key.startswith(self._sub):
-            return tuple(decode_name(s) for s in key[self._skip :].split(b"/"))
+            # "/" is ASCII and surrogateescape works byte by byte: decoding first is the same
+            return tuple(key[self._skip :].decode("utf-8", "surrogateescape").split("/"))
         if key == self.prefix and key:
             return ()
         return None
@@ -92,13 +92,29 @@ class TreeCore:
     # --- applying ----------------------------------------------------------------------------
 
     def load(self, kvs: Iterable[KeyValue], revision: int) -> None:
-        """Fill the (empty) tree from a snapshot read at ``revision``."""
+        """Add keys of a snapshot read at ``revision`` to the (empty) tree; call it once per
+        page. Keys come sorted, so neighbours share their parent: it is looked up once."""
+        parent_names: tuple[str, ...] | None = None
+        parent = self.root
         for kv in kvs:
             names = self.names_of(kv.key)
-            if names is not None:
-                self._set(self._make_path(names), kv)
-                self.keys += 1
+            if names is None:
+                continue
+            if names[:-1] != parent_names or not names:
+                parent_names = names[:-1]
+                parent = self._make_path(parent_names)
+            node = self._make_path(names[-1:], parent, names) if names else self.root
+            self._set(node, kv)
+            self.keys += 1
         self.revision = revision
+
+    def clear(self) -> None:
+        """Forget a partly loaded snapshot."""
+        root = self.root
+        root._children = root._raw = None
+        root._create = root._mod = root._version = root._lease = 0
+        root._decoded = _UNDECODED
+        self.keys = 0
 
     def apply(self, events: Iterable[Event], revision: int) -> list[Change]:
         """Apply the events of one revision; return the changes, in event order."""
@@ -145,12 +161,12 @@ class TreeCore:
         if node._raw is None:
             self._set(node, kv)
             self.keys += 1
-            return Change(names, ChangeKind.CREATED, None, kv, node.codec)
+            return Change(names, ChangeKind.CREATED, None, kv, self.codec_for(names))
         old = KeyValue(kv.key, node._raw, node._create, node._mod, node._version, node._lease)
         if old == kv:
             return None  # unchanged (a resync finding the same key)
         self._set(node, kv)
-        return Change(names, ChangeKind.MODIFIED, old, kv, node.codec)
+        return Change(names, ChangeKind.MODIFIED, old, kv, self.codec_for(names))
 
     def _delete(self, names: tuple[str, ...]) -> Change | None:
         node: Node | None = self.root
@@ -158,8 +174,10 @@ class TreeCore:
             node = node.get(name) if node is not None else None
         if node is None or node._raw is None:
             return None  # not in the tree: nothing to do
-        old = node.kv
-        codec = node.codec
+        old = KeyValue(
+            self.key_of(names), node._raw, node._create, node._mod, node._version, node._lease
+        )
+        codec = self.codec_for(names)
         node._raw = None
         node._decoded = _UNDECODED
         node._create = node._mod = node._version = node._lease = 0
@@ -176,20 +194,29 @@ class TreeCore:
             node._parent = None
             node = parent
 
-    def _make_path(self, names: tuple[str, ...]) -> Node:
-        node = self.root
+    def _make_path(
+        self, names: tuple[str, ...], start: Node | None = None, full: tuple[str, ...] = ()
+    ) -> Node:
+        """The node at ``names`` below ``start`` (the root), made if missing; ``full`` is
+        the whole path when ``start`` is not the root (for the registry)."""
+        node = self.root if start is None else start
+        full = full or names
+        base = len(full) - len(names)
         registry = self.registry
-        for depth, name in enumerate(names):
+        for depth, name in enumerate(names, base + 1):
             children = node._children
             if children is None:
                 children = node._children = {}
             child = children.get(name)
             if child is None:
-                cls = (registry.node_class_for(names[: depth + 1]) if registry else None) or Node
+                cls = (registry.node_class_for(full[:depth]) if registry else None) or Node
                 child = make_node(cls, sys.intern(name), node)
                 children[child._name] = child
             node = child
         return node
+
+    def codec_for(self, names: tuple[str, ...]) -> Codec:
+        return self.registry.codec_for(names) if self.registry else STR
 
     @staticmethod
     def _set(node: Node, kv: KeyValue) -> None:

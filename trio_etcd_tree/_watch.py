@@ -33,7 +33,7 @@ import json
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
-from typing import cast, final
+from typing import NoReturn, cast, final
 
 import httpx
 import trio
@@ -163,9 +163,21 @@ class WatchStream(trio.abc.ReceiveChannel[WatchResponse]):
         try:
             return await self._receive.receive()
         except trio.EndOfChannel:
-            if self._error is not None:
-                raise self._error from None
-            raise
+            self._raise_end()
+
+    def receive_nowait(self) -> WatchResponse:
+        """The next response if one is waiting, else ``trio.WouldBlock``; at the end, as
+        :meth:`receive`. Draining with it after an ``await receive()`` handles a burst in
+        one go."""
+        try:
+            return self._receive.receive_nowait()
+        except trio.EndOfChannel:
+            self._raise_end()
+
+    def _raise_end(self) -> NoReturn:
+        if self._error is not None:
+            raise self._error from None
+        raise trio.EndOfChannel
 
     async def aclose(self) -> None:
         """Stop receiving; the stream's task ends at its next response."""
