@@ -197,10 +197,13 @@ async def test_transactions(autojump_clock: Clock, fake: FakeEtcd, client: et.Cl
             txn.delete("db/host")
             txn.set("svc", {"a": "1", "b": "2"})
             txn.delete("svc/b")  # a later delete wins over an earlier set
+            txn.set("gone", {"x": "1", "y": "2"})
+            txn.delete("gone", recursive=True)  # ... and over writes below it
         update = await next_update(updates)
         assert update.revision == txn.revision
         assert sorted(root["db"]) == ["port", "user"]
         assert list(root["svc"]) == ["a"]
+        assert "gone" not in root
 
         async with root.transaction("db") as txn:  # a subtree transaction
             txn.delete((), recursive=True)

@@ -178,7 +178,9 @@ class Root(Node):
         Cancellation: a checkpoint; cancelled while committing, the last attempt may have
         been applied.
         """
-        for attempt in itertools.count(1):
+        attempt = 0
+        while True:
+            attempt += 1
             try:
                 async with self.transaction(path) as txn:
                     result = fn(txn)
@@ -188,9 +190,8 @@ class Root(Node):
                 if attempt >= attempts:
                     raise
                 await self._mirror.catch_up(exc)
-                continue
-            return txn.revision
-        raise AssertionError("unreachable")  # pragma: no cover -- count() never ends
+            else:
+                return txn.revision
 
     def _key_of(self, names: tuple[str, ...]) -> bytes:
         return self._mirror.core.key_of(names)
@@ -207,7 +208,7 @@ class Transaction:
         self._mirror = mirror
         self._base = base
         self.revision = mirror.core.revision  #: the guard's revision; the commit's after
-        self._writes: dict[tuple[str, ...], tuple[bytes, int] | None] = {}
+        self._writes: dict[tuple[str, ...], tuple[bytes, int]] = {}
         self._deletes: list[tuple[tuple[str, ...], bool]] = []
 
     def set(self, path: str | Sequence[str], value: object, *, lease: Lease | int = 0) -> None:
@@ -221,7 +222,10 @@ class Transaction:
     def delete(self, path: str | Sequence[str], *, recursive: bool = False) -> None:
         """Delete the key at ``path`` (with ``recursive``, everything below it too)."""
         names = self._base + _names(path)
-        self._writes.pop(names, None)
+        n = len(names)
+        for written in list(self._writes):  # a later delete wins over earlier writes
+            if written == names or (recursive and written[:n] == names):
+                del self._writes[written]
         self._deletes.append((names, recursive))
 
     def _ops(self) -> list[Op]:
@@ -238,7 +242,6 @@ class Transaction:
             if recursive:
                 ops.extend(_cut(key + b"/", prefix_end(key + b"/"), puts))
         for names, write in self._writes.items():
-            assert write is not None
             ops.append(Put(core.key_of(names), write[0], lease=write[1]))
         return ops
 
