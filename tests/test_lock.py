@@ -13,7 +13,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import AsyncIterator, Iterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import pytest
@@ -304,30 +304,34 @@ def etcdctl() -> str:
 async def test_etcdctl_lock_excludes_ours_and_ours_excludes_it(cluster1: EtcdCluster) -> None:
     endpoints = ",".join(cluster1.endpoints)
     ctl = etcdctl()
-    async with et.open_client(endpoints) as c:
-        # ours first: etcdctl waits in line until we let go
-        async with process(ctl, "--endpoints", endpoints, "lock", "shared") as theirs:
-            async with lock(c, "shared") as ours:
-                await wait_for_keys(c, "shared/", 2)
-                queued = (await c.range("shared/", prefix=True)).kvs
-                assert queued[0].key == ours.key  # etcdctl's key is under the same prefix
-            # we left: etcdctl gets the lock and says so with its key
-            with trio.fail_after(10):
-                their_key = await read_line(theirs)
-            assert their_key.startswith("shared/")
-            # now etcdctl holds it: ours cannot have it
-            with pytest.raises(LockBusyError) as busy:
-                async with try_lock(c, "shared"):
-                    pytest.fail("etcdctl holds the lock")  # pragma: no cover
-            assert busy.value.holder == their_key.encode()
-            waiting: AbstractAsyncContextManager[Lock] = lock(c, "shared")
-            with trio.move_on_after(1) as scope:
-                async with waiting:
-                    pytest.fail("etcdctl holds the lock")  # pragma: no cover
-            assert scope.cancelled_caught
-            theirs.send_signal(signal.SIGTERM)  # etcdctl releases on SIGTERM
-            with trio.fail_after(10):
-                await theirs.wait()
+    async with et.open_client(endpoints) as c, AsyncExitStack() as stack:
+        # ours first (taken before etcdctl starts): etcdctl waits in line until we let go
+        ours_block = lock(c, "shared")
+        ours = await ours_block.__aenter__()
+        theirs = await stack.enter_async_context(
+            process(ctl, "--endpoints", endpoints, "lock", "shared")
+        )
+        await wait_for_keys(c, "shared/", 2)
+        queued = (await c.range("shared/", prefix=True, sort_target="CREATE")).kvs
+        assert queued[0].key == ours.key  # etcdctl's key is under the same prefix, behind
+        await ours_block.__aexit__(None, None, None)
+        # we left: etcdctl gets the lock and says so with its key
+        with trio.fail_after(10):
+            their_key = await read_line(theirs)
+        assert their_key.startswith("shared/")
+        # now etcdctl holds it: ours cannot have it
+        with pytest.raises(LockBusyError) as busy:
+            async with try_lock(c, "shared"):
+                pytest.fail("etcdctl holds the lock")  # pragma: no cover
+        assert busy.value.holder == their_key.encode()
+        waiting: AbstractAsyncContextManager[Lock] = lock(c, "shared")
+        with trio.move_on_after(1) as scope:
+            async with waiting:
+                pytest.fail("etcdctl holds the lock")  # pragma: no cover
+        assert scope.cancelled_caught
+        theirs.send_signal(signal.SIGTERM)  # etcdctl releases on SIGTERM
+        with trio.fail_after(10):
+            await theirs.wait()
         with trio.fail_after(10):
             async with lock(c, "shared") as ours:
                 assert ours.key.startswith(b"shared/")
