@@ -59,7 +59,7 @@ from ._mount import (
     Transaction as Transaction,
     mount as mount,
 )
-from ._node import Node as Node
+from ._node import NOT_LOADED as NOT_LOADED, Node as Node, NotLoadedError as NotLoadedError
 from ._registry import TypeRegistry as TypeRegistry
 from ._subscribe import Subscription as Subscription
 from ._tree import Change as Change, ChangeKind as ChangeKind, Update as Update
@@ -102,6 +102,7 @@ __all__ = [
     "FLOAT",
     "INT",
     "JSON",
+    "NOT_LOADED",
     "STR",
     "AuthenticationError",
     "Change",
@@ -141,6 +142,7 @@ __all__ = [
     "Node",
     "NotFoundError",
     "NotLeaderError",
+    "NotLoadedError",
     "Page",
     "PermissionDeniedError",
     "ProtocolError",

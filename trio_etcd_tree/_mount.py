@@ -17,6 +17,11 @@ How the mirror stays exact, in etcd's terms:
 The mount's watch covers ``[prefix, prefix + "0")``: the mount's own key and everything
 under ``prefix + "/"``. Keys in that range that are not under the mount (``/cfg-old`` for
 ``/cfg``) are read and ignored.
+
+A lazy mount (``lazy=True``) reads keys only in steps 1 and 3: the tree has its full shape
+and every key's revisions, and ``Node.load`` reads the values of a subtree at the revision
+the tree has applied (``Mirror.load``). Events carry values, so whatever the watch touches
+is loaded; writes guard on ``mod_revision``, which is known for unloaded keys too.
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ from ._errors import (
 )
 from ._keys import KeyLike, key_bytes, prefix_end
 from ._lease import Lease
-from ._node import _PRIVATE, Node, current_value, flatten
+from ._node import _PRIVATE, NOT_LOADED, Node, current_value, flatten
 from ._registry import TypeRegistry
 from ._subscribe import Subscription, Subscriptions
 from ._tree import TreeCore, Update
@@ -279,8 +284,10 @@ class Mirror:
         *,
         page_size: int,
         max_txn_ops: int,
+        lazy: bool = False,
     ) -> None:
         self.client = client
+        self.lazy = lazy
         self.root = Root(self, _PRIVATE)
         self.core = TreeCore(self.root, prefix, registry)
         self.page_size = page_size
@@ -373,7 +380,7 @@ class Mirror:
                     self._set_state(MountState.RESYNCING)
                     self.resyncs += 1
                     kvs, revision = await self._snapshot()
-                    changes = self.core.replace(kvs, revision)
+                    changes = self.core.replace(kvs, revision, keys_only=self.lazy)
                     del kvs
                     if changes:
                         self._publish(Update(revision, tuple(changes), resync=True))
@@ -386,8 +393,10 @@ class Mirror:
         start, end = self._range
         while True:
             try:
-                async for page in self.client.range_pages(start, end, page_size=self.page_size):
-                    self.core.load(page.kvs, page.revision)
+                async for page in self.client.range_pages(
+                    start, end, page_size=self.page_size, keys_only=self.lazy
+                ):
+                    self.core.load(page.kvs, page.revision, keys_only=self.lazy)
             except CompactedError:
                 self.core.clear()  # compacted while paging: read again at the new revision
                 continue
@@ -400,7 +409,9 @@ class Mirror:
             kvs: list[KeyValue] = []
             revision = 0
             try:
-                async for page in self.client.range_pages(start, end, page_size=self.page_size):
+                async for page in self.client.range_pages(
+                    start, end, page_size=self.page_size, keys_only=self.lazy
+                ):
                     kvs.extend(page.kvs)
                     revision = page.revision
             except CompactedError:
@@ -474,6 +485,43 @@ class Mirror:
                 f"the mount of {self.core.prefix!r} was left: the tree is a frozen snapshot"
             )
 
+    # --- loading (lazy mounts) -------------------------------------------------------------
+
+    async def load(self, node: Node, *, subtree: bool = True) -> None:
+        """Load every unloaded value at and below ``node`` (see ``Node.load``); without
+        ``subtree`` only the node's own.
+
+        Each round reads the subtree at the tree's revision and fills the nodes still
+        unloaded with the same ``mod_revision``. What a round leaves unloaded changed after
+        the read (a fallback read at the current revision, or a resync meanwhile): its
+        event, or the resync, advances the tree, and the next round starts from there.
+        """
+        last = -1
+        while any(n._raw is NOT_LOADED for n in (node.walk() if subtree else (node,))):
+            self._check_open()
+            if self.core.revision <= last:
+                await self.wait_revision(last + 1)
+                continue
+            last = self.core.revision
+            await self._read_values(node, last, subtree)
+        await trio.lowlevel.checkpoint()
+
+    async def _read_values(self, node: Node, revision: int, subtree: bool) -> None:
+        key = self.core.key_of(node.path)
+        # the key and everything under it (the root of "/" has no key), or the key alone
+        start, end = (key or b"/", prefix_end(key + b"/")) if subtree else (key, key + b"\0")
+        at = revision
+        while True:
+            try:
+                async for page in self.client.range_pages(
+                    start, end, page_size=self.page_size, revision=at
+                ):
+                    self.core.fill(page.kvs, node.path)
+            except CompactedError:
+                at = 0  # the tree's revision is compacted: read the current one
+                continue
+            return
+
     # --- waiting ---------------------------------------------------------------------------
 
     async def wait_revision(self, revision: int) -> None:
@@ -496,6 +544,9 @@ class Mirror:
                 node: Node | None = self.root.lookup(path)
             except KeyError:
                 node = None
+            if node is not None and node._raw is NOT_LOADED:
+                await self.load(node, subtree=False)  # lazy: load the value, look again
+                continue
             value = current_value(node)
             if test(value):
                 await trio.lowlevel.checkpoint()
@@ -688,6 +739,7 @@ async def mount(
     types: TypeRegistry | None = None,
     page_size: int = 2000,
     max_txn_ops: int = 128,
+    lazy: bool = False,
 ) -> AsyncIterator[Root]:
     """Mirror the etcd subtree at ``prefix`` for the life of the ``async with`` block.
 
@@ -703,6 +755,9 @@ async def mount(
         page_size: keys per page of the snapshot reads.
         max_txn_ops: the server's ``--max-txn-ops``; larger writes are refused before
             anything is sent.
+        lazy: read keys only (with their revisions): values are loaded when awaited,
+            ``await node.load()`` for a subtree, and by the watch for what it changes;
+            until then ``value`` and ``raw`` raise :class:`NotLoadedError`.
 
     Raises:
         MirrorError: the mirror cannot go on (lost permission, say); out of the block.
@@ -719,7 +774,12 @@ async def mount(
     if page_size < 1:
         raise ValueError("page_size must be >= 1")
     mirror = Mirror(
-        client, raw, types or TypeRegistry(), page_size=page_size, max_txn_ops=max_txn_ops
+        client,
+        raw,
+        types or TypeRegistry(),
+        page_size=page_size,
+        max_txn_ops=max_txn_ops,
+        lazy=lazy,
     )
     try:
         async with open_service_nursery() as nursery:

@@ -10,8 +10,11 @@ Names are ``str``. Key segments that are not UTF-8 are decoded with ``surrogatee
 segments are names too: ``/cfg/a//b`` is ``root["a"][""]["b"]``, and a trailing ``/`` is a
 child named ``""``. The mount's own key (``/cfg`` for a mount of ``/cfg``) is the root's value.
 
-Reading a node never does I/O. Writing goes to etcd as a guarded transaction and returns
-once the watch has brought the change back into the tree (see ``Node.set``).
+Reading a node never does I/O. In a lazy mount (``mount(..., lazy=True)``) a node can
+hold a key whose value is not loaded yet: its revisions are known, ``value`` and ``raw``
+raise :class:`NotLoadedError` until ``await node.load()`` reads it. Writing goes to etcd as
+a guarded transaction and returns once the watch has brought the change back into the tree
+(see ``Node.set``).
 """
 
 from __future__ import annotations
@@ -30,10 +33,30 @@ if TYPE_CHECKING:
     from ._mount import Root
     from ._subscribe import Subscription
 
-__all__ = ["Node"]
+__all__ = ["Node", "NotLoadedError"]
 
 _UNDECODED: Any = object()
 _PRIVATE = object()
+
+
+class _NotLoaded(bytes):
+    """The type of ``NOT_LOADED``."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<not loaded>"
+
+
+#: The raw value of a node whose key exists but whose value a lazy mount has not loaded
+#: yet (and the ``value`` of a :class:`KeyValue` in a :class:`Change` for such a key). It
+#: is a ``bytes`` equal to ``b""``, so "has a key" stays ``_raw is not None``; tell it
+#: apart by identity (``raw is NOT_LOADED``).
+NOT_LOADED: bytes = _NotLoaded()
+
+
+class NotLoadedError(LookupError):
+    """The value of a node of a lazy mount is not loaded yet: ``await node.load()``."""
 
 
 def encode_name(name: str) -> bytes:
@@ -120,8 +143,20 @@ class Node:
         return self._raw is not None
 
     @property
+    def loaded(self) -> bool:
+        """Whether the node's value is known: ``False`` only for a key of a lazy mount whose
+        value has not been loaded (see :meth:`load`)."""
+        return self._raw is not NOT_LOADED
+
+    @property
     def raw(self) -> bytes | None:
-        """The value's bytes as etcd holds them, or ``None`` when there is no key here."""
+        """The value's bytes as etcd holds them, or ``None`` when there is no key here.
+
+        Raises:
+            NotLoadedError: a lazy mount has not loaded the value yet.
+        """
+        if self._raw is NOT_LOADED:
+            raise self._not_loaded()
         return self._raw
 
     @property
@@ -131,10 +166,13 @@ class Node:
 
         Raises:
             LookupError: the node has no value (only children).
+            NotLoadedError: a lazy mount has not loaded the value yet.
             DecodeError: the bytes do not decode; ``raw`` still has them.
         """
         if self._raw is None:
             raise LookupError(f"{self._describe()} has no value, only children")
+        if self._raw is NOT_LOADED:
+            raise self._not_loaded()
         if self._decoded is _UNDECODED:
             codec = self.codec
             try:
@@ -150,7 +188,8 @@ class Node:
 
     @property
     def decode_error(self) -> DecodeError | None:
-        """The error decoding the value raises, or ``None`` if it decodes (or is absent)."""
+        """The error decoding the value raises, or ``None`` if it decodes (or is absent or
+        not loaded)."""
         try:
             self.value  # noqa: B018
         except DecodeError as exc:
@@ -186,9 +225,15 @@ class Node:
 
     @property
     def kv(self) -> KeyValue | None:
-        """The key as a :class:`KeyValue`, or ``None`` when there is no key here."""
+        """The key as a :class:`KeyValue`, or ``None`` when there is no key here.
+
+        Raises:
+            NotLoadedError: a lazy mount has not loaded the value yet.
+        """
         if self._raw is None:
             return None
+        if self._raw is NOT_LOADED:
+            raise self._not_loaded()
         return KeyValue(self.key, self._raw, self._create, self._mod, self._version, self._lease)
 
     # --- children --------------------------------------------------------------------------
@@ -257,6 +302,34 @@ class Node:
 
     def _describe(self) -> str:
         return repr(self.key.decode("utf-8", "backslashreplace"))
+
+    def _not_loaded(self) -> NotLoadedError:
+        return NotLoadedError(
+            f"the value of {self._describe()} is not loaded (a lazy mount): await node.load() first"
+        )
+
+    # --- loading ---------------------------------------------------------------------------
+
+    async def load(self) -> Node:
+        """Load the values of this node and of everything below it that a lazy mount has
+        not loaded yet; return the node. A no-op checkpoint when all are loaded (always,
+        in a mount that is not lazy).
+
+        The values are read at the revision the tree has applied when the load starts, so
+        they are consistent with the rest of the tree; a value that a watch event brought
+        in meanwhile is newer and stays. If that revision was compacted, they are read at
+        the current revision, and a key that changed since the tree's revision gets its
+        value from its event instead (the call waits for it). Once it returns, every key
+        at and below the node has its value (unless a resync added unloaded keys since).
+
+        Raises:
+            TreeClosedError: the mount was left and values are still to be loaded.
+
+        Cancellation: a checkpoint; cancelled, the values read so far stay loaded (each is
+        the right one for its key's ``mod_revision``) and the rest stay unloaded.
+        """
+        await self.root._mirror.load(self)
+        return self
 
     # --- writing ---------------------------------------------------------------------------
 
@@ -354,7 +427,7 @@ def current_value(node: Node | None) -> Any:
     """What ``wait_value`` compares: the decoded value, ``None``, or the decode error."""
     if node is None or node._raw is None:
         return None
-    try:
+    try:  # an unloaded value raises NotLoadedError: Mirror.wait_value loads first
         return node.value
     except DecodeError as exc:
         return exc

@@ -4,6 +4,9 @@ The async shell (``_mount``) feeds it a snapshot (``load`` or, on resync, ``repl
 then the watch's events revision by revision (``apply``); each returns the
 :class:`Change` list that subscribers get. Keys outside the mount are ignored (the watch
 covers ``[prefix, prefix + "0")`` to include the mount's own key, so ``/cfg-old`` passes by).
+
+A lazy mount loads and resyncs keys only (``keys_only``): such keys get the raw value
+``NOT_LOADED`` with their revisions, and ``fill`` gives them their values later.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from ._codecs import STR, Codec
-from ._node import _UNDECODED, Node, encode_name, make_node
+from ._node import _UNDECODED, NOT_LOADED, Node, NotLoadedError, encode_name, make_node
 from ._registry import TypeRegistry
 from ._types import Event, EventType, KeyValue
 
@@ -39,13 +42,30 @@ class Change(NamedTuple):
 
     @property
     def old_value(self) -> Any:
-        """The old value, decoded (``None`` if the key was created)."""
-        return None if self.old is None else self.codec.decode(self.old.value)
+        """The old value, decoded (``None`` if the key was created).
+
+        Raises:
+            NotLoadedError: a lazy mount had not loaded the old value (``old.value`` is
+                ``NOT_LOADED``; its revisions are right).
+        """
+        return None if self.old is None else self._decode(self.old.value)
 
     @property
     def new_value(self) -> Any:
-        """The new value, decoded (``None`` if the key was deleted)."""
-        return None if self.new is None else self.codec.decode(self.new.value)
+        """The new value, decoded (``None`` if the key was deleted).
+
+        Raises:
+            NotLoadedError: a lazy mount's resync found the key changed and did not load
+                the new value (``new.value`` is ``NOT_LOADED``; the node has it unloaded).
+        """
+        return None if self.new is None else self._decode(self.new.value)
+
+    def _decode(self, raw: bytes) -> Any:
+        if raw is NOT_LOADED:
+            raise NotLoadedError(
+                f"the value of {'/'.join(self.path) or 'the root'} was not loaded (a lazy mount)"
+            )
+        return self.codec.decode(raw)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,9 +111,10 @@ class TreeCore:
 
     # --- applying ----------------------------------------------------------------------------
 
-    def load(self, kvs: Iterable[KeyValue], revision: int) -> None:
+    def load(self, kvs: Iterable[KeyValue], revision: int, *, keys_only: bool = False) -> None:
         """Add keys of a snapshot read at ``revision`` to the (empty) tree; call it once per
-        page. Keys come sorted, so neighbours share their parent: it is looked up once."""
+        page. Keys come sorted, so neighbours share their parent: it is looked up once.
+        With ``keys_only`` the values are left unloaded."""
         parent_names: tuple[str, ...] | None = None
         parent = self.root
         for kv in kvs:
@@ -104,9 +125,27 @@ class TreeCore:
                 parent_names = names[:-1]
                 parent = self._make_path(parent_names)
             node = self._make_path(names[-1:], parent, names) if names else self.root
-            self._set(node, kv)
+            self._set(node, kv, keys_only)
             self.keys += 1
         self.revision = revision
+
+    def fill(self, kvs: Iterable[KeyValue], base: tuple[str, ...]) -> int:
+        """Give unloaded nodes at or below ``base`` their values from a read, where the
+        read's key has the node's ``mod_revision`` (the same write, so the same value);
+        return how many were filled. Nodes changed since are left as they are."""
+        filled = 0
+        n = len(base)
+        for kv in kvs:
+            names = self.names_of(kv.key)
+            if names is None or names[:n] != base:
+                continue
+            node: Node | None = self.root
+            for name in names:
+                node = node.get(name) if node is not None else None
+            if node is not None and node._raw is NOT_LOADED and node._mod == kv.mod_revision:
+                node._raw = kv.value
+                filled += 1
+        return filled
 
     def clear(self) -> None:
         """Forget a partly loaded snapshot."""
@@ -132,9 +171,15 @@ class TreeCore:
         self.revision = revision
         return changes
 
-    def replace(self, kvs: Iterable[KeyValue], revision: int) -> list[Change]:
+    def replace(
+        self, kvs: Iterable[KeyValue], revision: int, *, keys_only: bool = False
+    ) -> list[Change]:
         """Make the tree equal to a fresh snapshot; return the differences as changes
-        (deletions of keys the snapshot lacks included), in key order."""
+        (deletions of keys the snapshot lacks included), in key order.
+
+        With ``keys_only`` (a lazy mount) a key whose revisions are unchanged keeps its node
+        as it is, loaded or not; a new or changed key is left unloaded and its change's
+        ``new.value`` is ``NOT_LOADED``."""
         fresh: dict[tuple[str, ...], KeyValue] = {}
         for kv in kvs:
             names = self.names_of(kv.key)
@@ -149,22 +194,24 @@ class TreeCore:
                     assert change is not None
                     changes.append(change)
         for names, kv in fresh.items():
-            change = self._put(names, kv)
+            change = self._put(names, kv, keys_only)
             if change is not None:
                 changes.append(change)
         changes.sort(key=lambda c: self.key_of(c.path))
         self.revision = revision
         return changes
 
-    def _put(self, names: tuple[str, ...], kv: KeyValue) -> Change | None:
+    def _put(self, names: tuple[str, ...], kv: KeyValue, keys_only: bool = False) -> Change | None:
         node = self._make_path(names)
+        if keys_only:
+            kv = kv._replace(value=NOT_LOADED)
         if node._raw is None:
             self._set(node, kv)
             self.keys += 1
             return Change(names, ChangeKind.CREATED, None, kv, self.codec_for(names))
         old = KeyValue(kv.key, node._raw, node._create, node._mod, node._version, node._lease)
-        if old == kv:
-            return None  # unchanged (a resync finding the same key)
+        if (old[2:] == kv[2:]) if keys_only else (old == kv):
+            return None  # unchanged (a resync finding the same key; keys only: same revisions)
         self._set(node, kv)
         return Change(names, ChangeKind.MODIFIED, old, kv, self.codec_for(names))
 
@@ -219,8 +266,8 @@ class TreeCore:
         return self.registry.codec_for(names) if self.registry else STR
 
     @staticmethod
-    def _set(node: Node, kv: KeyValue) -> None:
-        node._raw = kv.value
+    def _set(node: Node, kv: KeyValue, keys_only: bool = False) -> None:
+        node._raw = NOT_LOADED if keys_only else kv.value
         node._decoded = _UNDECODED
         mod = kv.mod_revision
         node._mod = mod
