@@ -93,6 +93,15 @@ from ._watch import (
     WatchStatistics as WatchStatistics,
     WatchStream as WatchStream,
 )
+from ._yaml import (
+    DocumentError as DocumentError,
+    LoadPlan as LoadPlan,
+    LoadResult as LoadResult,
+    dump_yaml as dump_yaml,
+    load_yaml as load_yaml,
+    parse_yaml as parse_yaml,
+    plan_load as plan_load,
+)
 
 __version__ = "0.1.0.dev0"
 
@@ -119,6 +128,7 @@ __all__ = [
     "DecodeError",
     "Delete",
     "DeleteResult",
+    "DocumentError",
     "Election",
     "EtcdError",
     "Event",
@@ -132,6 +142,8 @@ __all__ = [
     "LeaseExpiredError",
     "LeaseGrant",
     "LeaseInfo",
+    "LoadPlan",
+    "LoadResult",
     "Lock",
     "LockBusyError",
     "LockLostError",
@@ -166,11 +178,15 @@ __all__ = [
     "WatchStatistics",
     "WatchStream",
     "current_leader",
+    "dump_yaml",
     "election",
+    "load_yaml",
     "lock",
     "mount",
     "observe_leader",
     "open_client",
+    "parse_yaml",
+    "plan_load",
     "prefix_end",
     "try_lock",
 ]

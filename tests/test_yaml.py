@@ -1,0 +1,377 @@
+"""The YAML form: encoding, decoding, documents, dumps and loads (library level)."""
+
+from __future__ import annotations
+
+import datetime
+import io
+import itertools
+
+import pytest
+import trio
+import trio.testing
+import yaml
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+import trio_etcd_tree as et
+from trio_etcd_tree import _yaml as y
+from trio_etcd_tree.testing import EtcdCluster, FakeEtcd, open_fake_etcd
+from trio_etcd_tree.testing.pytest_plugin import Servers
+
+_n = itertools.count()
+
+
+def fresh(tag: str = "y") -> bytes:
+    return f"/test-yaml-{tag}-{next(_n)}/".encode()
+
+
+# --- values ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "raw"),
+    [
+        (None, b""),
+        (True, b"true"),
+        (False, b"false"),
+        (5432, b"5432"),
+        (-1, b"-1"),
+        (1.5, b"1.5"),
+        (1e20, b"1e+20"),
+        (float("nan"), b".nan"),
+        (float("inf"), b".inf"),
+        (float("-inf"), b"-.inf"),
+        ("héllo", "héllo".encode()),
+        (b"\xff\x00", b"\xff\x00"),
+        (datetime.date(2024, 5, 1), b"2024-05-01"),
+        (datetime.datetime(2024, 5, 1, 12, 0), b"2024-05-01T12:00:00"),
+    ],
+)
+def test_encode_value(value: object, raw: bytes) -> None:
+    assert y.encode_value(value) == raw
+
+
+def test_encode_value_refuses() -> None:
+    with pytest.raises(y.DocumentError, match="at 'a/b': a set value has no etcd encoding"):
+        y.encode_value({1}, "a/b")
+    with pytest.raises(y.DocumentError, match="not valid Unicode"):
+        y.encode_value("\ud800")
+
+
+@pytest.mark.parametrize(
+    ("raw", "value"),
+    [
+        (b"5432", 5432),
+        (b"007", "007"),
+        (b"0x10", "0x10"),
+        (b"1.5", 1.5),
+        (b"1.50", "1.50"),
+        (b"true", True),
+        (b"yes", "yes"),
+        (b"null", "null"),
+        (b"", ""),
+        (b"2024-05-01", datetime.date(2024, 5, 1)),
+        (b"=", "="),
+        (b"hello", "hello"),
+        (b"\xff", b"\xff"),
+    ],
+)
+def test_decode_value(raw: bytes, value: object) -> None:
+    assert y.decode_value(raw) == value
+    assert type(y.decode_value(raw)) is type(value)
+
+
+def test_decode_value_as_text() -> None:
+    assert y.decode_value(b"5432", as_text=True) == "5432"
+
+
+def test_show() -> None:
+    assert y.show(b"db/port") == "db/port"
+    assert y.show(b"") == '""'
+    assert y.show(b"a b ") == '"a b "'
+    assert y.show(b'a"\n') == '"a\\"\\n"'
+    assert y.show(b"\xff") == "b'\\xff'"
+
+
+# --- documents -------------------------------------------------------------------------------
+
+
+def test_document_keys() -> None:
+    doc = y.parse_yaml(
+        """
+db:
+  ~: primary
+  port: 5432
+  hosts: [a, b]
+  tls: true
+  ratio: 0.5
+  empty: null
+  when: 2024-05-01
+1: one
+? !!binary /w==
+: !!binary AA==
+"": root
+"""
+    )
+    assert y.document_keys(doc) == {
+        b"db": b"primary",
+        b"db/port": b"5432",
+        b"db/hosts/0": b"a",
+        b"db/hosts/1": b"b",
+        b"db/tls": b"true",
+        b"db/ratio": b"0.5",
+        b"db/empty": b"",
+        b"db/when": b"2024-05-01",
+        b"1": b"one",
+        b"\xff": b"\x00",
+        b"": b"root",
+    }
+    assert y.document_keys({}) == {}
+
+
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        (None, "the document is empty, not a mapping"),
+        ([1], "the document is a list, not a mapping"),
+        ({"a": {}}, "at 'a': an empty mapping or list writes no key"),
+        ({"a": []}, "at 'a': an empty mapping or list writes no key"),
+        ({None: 1}, "a null .~. key at the top level"),
+        ({"a": {None: [1]}}, "at 'a': the null .~. entry must be a scalar"),
+        ({"a/b": 1}, "the key 'a/b' contains '/'"),
+        ({1: "x", "1": "y"}, "at '1': two keys give the same segment"),
+        ({(1, 2): 1}, "a tuple cannot be a key"),
+        ({"a": {"b": {1, 2}}}, "at 'a/b': a set value"),
+    ],
+)
+def test_document_errors(doc: object, message: str) -> None:
+    with pytest.raises(y.DocumentError, match=message):
+        y.document_keys(doc)
+
+
+def test_parse_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(y.DocumentError, match=r"^f.yaml:2:1: invalid YAML: while parsing"):
+        y.parse_yaml("a: [\n", "f.yaml")
+    with pytest.raises(y.DocumentError, match=r"^f.yaml: invalid YAML: unacceptable character"):
+        y.parse_yaml("a: \x00", "f.yaml")
+
+    def unmarked(*args: object, **kwargs: object) -> object:
+        raise yaml.MarkedYAMLError(problem="odd")
+
+    monkeypatch.setattr("yaml.load", unmarked)
+    with pytest.raises(y.DocumentError, match=r"^f.yaml: invalid YAML: odd$"):
+        y.parse_yaml("a: 1", "f.yaml")
+
+
+def test_recorded_revision() -> None:
+    assert y.recorded_revision("# etcd2yaml: prefix /a/ revision 17\na: 1\n") == 17
+    assert y.recorded_revision(b"# etcd2yaml: prefix /a b/ revision 3\r\n") == 3
+    assert y.recorded_revision("a: 1\n# etcd2yaml: prefix /a/ revision 17\n") is None
+
+
+# --- dumps and loads on the fake ---------------------------------------------------------------
+
+
+def run_fake(fn: object, **options: object) -> None:
+    async def main() -> None:
+        async with open_fake_etcd(**options) as fake:  # type: ignore[arg-type]
+            async with et.open_client(fake.endpoints, transport=fake) as client:
+                await fn(fake, client)  # type: ignore[operator]
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+def test_dump_streams_pages_in_a_stable_order() -> None:
+    async def check(fake: object, client: et.Client) -> None:
+        for key, value in [
+            (b"/p/a", b"primary"),
+            (b"/p/a-b", b"1"),
+            (b"/p/a/x", b"2"),
+            (b"/p/a.c/d", b"\xff"),
+            (b"/p/z", b"true"),
+            (b"/p/\xfe", b"k"),
+            (b"/q", b"outside"),
+        ]:
+            await client.put(key, value)
+        texts = []
+        for page_size in (1, 2, 1000):
+            out = io.StringIO()
+            seen: list[int] = []
+            rev = await y.dump_yaml(client, "/p/", out, page_size=page_size, progress=seen.append)
+            texts.append(out.getvalue())
+            assert seen[-1] == 6
+        assert texts[0] == texts[1] == texts[2]
+        assert texts[0].startswith(f"# etcd2yaml: prefix /p/ revision {rev}\n")
+        assert y.parse_yaml(texts[0]) == {
+            "a-b": 1,
+            "a.c": {"d": b"\xff"},
+            "a": {None: "primary", "x": 2},
+            b"\xfe": "k",
+            "z": True,
+        }
+        out = io.StringIO()
+        await y.dump_yaml(client, "/p/", out, raw=True, revision=rev)
+        assert y.parse_yaml(out.getvalue())["z"] == "true"  # type: ignore[index]
+        out = io.StringIO()
+        await y.dump_yaml(client, "/nothing/", out)
+        assert out.getvalue().endswith("\n{}\n")
+
+    run_fake(check)
+
+
+def test_load_plans_guards_and_chunks() -> None:
+    async def check(fake: FakeEtcd, client: et.Client) -> None:
+        await client.put("/l/keep", "1")
+        await client.put("/l/change", "old")
+        await client.put("/l/stray", "x")
+        doc = {"keep": 1, "change": "new", "add": [True, None]}
+        plan = await y.plan_load(client, "/l/", doc, prune=True)
+        assert plan.diff() == [
+            "+ add/0 = true",
+            '+ add/1 = ""',
+            "~ change = new (was old)",
+            "- stray (was x)",
+        ]
+        assert plan.summary() == "2 added, 1 changed, 1 deleted, 1 unchanged"
+        dry = await y.load_yaml(client, "/l/", doc, prune=True, dry_run=True)
+        assert dry.transactions == 0
+        assert fake.revision == plan.revision
+        with pytest.raises(et.TooLargeError, match="4 operations do not fit"):
+            await y.load_yaml(client, "/l/", doc, prune=True, atomic=True, max_txn_ops=2)
+        shown: list[tuple[int, int]] = []
+        done = await y.load_yaml(
+            client,
+            "/l/",
+            doc,
+            prune=True,
+            max_txn_ops=3,
+            progress=lambda i, n: shown.append((i, n)),
+        )
+        assert (done.transactions, shown) == (2, [(1, 2), (2, 2)])
+        assert (await client.get("/l/add/1")).value == b""  # type: ignore[union-attr]
+        assert await client.get("/l/stray") is None
+        again = await y.load_yaml(client, "/l/", doc, prune=True)
+        assert again.plan.empty and again.transactions == 0
+        # a writer between two chunks: the load stops, the first chunk stays
+        doc2 = {"a": 1, "b": 2, "c": 3}
+
+        def interfere(i: int, n: int) -> None:
+            fake.put("/m/z", "!")
+
+        with pytest.raises(et.ConflictError, match="1 of 3 transactions were applied"):
+            await y.load_yaml(client, "/m/", doc2, max_txn_ops=1, progress=interfere)
+        # ... and before the first one (between the read and the commit)
+        fake.delay_next("/v3/kv/txn", 1.0)
+        async with trio.open_nursery() as nursery:
+
+            async def write() -> None:
+                await trio.sleep(0.5)
+                fake.put("/n/other", "1")
+
+            nursery.start_soon(write)
+            with pytest.raises(et.ConflictError, match=r"since revision .*: nothing written"):
+                await y.load_yaml(client, "/n/", {"a": 1})
+        with pytest.raises(y.DocumentError, match="at 'big': the value is 2000 bytes"):
+            await y.load_yaml(client, "/n/", {"big": "x" * 2000}, max_request_bytes=5000)
+
+    run_fake(check)
+
+
+def test_load_if_revision() -> None:
+    async def check(fake: object, client: et.Client) -> None:
+        r1 = (await client.put("/r/a", "1")).revision
+        await client.put("/r/b", "1")
+        r2 = (await client.put("/other", "1")).revision
+        await y.load_yaml(client, "/r/", {"a": 2}, if_revision=r2)  # nothing under /r/ since r2
+        with pytest.raises(et.ConflictError, match=r"^load: a \(and 1 more\) changed since"):
+            await y.load_yaml(client, "/r/", {"a": 3}, if_revision=r1 - 1)
+        r3 = (await client.put("/r/c", "1")).revision
+        await client.delete("/r/c")
+        with pytest.raises(et.ConflictError, match=r"^load: c changed since revision"):
+            await y.load_yaml(client, "/r/", {"a": 3}, if_revision=r3)
+        assert (await client.get("/r/a")).value == b"2"  # type: ignore[union-attr]
+
+    run_fake(check)
+
+
+# --- round trips on real etcd ----------------------------------------------------------------
+
+segments = st.one_of(
+    st.sampled_from([b"", b"a", b"a-b", b"a.b", b"0", b"~", b"null", b" x", b"\xff", b"\xc3"]),
+    st.binary(max_size=4).filter(lambda b: b"/" not in b),
+    st.text(max_size=4).filter(lambda t: "/" not in t).map(str.encode),
+)
+values = st.one_of(
+    st.sampled_from([b"", b"5432", b"007", b"true", b"yes", b"1.5", b"1e+20", b"null", b"~"]),
+    st.sampled_from([b"2024-05-01", b".inf", b"a\x85b", b"x\r\n", b"- a", b"\xff\xfe"]),
+    st.binary(max_size=8),
+    st.text(max_size=8).map(str.encode),
+)
+trees = st.dictionaries(
+    st.lists(segments, min_size=1, max_size=3).map(lambda s: b"/".join(s)), values, max_size=12
+)
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=False),
+    st.text(max_size=8).filter(lambda t: not any(0xD800 <= ord(c) <= 0xDFFF for c in t)),
+    st.binary(max_size=8),
+    st.dates(),
+)
+names = st.one_of(st.text(min_size=0, max_size=5).filter(lambda t: "/" not in t), st.integers())
+documents = st.recursive(
+    scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, min_size=1, max_size=3),
+        st.dictionaries(names, inner, min_size=1, max_size=3),
+    ),
+    max_leaves=10,
+).map(lambda v: {"top": v})
+
+
+@pytest.fixture(scope="module")
+def real(etcd_servers: Servers) -> EtcdCluster:
+    return etcd_servers.get("3.5")
+
+
+async def _all(client: et.Client, prefix: bytes) -> dict[bytes, bytes]:
+    result = await client.range(prefix, prefix=True)
+    return {kv.key[len(prefix) :]: kv.value for kv in result.kvs}
+
+
+def roundtrip(cluster: EtcdCluster, keys: dict[bytes, bytes] | None, doc: object = None) -> None:
+    async def main() -> None:
+        a, b = fresh("a"), fresh("b")
+        async with et.open_client(cluster.endpoints) as client:
+            if keys is None:
+                await y.load_yaml(client, a, doc)
+            else:
+                for i in range(0, len(keys), 100):
+                    chunk = list(keys.items())[i : i + 100]
+                    await client.txn([], [et.Put(a + k, v) for k, v in chunk])
+            out = io.StringIO()
+            await y.dump_yaml(client, a, out, page_size=3)
+            await client.put(b + b"stray", b"x")
+            await y.load_yaml(client, b, y.parse_yaml(out.getvalue()), prune=True)
+            original = await _all(client, a)
+            assert await _all(client, b) == original
+            if keys is not None:
+                assert original == keys
+
+    trio.run(main)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(keys=trees)
+def test_roundtrip_generated_trees(real: EtcdCluster, keys: dict[bytes, bytes]) -> None:
+    roundtrip(real, keys)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(doc=documents)
+def test_roundtrip_generated_documents(real: EtcdCluster, doc: object) -> None:
+    roundtrip(real, None, doc)

@@ -1,0 +1,567 @@
+"""etcd subtrees as YAML and back: what ``etcd2yaml`` writes and ``yaml2etcd`` reads.
+
+The form (documented in ``docs/tools.rst``; every etcd subtree has exactly one):
+
+* The keys under the prefix are split at ``/``; each segment is a mapping key, so
+  ``<prefix>db/port`` is ``{"db": {"port": ...}}``. Empty segments are kept
+  (``<prefix>a//b`` is ``{"a": {"": {"b": ...}}}``); the prefix's own key is the segment
+  ``""``.
+* A key that has a value *and* keys below it is a mapping whose ``null`` (``~``) entry holds
+  its own value: ``{"db": {null: "primary", "port": 5432}}``. A real segment is always a
+  string, so ``null`` never collides with one.
+* A segment that is not UTF-8 is a ``!!binary`` mapping key.
+* A value that is not UTF-8 is ``!!binary``. A UTF-8 value is written as an int, float,
+  bool or date exactly when its bytes are the canonical rendering of that scalar (below), so
+  reading it back gives the same bytes; otherwise (and always with ``raw``) as a string.
+
+What ``yaml2etcd`` writes for each YAML value (its *encoding*):
+
+=========================  ====================================================
+string                     its UTF-8 bytes
+``!!binary``               the bytes
+int                        decimal (``5432``, ``-1``)
+float                      Python's ``repr`` (``1.5``, ``1e+20``); ``.inf``, ``-.inf``, ``.nan``
+bool                       ``true`` / ``false``
+null                       the empty value
+date, timestamp            ISO 8601 (``2024-05-01``, ``2024-05-01T12:00:00``)
+mapping                    one key per entry, nested (its ``null`` entry: the key's own value)
+list                       one key per item, named ``0``, ``1``, ...
+=========================  ====================================================
+
+Mapping keys that are ints, floats, bools or dates become segments by the same encoding.
+Refused, with the path where it happened: an empty mapping or list below the top (etcd has
+no directories, so it would write nothing and vanish on the next dump), a segment
+containing ``/``, two keys giving the same segment, a ``null`` entry at the top level or
+holding a mapping or list, and any other type (sets, pairs).
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+import re
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+import yaml
+
+from ._client import Client
+from ._errors import ConflictError, TooLargeError
+from ._keys import KeyLike, key_bytes
+from ._txn import Compare, Delete, Op, Put
+from ._types import KeyValue
+
+__all__ = [
+    "DocumentError",
+    "LoadPlan",
+    "LoadResult",
+    "decode_value",
+    "document_keys",
+    "dump_yaml",
+    "encode_value",
+    "load_yaml",
+    "parse_yaml",
+    "plan_load",
+    "recorded_revision",
+]
+
+MAX_REQUEST_BYTES = 1_572_864
+"""etcd's default ``--max-request-bytes`` (1.5 MiB)."""
+MAX_TXN_OPS = 128
+"""etcd's default ``--max-txn-ops``."""
+_REQUEST_MARGIN = 4096  # room for the request's own framing and the compare
+_OP_OVERHEAD = 16
+
+_HEADER = "# etcd2yaml: prefix {prefix} revision {revision}\n"
+_HEADER_RE = re.compile(r"# etcd2yaml: prefix (?P<prefix>.*) revision (?P<revision>\d+)\r?$")
+_TYPED_TAGS = {
+    "tag:yaml.org,2002:bool",
+    "tag:yaml.org,2002:int",
+    "tag:yaml.org,2002:float",
+    "tag:yaml.org,2002:timestamp",
+}
+_STR_TAG = "tag:yaml.org,2002:str"
+_RESOLVER = yaml.resolver.Resolver()
+# PyYAML folds these line breaks in single-quoted and plain scalars: quote them with escapes
+_FOLDED = re.compile("[\x85\u2028\u2029\r]")
+
+_BaseDumper: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+_BaseLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Dumper(_BaseDumper):  # type: ignore[misc]
+    pass
+
+
+def _represent_str(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
+    style = '"' if _FOLDED.search(data) else None
+    return dumper.represent_scalar(_STR_TAG, data, style=style)
+
+
+_Dumper.add_representer(str, _represent_str)
+
+
+class DocumentError(ValueError):
+    """A YAML document that cannot be written to etcd; the message says where and why."""
+
+
+# --- values --------------------------------------------------------------------------------
+
+
+def encode_value(value: object, where: str = "") -> bytes:
+    """The bytes ``yaml2etcd`` writes for a YAML scalar (see the module docs).
+
+    Raises:
+        DocumentError: the value has no encoding (a set, a pair, ...).
+    """
+    if value is None:
+        return b""
+    if isinstance(value, bool):
+        return b"true" if value else b"false"
+    if isinstance(value, int):
+        return str(value).encode()
+    if isinstance(value, float):
+        if math.isnan(value):
+            return b".nan"
+        if math.isinf(value):
+            return b".inf" if value > 0 else b"-.inf"
+        return repr(value).encode()
+    if isinstance(value, str):
+        try:
+            return value.encode()
+        except UnicodeEncodeError as exc:
+            raise DocumentError(f"{_at(where)}a string that is not valid Unicode: {exc}") from None
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, datetime.date):  # datetime.datetime included
+        return value.isoformat().encode()
+    raise DocumentError(f"{_at(where)}a {type(value).__name__} value has no etcd encoding")
+
+
+def decode_value(raw: bytes, *, as_text: bool = False) -> object:
+    """The YAML value ``etcd2yaml`` writes for a key's bytes: ``bytes`` if they are not
+    UTF-8; a bool, int, float or date if the bytes are exactly that scalar's encoding (not
+    with ``as_text``); else the string."""
+    try:
+        text = raw.decode()
+    except UnicodeDecodeError:
+        return raw
+    if as_text or not text:
+        return text
+    tag = _RESOLVER.resolve(yaml.ScalarNode, text, (True, False))  # type: ignore[no-untyped-call]
+    if tag not in _TYPED_TAGS:
+        return text
+    value = yaml.load(text, Loader=_BaseLoader)
+    return value if encode_value(value) == raw else text
+
+
+def _at(where: str) -> str:
+    return f"at {where!r}: " if where else ""
+
+
+# --- documents -> keys ---------------------------------------------------------------------
+
+
+def parse_yaml(text: str | bytes, name: str = "<document>") -> object:
+    """Parse one YAML document; a syntax error becomes a one-line :class:`DocumentError`
+    with the file name, line and column."""
+    try:
+        return yaml.load(text, Loader=_BaseLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"{name}:{mark.line + 1}:{mark.column + 1}" if mark is not None else name
+        problem = " ".join(p for p in (exc.context, exc.problem) if p)
+        raise DocumentError(f"{where}: invalid YAML: {problem}") from None
+    except yaml.YAMLError as exc:
+        raise DocumentError(f"{name}: invalid YAML: {' '.join(str(exc).split())}") from None
+
+
+def recorded_revision(text: str | bytes) -> int | None:
+    """The revision an ``etcd2yaml`` dump records in its header comment, if any."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    match = _HEADER_RE.match(text.split("\n", 1)[0])
+    return int(match["revision"]) if match else None
+
+
+def document_keys(document: object) -> dict[bytes, bytes]:
+    """The keys (relative to the prefix) and values a YAML document stands for.
+
+    Raises:
+        DocumentError: the document is not a mapping or holds something without an
+            encoding; the message names the path.
+    """
+    if not isinstance(document, dict):
+        kind = "empty" if document is None else f"a {type(document).__name__}"
+        raise DocumentError(f"the document is {kind}, not a mapping")
+    out: dict[bytes, bytes] = {}
+    _collect(document, (), out)
+    return out
+
+
+def _segment(key: object, where: str) -> bytes:
+    if isinstance(key, str | bytes | int | float | datetime.date):
+        segment = encode_value(key, where)
+    else:
+        raise DocumentError(f"{_at(where)}a {type(key).__name__} cannot be a key")
+    if b"/" in segment:
+        raise DocumentError(f"{_at(where)}the key {key!r} contains '/'; nest mappings instead")
+    return segment
+
+
+def _show_path(path: tuple[bytes, ...]) -> str:
+    return "/".join(s.decode("utf-8", "backslashreplace") for s in path)
+
+
+def _collect(mapping: Mapping[Any, Any], path: tuple[bytes, ...], out: dict[bytes, bytes]) -> None:
+    where = _show_path(path)
+    if not mapping and path:
+        raise DocumentError(
+            f"{_at(where)}an empty mapping or list writes no key (etcd has no directories); "
+            "remove it or give it a value"
+        )
+    seen: set[bytes] = set()
+    for key, value in mapping.items():
+        if key is None:
+            if not path:
+                raise DocumentError("a null (~) key at the top level: the prefix has no value")
+            if isinstance(value, dict | list):
+                raise DocumentError(f"{_at(where)}the null (~) entry must be a scalar")
+            out[b"/".join(path)] = encode_value(value, where)
+            continue
+        segment = _segment(key, where)
+        child = (*path, segment)
+        if segment in seen:
+            raise DocumentError(f"{_at(_show_path(child))}two keys give the same segment")
+        seen.add(segment)
+        if isinstance(value, list):
+            value = {str(i): item for i, item in enumerate(value)}
+        if isinstance(value, dict):
+            _collect(value, child, out)
+        else:
+            out[b"/".join(child)] = encode_value(value, _show_path(child))
+
+
+# --- etcd -> YAML --------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Node:
+    value: bytes | None = None
+    children: dict[bytes, _Node] = field(default_factory=dict)
+
+
+def _order(segment: bytes) -> bytes:
+    # the end of the segment's key range: entries complete in this order while paging
+    return segment + b"0"
+
+
+def _name(segment: bytes) -> str | bytes:
+    try:
+        return segment.decode()
+    except UnicodeDecodeError:
+        return segment
+
+
+def _to_yaml(node: _Node, raw: bool) -> object:
+    if not node.children:
+        assert node.value is not None
+        return decode_value(node.value, as_text=raw)
+    out: dict[object, object] = {}
+    if node.value is not None:
+        out[None] = decode_value(node.value, as_text=raw)
+    for segment in sorted(node.children, key=_order):
+        out[_name(segment)] = _to_yaml(node.children[segment], raw)
+    return out
+
+
+async def dump_yaml(
+    client: Client,
+    prefix: KeyLike,
+    stream: TextIO,
+    *,
+    revision: int = 0,
+    raw: bool = False,
+    page_size: int = 1000,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Write every key under ``prefix`` to ``stream`` as YAML; return the revision read.
+
+    The keys are read page by page at one revision (the current one, or ``revision``),
+    so the dump is one consistent snapshot; a top-level entry is written as soon as its
+    last key has been read. The first line is a comment recording the prefix and the
+    revision (see :func:`recorded_revision`). ``progress`` is called with the number of
+    keys read after each page.
+
+    Raises:
+        CompactedError: ``revision`` has been compacted.
+
+    Cancellation: each page is a checkpoint; whatever was written stays written.
+    """
+    p = key_bytes(prefix)
+    root: dict[bytes, _Node] = {}
+    count = 0
+    wrote = False
+    read_at = 0
+
+    def flush(last: bytes | None) -> None:
+        # the entries whose keys have all been read: their key range ends at or before `last`
+        nonlocal wrote
+        ready = [s for s in root if last is None or _order(s) <= last]
+        for segment in sorted(ready, key=_order):
+            node = root.pop(segment)
+            stream.write(_dump({_name(segment): _to_yaml(node, raw)}))
+            wrote = True
+
+    pages: AsyncIterator[Any] = client.range_pages(
+        p, prefix=True, revision=revision, page_size=page_size
+    )
+    async for page in pages:
+        if not read_at:
+            read_at = page.revision
+            stream.write(_HEADER.format(prefix=_show_path((p,)), revision=read_at))
+        kvs: list[KeyValue] = page.kvs
+        for kv in kvs:
+            segments = kv.key[len(p) :].split(b"/")
+            children = root
+            for segment in segments[:-1]:
+                node = children.get(segment)
+                if node is None:
+                    node = children[segment] = _Node()
+                children = node.children
+            # keys come in byte order, so a key comes before every key below it
+            children[segments[-1]] = _Node(kv.value)
+        count += len(kvs)
+        if kvs:
+            flush(kvs[-1].key[len(p) :])
+        if progress is not None:
+            progress(count)
+    flush(None)
+    if not wrote:
+        stream.write("{}\n")
+    return read_at
+
+
+def _dump(data: object) -> str:
+    text: str = yaml.dump(
+        data, Dumper=_Dumper, allow_unicode=True, sort_keys=False, default_flow_style=False
+    )
+    return text
+
+
+# --- YAML -> etcd --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LoadPlan:
+    """What loading a document under a prefix would change, against the state at
+    ``revision``. Keys are full etcd keys."""
+
+    prefix: bytes
+    revision: int
+    added: list[tuple[bytes, bytes]]  #: (key, value)
+    changed: list[tuple[bytes, bytes, bytes]]  #: (key, old value, new value)
+    deleted: list[tuple[bytes, bytes]]  #: (key, old value); only with ``prune``
+    unchanged: int
+    current: dict[bytes, KeyValue] = field(repr=False)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.added or self.changed or self.deleted)
+
+    def operations(self) -> list[Put | Delete]:
+        """The puts (added and changed keys, in key order), then the deletes."""
+        puts = sorted([*self.added, *((k, new) for k, _, new in self.changed)])
+        ops: list[Put | Delete] = [Put(k, v) for k, v in puts]
+        ops.extend(Delete(k) for k, _ in self.deleted)
+        return ops
+
+    def diff(self) -> list[str]:
+        """The changes as lines, in key order: ``+ key = value``, ``~ key = new (was
+        old)``, ``- key (was old)``, keys relative to the prefix (see :func:`show`)."""
+        lines: list[tuple[bytes, str]] = []
+        n = len(self.prefix)
+        for key, value in self.added:
+            lines.append((key, f"+ {show(key[n:])} = {show(value)}"))
+        for key, old, new in self.changed:
+            lines.append((key, f"~ {show(key[n:])} = {show(new)} (was {show(old)})"))
+        for key, old in self.deleted:
+            lines.append((key, f"- {show(key[n:])} (was {show(old)})"))
+        return [line for _, line in sorted(lines)]
+
+    def summary(self) -> str:
+        return (
+            f"{len(self.added)} added, {len(self.changed)} changed, "
+            f"{len(self.deleted)} deleted, {self.unchanged} unchanged"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class LoadResult:
+    """What :func:`load_yaml` did: the plan, the revision of the last transaction (the
+    plan's revision if nothing was written), and how many transactions it took."""
+
+    plan: LoadPlan
+    revision: int
+    transactions: int
+
+
+def show(data: bytes) -> str:
+    """Bytes for a one-line display: the text if it is printable UTF-8, else a quoted,
+    escaped form (``"a\\nb"``, ``b'\\xff'``)."""
+    try:
+        text = data.decode()
+    except UnicodeDecodeError:
+        return repr(data)
+    if text and text.isprintable() and text.strip() == text:
+        return text
+    return '"' + text.encode("unicode_escape").decode().replace('"', '\\"') + '"'
+
+
+async def plan_load(
+    client: Client,
+    prefix: KeyLike,
+    document: object,
+    *,
+    prune: bool = False,
+    max_request_bytes: int = MAX_REQUEST_BYTES,
+) -> LoadPlan:
+    """Compare a YAML document with what is under ``prefix`` now (one consistent read).
+
+    Raises:
+        DocumentError: the document cannot be written (see :func:`document_keys`), or a
+            key and value are larger than ``max_request_bytes`` (etcd would refuse them).
+    """
+    p = key_bytes(prefix)
+    wanted = {p + rel: value for rel, value in document_keys(document).items()}
+    limit = max_request_bytes - _REQUEST_MARGIN
+    for key, value in wanted.items():
+        if len(key) + len(value) > limit:
+            raise DocumentError(
+                f"at {_show_path((key[len(p) :],))!r}: the value is {len(value)} bytes, more "
+                f"than etcd accepts in one request (--max-request-bytes {max_request_bytes})"
+            )
+    current: dict[bytes, KeyValue] = {}
+    revision = 0
+    async for page in client.range_pages(p, prefix=True):
+        revision = page.revision
+        current.update((kv.key, kv) for kv in page.kvs)
+    added: list[tuple[bytes, bytes]] = []
+    changed: list[tuple[bytes, bytes, bytes]] = []
+    unchanged = 0
+    for key in sorted(wanted):
+        value = wanted[key]
+        kv = current.get(key)
+        if kv is None:
+            added.append((key, value))
+        elif kv.value != value:
+            changed.append((key, kv.value, value))
+        else:
+            unchanged += 1
+    deleted = [(k, kv.value) for k, kv in current.items() if k not in wanted] if prune else []
+    return LoadPlan(p, revision, added, changed, deleted, unchanged, current)
+
+
+async def load_yaml(
+    client: Client,
+    prefix: KeyLike,
+    document: object,
+    *,
+    prune: bool = False,
+    if_revision: int = 0,
+    atomic: bool = False,
+    dry_run: bool = False,
+    max_txn_ops: int = MAX_TXN_OPS,
+    max_request_bytes: int = MAX_REQUEST_BYTES,
+    progress: Callable[[int, int], None] | None = None,
+) -> LoadResult:
+    """Write a YAML document's keys under ``prefix``: added and changed keys, and with
+    ``prune`` the deletion of keys the document does not have.
+
+    The changes go in one transaction guarded by "no key under the prefix was created or
+    changed since the read" (or since ``if_revision``), when they fit ``max_txn_ops`` and
+    ``max_request_bytes``. Otherwise they go in several transactions, each guarded by
+    "nothing under the prefix changed since the previous one": if someone else writes
+    meanwhile, the load stops with :class:`ConflictError` and the earlier transactions stay
+    applied (a partial load). ``atomic`` refuses to split (:class:`TooLargeError`).
+
+    ``if_revision``: apply only if nothing under the prefix changed since that revision
+    (checked against the history at that revision: keys changed, created or deleted).
+    ``dry_run``: compute and return the plan, write nothing.
+
+    Not detected: a key the load does not touch, deleted by another client between the
+    read and the commit.
+
+    Raises:
+        DocumentError: the document cannot be written; nothing was written.
+        ConflictError: the guard failed; nothing (or, chunked, only earlier chunks) written.
+        TooLargeError: ``atomic`` and the load does not fit one transaction.
+        CompactedError: ``if_revision`` is compacted, so it cannot be checked.
+
+    Cancellation: a checkpoint; cancelled while committing, the current transaction may
+    have been applied (chunked: the earlier ones are).
+    """
+    plan = await plan_load(
+        client, prefix, document, prune=prune, max_request_bytes=max_request_bytes
+    )
+    base = plan.revision
+    if if_revision:
+        await _check_unchanged(client, plan, if_revision)
+        base = if_revision
+    if dry_run or plan.empty:
+        return LoadResult(plan, plan.revision, 0)
+    chunks = _chunks(plan.operations(), max_txn_ops, max_request_bytes - _REQUEST_MARGIN)
+    if atomic and len(chunks) > 1:
+        n = sum(len(c) for c in chunks)
+        raise TooLargeError(
+            f"{n} operations do not fit one transaction (at most {max_txn_ops} operations "
+            f"and {max_request_bytes} bytes); refusing to split them (atomic): nothing written"
+        )
+    for i, ops in enumerate(chunks):
+        guard = Compare.mod_revision(plan.prefix, prefix=True) < base + 1
+        result = await client.txn([guard], ops)
+        if not result.succeeded:
+            done = f"{i} of {len(chunks)} transactions were applied" if i else "nothing written"
+            raise ConflictError(
+                f"a key under the prefix changed since revision {base}: {done}",
+                conflicts={},
+                revision=result.revision,
+                request="load",
+            )
+        base = result.revision
+        if progress is not None:
+            progress(i + 1, len(chunks))
+    return LoadResult(plan, base, len(chunks))
+
+
+async def _check_unchanged(client: Client, plan: LoadPlan, since: int) -> None:
+    changed = sorted(k for k, kv in plan.current.items() if kv.mod_revision > since)
+    if not changed:
+        async for page in client.range_pages(
+            plan.prefix, prefix=True, revision=since, keys_only=True
+        ):
+            changed.extend(kv.key for kv in page.kvs if kv.key not in plan.current)
+    if changed:
+        key = show(changed[0][len(plan.prefix) :])
+        raise ConflictError(
+            f"{key} (and {len(changed) - 1} more) changed since revision {since}: nothing written"
+            if len(changed) > 1
+            else f"{key} changed since revision {since}: nothing written",
+            conflicts={k: plan.current.get(k) for k in changed},
+            revision=plan.revision,
+            request="load",
+        )
+
+
+def _chunks(ops: Iterable[Put | Delete], max_ops: int, max_bytes: int) -> list[list[Op]]:
+    chunks: list[list[Op]] = [[]]
+    size = 0
+    for op in ops:
+        n = len(op.key) + _OP_OVERHEAD + (len(op.value) if isinstance(op, Put) else 0)
+        if chunks[-1] and (len(chunks[-1]) >= max_ops or size + n > max_bytes):
+            chunks.append([])
+            size = 0
+        chunks[-1].append(op)
+        size += n
+    return chunks
