@@ -10,11 +10,17 @@ from trio_etcd_tree.testing import EtcdCluster, EtcdNotFoundError
 from trio_etcd_tree.testing.pytest_plugin import Servers
 
 EXPECTED = [
-    "watch saw PUT",
-    "guarded write of db/port: applied",
-    "refused, the key now holds 5433 (a conflict, caught)",
-    "the key is gone",
-    "db/port = 5433",
+    "loaded the example configuration: 8 keys",
+    "  services/web/replicas = 2",
+    "another client set services/web/replicas to 4; the subscription delivered it",
+    "the tree shows it: web has 4 replicas",
+    "guarded write: db/port = 5433",
+    "conflict caught, nothing written: transaction on the root: refused: changed since the "
+    "tree read it: b'/demo-",
+    "an atomic transaction changed four keys at one revision",
+    "    host: db2.internal",
+    "    audit: true",
+    "      replicas: 5",
     "cleaned up",
 ]
 

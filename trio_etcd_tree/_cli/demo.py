@@ -1,4 +1,7 @@
-"""The demo: the client at work on a real etcd, embedded unless ``--endpoints`` is given.
+"""The demo: the mirrored tree at work on a real etcd, embedded unless ``--endpoints`` is
+given. It loads an example configuration from YAML, mounts it, and shows a change by
+another client arriving through a subscription, a guarded write, a conflict being caught,
+an atomic transaction and a YAML dump.
 
 python tools/demo.py                   # starts a private etcd in a temporary directory
 python tools/demo.py --endpoints URL   # uses that server, under a prefix of its own
@@ -9,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import io
 import os
 import sys
 import uuid
@@ -35,61 +39,99 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+EXAMPLE = """\
+db:
+  host: db.internal
+  port: 5432
+services:
+  web:
+    port: 8080
+    replicas: 2
+  api:
+    port: 9000
+    replicas: 3
+features:
+  search: true
+  export: false
+"""
+"""The example configuration the demo loads (YAML, as yaml2etcd reads it)."""
+
+
+def _types() -> et.TypeRegistry:
+    types = et.TypeRegistry()
+    types.register("**/port", codec=et.INT)
+    types.register("**/replicas", codec=et.INT)
+    types.register("features/*", codec=et.BOOL)
+    return types
+
+
 async def run_demo(endpoints: Sequence[str], out: TextIO) -> None:
     """The demo's steps, against the etcd at ``endpoints``, under a fresh prefix."""
-    prefix = f"/demo-{uuid.uuid4().hex[:8]}/"
+    prefix = f"/demo-{uuid.uuid4().hex[:8]}"
 
-    def say(text: str) -> None:
+    def say(text: str = "") -> None:
         print(text, file=out, flush=True)
 
-    async with et.open_client(endpoints) as client:
+    async with et.open_client(endpoints) as client, et.open_client(endpoints) as other:
         status = await client.status()
-        say(f"connected to etcd {status.version} at {client.endpoint}")
+        say(f"connected to etcd {status.version} at {client.endpoint}; working under {prefix}")
+        loaded = await et.load_yaml(client, prefix + "/", et.parse_yaml(EXAMPLE))
+        say(
+            f"loaded the example configuration: {len(loaded.plan.added)} keys, "
+            f"revision {loaded.revision}"
+        )
+        try:
+            async with et.mount(client, prefix, types=_types()) as root:
+                say(f"\nthe mounted tree at revision {root.revision}:")
+                for node in root.walk():
+                    if node.has_value:
+                        say(f"  {'/'.join(node.path)} = {node.value!r}")
 
-        put = await client.put(prefix + "db/port", "5432")
-        kv = await client.get(prefix + "db/port")
-        assert kv is not None
-        say(f"put {kv.key.decode()} = {kv.value.decode()} at revision {put.revision}")
+                async with root["services"].subscribe() as updates:
+                    await other.put(f"{prefix}/services/web/replicas", "4")
+                    update = await updates.receive()
+                    change = update.changes[0]
+                    say(
+                        f"\nanother client set {'/'.join(change.path)} to {change.new_value!r}; "
+                        f"the subscription delivered it at revision {update.revision}"
+                    )
+                    say(
+                        f"  the tree shows it: web has {root['services']['web']['replicas'].value}"
+                        " replicas"
+                    )
 
-        async with client.watch(prefix, prefix=True, prev_kv=True) as changes:
-            await client.put(prefix + "db/host", "db.internal")
-            response = await _next_change(changes)
-            event = response.events[0]
-            name = event.kv.key.decode()
-            say(f"watch saw {event.type.name} {name} at revision {response.revision}")
+                port = root["db"]["port"]
+                revision = await port.set(5433)
+                say(
+                    f"\nguarded write: db/port = {port.value} at revision {revision} "
+                    f"(it was 5432 at the revision the tree had read)"
+                )
 
-            # a guarded write: only if nobody changed the port since we read it
-            guard = et.Compare.mod_revision(prefix + "db/port") == kv.mod_revision
-            ok = await client.txn([guard], [et.Put(prefix + "db/port", "5433")])
-            say(f"guarded write of db/port: {'applied' if ok.succeeded else 'refused'}")
-            stale = await client.txn(
-                [guard], [et.Put(prefix + "db/port", "6000")], [et.Get(prefix + "db/port")]
-            )
-            current = stale.responses[0]
-            assert isinstance(current, et.RangeResult)
-            say(
-                "the same guard again: refused, the key now holds "
-                f"{current.kvs[0].value.decode()} (a conflict, caught)"
-            )
+                try:
+                    async with root.transaction() as txn:
+                        txn.set("db/port", 6000)
+                        await other.put(f"{prefix}/db/host", "db2.internal")  # meanwhile
+                except et.ConflictError as exc:
+                    say(f"conflict caught, nothing written: {exc}")
 
-        async with client.lease(5) as lease:
-            await client.put(prefix + "workers/me", "alive", lease=lease.id)
-            say(f"a key on lease {lease.id:#x} exists while the block runs")
-        gone = await client.get(prefix + "workers/me") is None
-        state = "gone" if gone else "still there"
-        say(f"after the block the lease is revoked and the key is {state}")
+                def scale_up(txn: et.Transaction) -> None:  # rerun on fresh state if need be
+                    for name in root["services"]:
+                        txn.set(f"services/{name}/replicas", 5)
+                    txn.delete("features/export")
+                    txn.set("features/audit", True)
 
-        result = await client.range(prefix, prefix=True)
-        for item in result.kvs:
-            say(f"  {item.key.decode()[len(prefix) :]} = {item.value.decode()}")
-        await client.delete(prefix, prefix=True)
+                revision = await root.retry_transaction(scale_up)
+                say(f"\nan atomic transaction changed four keys at one revision, {revision}")
+
+                say("\nthe YAML dump of it all:")
+                buffer = io.StringIO()
+                await et.dump_yaml(client, prefix + "/", buffer)
+                for line in buffer.getvalue().splitlines():
+                    say(f"  {line}")
+        finally:
+            with trio.CancelScope(shield=True):
+                await client.delete(prefix, prefix=True)
         say("cleaned up")
-
-
-async def _next_change(stream: et.WatchStream) -> et.WatchResponse:
-    while not (response := await stream.receive()).events:
-        pass
-    return response
 
 
 @contextlib.contextmanager
