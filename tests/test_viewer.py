@@ -239,9 +239,11 @@ async def test_detail_text() -> None:
 # --- the app against the in-memory etcd --------------------------------------------------------
 
 
-def test_scripted_changes_show_in_order_with_highlights() -> None:
+def test_scripted_changes_show_in_order_with_highlights(monkeypatch: pytest.MonkeyPatch) -> None:
     """Must-show 1: changes show up in the tree in order, highlighted; expand, collapse,
     search and jump by key presses."""
+    # a slow machine must not let a highlight fade before the test has looked at it
+    monkeypatch.setattr(viewer_model, "HIGHLIGHT_SECONDS", 600.0)
     source = Fake(lambda fake: [fake.put(f"/cfg/{k}", v) for k, v in DEMO_KEYS.items()])
 
     async def main() -> None:
@@ -270,8 +272,10 @@ def test_scripted_changes_show_in_order_with_highlights() -> None:
                 seen.append(revision)
             assert seen == sorted(seen)
             assert f"rev {seen[-1]}" in status(app)
-            # the highlight fades
-            await wait_for(pilot, lambda: not tree.heat, timeout=viewer_model.HIGHLIGHT_SECONDS + 5)
+            # the highlight fades (look at the model a fading period from now)
+            assert app.model is not None
+            assert not app.model.heat(time.monotonic() + viewer_model.HIGHLIGHT_SECONDS)
+            await wait_for(pilot, lambda: not tree.heat)
             # key presses: down to db, open it, into it, back, close
             await pilot.press("down", "down", "right")
             assert paths(app) == ["", "aaa", "db", "db/host", "db/port", "svc"]
@@ -392,9 +396,11 @@ def test_quit_keys_and_sigterm_cancel_everything() -> None:
 
 
 def test_failure_is_shown_and_nothing_works_before_connecting() -> None:
+    gate = trio.Event()  # the connection fails only when the test says so
+
     @asynccontextmanager
     async def refuse() -> AsyncIterator[et.Client]:
-        await trio.sleep(0.3)
+        await gate.wait()
         raise et.UnavailableError("no endpoint answered", request="connect")
         yield  # type: ignore[unreachable]  # pragma: no cover -- never reached
 
@@ -415,6 +421,8 @@ def test_failure_is_shown_and_nothing_works_before_connecting() -> None:
             settled: asyncio.Future[int] = asyncio.get_running_loop().create_future()
             settled.cancel()
             _settle(settled, None, 1)  # the host gave up on it: nothing to settle
+            assert app.bridge._token is not None  # trio runs, still connecting
+            app.bridge._token.run_sync_soon(gate.set)
             await wait_for(pilot, lambda: "FAILED" in status(app))
             assert "no endpoint answered" in status(app)
             assert app.model is None
