@@ -91,9 +91,11 @@ class Connection:
         return {"Authorization": self._token} if self._token else {}
 
     async def ensure_token(self, stale: str | None = None) -> None:
-        """Get a token (again) if we have credentials and ``stale`` is still the current one."""
-        if self.credentials is None:
-            return
+        """Get a token (again) unless ``stale`` is no longer the current one.
+
+        Only called when the connection has credentials.
+        """
+        assert self.credentials is not None
         async with self._auth_lock:
             if self._token is not None and self._token != stale:
                 return  # someone else renewed it meanwhile
