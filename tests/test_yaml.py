@@ -251,14 +251,22 @@ def test_load_plans_guards_and_chunks() -> None:
         assert await client.get("/l/stray") is None
         again = await y.load_yaml(client, "/l/", doc, prune=True)
         assert again.plan.empty and again.transactions == 0
-        # a writer between two chunks: the load stops, the first chunk stays
+        # each chunk guards its own key range: a write behind the load (in a range already
+        # loaded) does not stop it; a write ahead of it does, and the first chunk stays
         doc2 = {"a": 1, "b": 2, "c": 3}
 
+        def write_behind(i: int, n: int) -> None:
+            fake.put("/k/a0", "!")
+
+        behind = await y.load_yaml(client, "/k/", doc2, max_txn_ops=1, progress=write_behind)
+        assert behind.transactions == 3
+
         def interfere(i: int, n: int) -> None:
-            fake.put("/m/z", "!")
+            fake.put("/m/b0", "!")
 
         with pytest.raises(et.ConflictError, match="1 of 3 transactions were applied"):
             await y.load_yaml(client, "/m/", doc2, max_txn_ops=1, progress=interfere)
+        assert (await client.get("/m/a")) is not None and (await client.get("/m/b")) is None
         # ... and before the first one (between the read and the commit)
         fake.delay_next("/v3/kv/txn", 1.0)
         async with trio.open_nursery() as nursery:

@@ -48,8 +48,8 @@ import yaml
 
 from ._client import Client
 from ._errors import ConflictError, TooLargeError
-from ._keys import KeyLike, key_bytes
-from ._txn import Compare, Delete, Op, Put
+from ._keys import KeyLike, key_bytes, prefix_end
+from ._txn import Compare, Delete, Put
 from ._types import KeyValue
 
 __all__ = [
@@ -371,10 +371,11 @@ class LoadPlan:
         return not (self.added or self.changed or self.deleted)
 
     def operations(self) -> list[Put | Delete]:
-        """The puts (added and changed keys, in key order), then the deletes."""
-        puts = sorted([*self.added, *((k, new) for k, _, new in self.changed)])
-        ops: list[Put | Delete] = [Put(k, v) for k, v in puts]
+        """The puts (added and changed keys) and deletes, in key order."""
+        ops: list[Put | Delete] = [Put(k, v) for k, v in self.added]
+        ops.extend(Put(k, new) for k, _, new in self.changed)
         ops.extend(Delete(k) for k, _ in self.deleted)
+        ops.sort(key=lambda op: op.key)
         return ops
 
     def diff(self) -> list[str]:
@@ -481,10 +482,12 @@ async def load_yaml(
 
     The changes go in one transaction guarded by "no key under the prefix was created or
     changed since the read" (or since ``if_revision``), when they fit ``max_txn_ops`` and
-    ``max_request_bytes``. Otherwise they go in several transactions, each guarded by
-    "nothing under the prefix changed since the previous one": if someone else writes
-    meanwhile, the load stops with :class:`ConflictError` and the earlier transactions stay
-    applied (a partial load). ``atomic`` refuses to split (:class:`TooLargeError`).
+    ``max_request_bytes``. Otherwise they go, in key order, in several transactions that
+    split the prefix into consecutive key ranges, each guarded by "no key in my range was
+    created or changed since the read": if someone else writes in a range not yet loaded,
+    the load stops with :class:`ConflictError` and the earlier transactions stay applied (a
+    partial load). Each guard reads only its own range, so a large load costs etcd time in
+    proportion to its size. ``atomic`` refuses to split (:class:`TooLargeError`).
 
     ``if_revision``: apply only if nothing under the prefix changed since that revision
     (checked against the history at that revision: keys changed, created or deleted).
@@ -518,8 +521,11 @@ async def load_yaml(
             f"{n} operations do not fit one transaction (at most {max_txn_ops} operations "
             f"and {max_request_bytes} bytes); refusing to split them (atomic): nothing written"
         )
+    # chunk i guards [its first key, the next chunk's first key); the ends reach the prefix's
+    bounds = [plan.prefix, *(ops[0].key for ops in chunks[1:]), prefix_end(plan.prefix)]
+    revision = base
     for i, ops in enumerate(chunks):
-        guard = Compare.mod_revision(plan.prefix, prefix=True) < base + 1
+        guard = Compare.mod_revision(bounds[i], range_end=bounds[i + 1]) < base + 1
         result = await client.txn([guard], ops)
         if not result.succeeded:
             done = f"{i} of {len(chunks)} transactions were applied" if i else "nothing written"
@@ -529,10 +535,10 @@ async def load_yaml(
                 revision=result.revision,
                 request="load",
             )
-        base = result.revision
+        revision = result.revision
         if progress is not None:
             progress(i + 1, len(chunks))
-    return LoadResult(plan, base, len(chunks))
+    return LoadResult(plan, revision, len(chunks))
 
 
 async def _check_unchanged(client: Client, plan: LoadPlan, since: int) -> None:
@@ -554,8 +560,8 @@ async def _check_unchanged(client: Client, plan: LoadPlan, since: int) -> None:
         )
 
 
-def _chunks(ops: Iterable[Put | Delete], max_ops: int, max_bytes: int) -> list[list[Op]]:
-    chunks: list[list[Op]] = [[]]
+def _chunks(ops: Iterable[Put | Delete], max_ops: int, max_bytes: int) -> list[list[Put | Delete]]:
+    chunks: list[list[Put | Delete]] = [[]]
     size = 0
     for op in ops:
         n = len(op.key) + _OP_OVERHEAD + (len(op.value) if isinstance(op, Put) else 0)
