@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import io
 import itertools
+from typing import Any
 
 import pytest
 import trio
@@ -258,15 +259,41 @@ def test_load_plans_guards_and_chunks() -> None:
         def write_behind(i: int, n: int) -> None:
             fake.put("/k/a0", "!")
 
-        behind = await y.load_yaml(client, "/k/", doc2, max_txn_ops=1, progress=write_behind)
+        with pytest.raises(ValueError, match="concurrency must be at least 1, not 0"):
+            await y.load_yaml(client, "/k/", doc2, concurrency=0)
+        one: dict[str, Any] = {"max_txn_ops": 1, "concurrency": 1}
+        behind = await y.load_yaml(client, "/k/", doc2, **one, progress=write_behind)
         assert behind.transactions == 3
 
         def interfere(i: int, n: int) -> None:
             fake.put("/m/b0", "!")
 
         with pytest.raises(et.ConflictError, match="1 of 3 transactions were applied"):
-            await y.load_yaml(client, "/m/", doc2, max_txn_ops=1, progress=interfere)
+            await y.load_yaml(client, "/m/", doc2, **one, progress=interfere)
         assert (await client.get("/m/a")) is not None and (await client.get("/m/b")) is None
+        # concurrent chunks: a conflict in the first one lets the others in flight finish
+        fake.delay_next("/v3/kv/txn", 1.0)
+        async with trio.open_nursery() as nursery:
+
+            async def write_ahead() -> None:
+                await trio.sleep(0.5)
+                fake.put("/o/a0", "!")
+
+            nursery.start_soon(write_ahead)
+            with pytest.raises(et.ConflictError, match="2 of 3 transactions were applied"):
+                await y.load_yaml(client, "/o/", doc2, max_txn_ops=1)
+        assert [await client.get(f"/o/{k}") is None for k in "abc"] == [True, False, False]
+        # ... and so does another error (in the second), with a note saying what was applied
+        fake.delay_next("/v3/kv/txn", 1.0)
+        fake.fail_next("/v3/kv/txn", code=14, message="etcdserver: request timed out")
+        with pytest.raises(et.EtcdError, match="timed out") as failed:
+            await y.load_yaml(client, "/q/", doc2, max_txn_ops=1)
+        # (how many were in flight when the error came depends on the task order)
+        written = [await client.get(f"/q/{k}") is not None for k in "abc"]
+        assert 1 <= sum(written) < 3
+        assert failed.value.__notes__ == [
+            f"loading under /q/: {sum(written)} of 3 transactions were applied"
+        ]
         # ... and before the first one (between the read and the commit)
         fake.delay_next("/v3/kv/txn", 1.0)
         async with trio.open_nursery() as nursery:

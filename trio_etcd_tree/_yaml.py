@@ -44,13 +44,14 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+import trio
 import yaml
 
 from ._client import Client
 from ._errors import ConflictError, TooLargeError
 from ._keys import KeyLike, key_bytes, prefix_end
 from ._txn import Compare, Delete, Put
-from ._types import KeyValue
+from ._types import KeyValue, TxnResult
 
 __all__ = [
     "DocumentError",
@@ -475,6 +476,7 @@ async def load_yaml(
     dry_run: bool = False,
     max_txn_ops: int = MAX_TXN_OPS,
     max_request_bytes: int = MAX_REQUEST_BYTES,
+    concurrency: int = 8,
     progress: Callable[[int, int], None] | None = None,
 ) -> LoadResult:
     """Write a YAML document's keys under ``prefix``: added and changed keys, and with
@@ -484,10 +486,12 @@ async def load_yaml(
     changed since the read" (or since ``if_revision``), when they fit ``max_txn_ops`` and
     ``max_request_bytes``. Otherwise they go, in key order, in several transactions that
     split the prefix into consecutive key ranges, each guarded by "no key in my range was
-    created or changed since the read": if someone else writes in a range not yet loaded,
-    the load stops with :class:`ConflictError` and the earlier transactions stay applied (a
-    partial load). Each guard reads only its own range, so a large load costs etcd time in
-    proportion to its size. ``atomic`` refuses to split (:class:`TooLargeError`).
+    created or changed since the read"; ``concurrency`` of them are in flight at a time.
+    Each guard reads only its own range, so a large load costs etcd time in proportion to
+    its size. If someone else writes in a range not yet loaded, the load stops: no further
+    transaction starts, those in flight finish, and :class:`ConflictError` says how many
+    were applied; they stay applied (a partial load). ``atomic`` refuses to split
+    (:class:`TooLargeError`). ``progress(done, total)`` is called as transactions apply.
 
     ``if_revision``: apply only if nothing under the prefix changed since that revision
     (checked against the history at that revision: keys changed, created or deleted).
@@ -498,13 +502,18 @@ async def load_yaml(
 
     Raises:
         DocumentError: the document cannot be written; nothing was written.
-        ConflictError: the guard failed; nothing (or, chunked, only earlier chunks) written.
+        ConflictError: a guard failed; nothing (or, chunked, some chunks) written.
         TooLargeError: ``atomic`` and the load does not fit one transaction.
         CompactedError: ``if_revision`` is compacted, so it cannot be checked.
+        EtcdError: a transaction failed otherwise (the server unavailable, ...); as with a
+            conflict the others in flight finish first, and a note on the error says how
+            many transactions were applied.
 
-    Cancellation: a checkpoint; cancelled while committing, the current transaction may
-    have been applied (chunked: the earlier ones are).
+    Cancellation: a checkpoint; cancelled while committing, the transactions in flight
+    may have been applied (chunked: the ones reported through ``progress`` are).
     """
+    if concurrency < 1:
+        raise ValueError(f"concurrency must be at least 1, not {concurrency}")
     plan = await plan_load(
         client, prefix, document, prune=prune, max_request_bytes=max_request_bytes
     )
@@ -523,22 +532,46 @@ async def load_yaml(
         )
     # chunk i guards [its first key, the next chunk's first key); the ends reach the prefix's
     bounds = [plan.prefix, *(ops[0].key for ops in chunks[1:]), prefix_end(plan.prefix)]
-    revision = base
-    for i, ops in enumerate(chunks):
-        guard = Compare.mod_revision(bounds[i], range_end=bounds[i + 1]) < base + 1
-        result = await client.txn([guard], ops)
+    slots = trio.Semaphore(concurrency)
+    applied: list[int] = []  # the revisions of the transactions applied
+    failed: list[BaseException | TxnResult] = []  # the first error or failed guard
+
+    async def commit(i: int) -> None:
+        try:
+            guard = Compare.mod_revision(bounds[i], range_end=bounds[i + 1]) < base + 1
+            result = await client.txn([guard], chunks[i])
+        except Exception as exc:
+            failed.append(exc)
+            return
+        finally:
+            slots.release()
         if not result.succeeded:
-            done = f"{i} of {len(chunks)} transactions were applied" if i else "nothing written"
-            raise ConflictError(
-                f"a key under the prefix changed since revision {base}: {done}",
-                conflicts={},
-                revision=result.revision,
-                request="load",
-            )
-        revision = result.revision
+            failed.append(result)
+            return
+        applied.append(result.revision)
         if progress is not None:
-            progress(i + 1, len(chunks))
-    return LoadResult(plan, revision, len(chunks))
+            progress(len(applied), len(chunks))
+
+    async with trio.open_nursery() as nursery:
+        for i in range(len(chunks)):
+            await slots.acquire()  # in key order
+            if failed:
+                break
+            nursery.start_soon(commit, i)
+    if failed:
+        done = f"{len(applied)} of {len(chunks)} transactions were applied"
+        first = failed[0]
+        if isinstance(first, BaseException):
+            first.add_note(f"loading under {show(plan.prefix)}: {done}")
+            raise first
+        raise ConflictError(
+            f"a key under the prefix changed since revision {base}: "
+            + (done if applied else "nothing written"),
+            conflicts={},
+            revision=first.revision,
+            request="load",
+        )
+    return LoadResult(plan, max(applied), len(chunks))
 
 
 async def _check_unchanged(client: Client, plan: LoadPlan, since: int) -> None:

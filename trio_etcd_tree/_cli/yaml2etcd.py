@@ -37,10 +37,10 @@ atomicity:
   the changes go in ONE transaction guarded by "no key under PREFIX was created or changed
   since it was read (or since --if-revision)", when they fit the server's limits
   (--max-txn-ops operations, --max-request-bytes). Otherwise they are split into several
-  transactions, in key order, each covering a consecutive key range of PREFIX and guarded
-  by "nothing in my range changed since the read": a concurrent writer in a range not yet
-  loaded stops the load, but the transactions already applied stay applied, and readers
-  may see a partial load meanwhile. --atomic refuses to split instead.
+  transactions (8 in flight at a time), each covering a consecutive key range of PREFIX
+  and guarded by "nothing in my range changed since the read": a concurrent writer in a
+  range not yet loaded stops the load, but the transactions already applied stay applied,
+  and readers may see a partial load meanwhile. --atomic refuses to split instead.
   Invalid YAML, a document that is not a mapping, or a value too large: nothing is written.
 """
 
