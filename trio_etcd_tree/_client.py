@@ -177,7 +177,7 @@ class Client:
         range_end: KeyLike | None = None,
         *,
         prefix: bool = False,
-        page_size: int = 2000,
+        page_size: int = 10_000,
         revision: int = 0,
         keys_only: bool = False,
     ) -> AsyncIterator[Page]:

@@ -737,7 +737,7 @@ async def mount(
     prefix: KeyLike,
     *,
     types: TypeRegistry | None = None,
-    page_size: int = 2000,
+    page_size: int = 10_000,
     max_txn_ops: int = 128,
     lazy: bool = False,
 ) -> AsyncIterator[Root]:

@@ -40,7 +40,7 @@ from __future__ import annotations
 import datetime
 import math
 import re
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -51,7 +51,8 @@ from ._client import Client
 from ._errors import ConflictError, TooLargeError
 from ._keys import KeyLike, key_bytes, prefix_end
 from ._txn import Compare, Delete, Put
-from ._types import KeyValue, TxnResult
+from ._types import KeyValue, Page, TxnResult
+from ._util import open_service_nursery
 
 __all__ = [
     "DocumentError",
@@ -284,7 +285,7 @@ async def dump_yaml(
     *,
     revision: int = 0,
     raw: bool = False,
-    page_size: int = 1000,
+    page_size: int = 10_000,
     progress: Callable[[int], None] | None = None,
 ) -> int:
     """Write every key under ``prefix`` to ``stream`` as YAML; return the revision read.
@@ -298,7 +299,8 @@ async def dump_yaml(
     Raises:
         CompactedError: ``revision`` has been compacted.
 
-    Cancellation: each page is a checkpoint; whatever was written stays written.
+    Cancellation: each page is a checkpoint; whatever was written stays written. The next
+    page is read (in a task of its own) while the current one is written.
     """
     p = key_bytes(prefix)
     root: dict[bytes, _Node] = {}
@@ -315,29 +317,38 @@ async def dump_yaml(
             stream.write(_dump({_name(segment): _to_yaml(node, raw)}))
             wrote = True
 
-    pages: AsyncIterator[Any] = client.range_pages(
-        p, prefix=True, revision=revision, page_size=page_size
-    )
-    async for page in pages:
-        if not read_at:
-            read_at = page.revision
-            stream.write(_HEADER.format(prefix=_show_path((p,)), revision=read_at))
-        kvs: list[KeyValue] = page.kvs
-        for kv in kvs:
-            segments = kv.key[len(p) :].split(b"/")
-            children = root
-            for segment in segments[:-1]:
-                node = children.get(segment)
-                if node is None:
-                    node = children[segment] = _Node()
-                children = node.children
-            # keys come in byte order, so a key comes before every key below it
-            children[segments[-1]] = _Node(kv.value)
-        count += len(kvs)
-        if kvs:
-            flush(kvs[-1].key[len(p) :])
-        if progress is not None:
-            progress(count)
+    # the next page is read while this one is written
+    send, receive = trio.open_memory_channel[Page](1)
+
+    async def read() -> None:
+        async with send:
+            async for page in client.range_pages(
+                p, prefix=True, revision=revision, page_size=page_size
+            ):
+                await send.send(page)
+
+    async with open_service_nursery() as nursery, receive:
+        nursery.start_soon(read)
+        async for page in receive:
+            if not read_at:
+                read_at = page.revision
+                stream.write(_HEADER.format(prefix=_show_path((p,)), revision=read_at))
+            kvs = page.kvs
+            for kv in kvs:
+                segments = kv.key[len(p) :].split(b"/")
+                children = root
+                for segment in segments[:-1]:
+                    node = children.get(segment)
+                    if node is None:
+                        node = children[segment] = _Node()
+                    children = node.children
+                # keys come in byte order, so a key comes before every key below it
+                children[segments[-1]] = _Node(kv.value)
+            count += len(kvs)
+            if kvs:
+                flush(kvs[-1].key[len(p) :])
+            if progress is not None:
+                progress(count)
     flush(None)
     if not wrote:
         stream.write("{}\n")

@@ -37,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
     p.add_argument("--revision", type=int, default=0, help="dump as of this past revision")
     p.add_argument("--raw", action="store_true", help="every UTF-8 value as a string")
-    p.add_argument("--page-size", type=int, default=1000, help=argparse.SUPPRESS)
+    p.add_argument("--page-size", type=int, default=10_000, help=argparse.SUPPRESS)
     return p
 
 
