@@ -414,7 +414,7 @@ def child_main(argv: list[str]) -> None:
     parser.add_argument("--interval", type=float, default=0.01)
     parser.add_argument("--kind", choices=["ours", "bare"], default="ours")
     parser.add_argument("--client", choices=["ours", "bare"], default="ours")
-    parser.add_argument("--page-size", type=int, default=2000)
+    parser.add_argument("--page-size", type=int, default=10_000)
     parser.add_argument("--traced", action="store_true")
     args = parser.parse_args(argv)
     prefix = args.prefix.encode()
@@ -479,7 +479,7 @@ def parse_args(argv: list[str]) -> tuple[Settings, str | None, list[str]]:
     parser.add_argument("--repeat", type=int, help="mount-time repeats (default 5, --quick 3)")
     parser.add_argument("--side-repeat", type=int, help="watch/memory repeats (2, --quick 1)")
     parser.add_argument(
-        "--page-size", type=int, default=2000, help="keys per page, both sides (2000, mount's)"
+        "--page-size", type=int, default=10_000, help="keys per page, both sides (mount's)"
     )
     parser.add_argument("--events", type=int, help="watch events per run (20000, --quick 4000)")
     parser.add_argument("--samples", type=int, help="latency samples (1000, --quick 300)")
