@@ -158,9 +158,49 @@ def test_parse_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     def unmarked(*args: object, **kwargs: object) -> object:
         raise yaml.MarkedYAMLError(problem="odd")
 
-    monkeypatch.setattr("yaml.load", unmarked)
+    monkeypatch.setattr(y._BaseLoader, "get_single_node", unmarked)
     with pytest.raises(y.DocumentError, match=r"^f.yaml: invalid YAML: odd$"):
         y.parse_yaml("a: 1", "f.yaml")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("a: 1\nb: 2\na: 3\n", "f.yaml:3:1: the key 'a' is given twice"),
+        ("a: 1\n1: 2\n1: 3\n", "f.yaml:3:1: the key 1 is given twice"),
+        ("a: &x\n  b: *x\n", "f.yaml:1:4: an alias contains itself"),
+        ("a: &x [1, *x]\n", "f.yaml:1:4: an alias contains itself"),
+        ("? [1]\n: 2\n", "f.yaml:1:3: a list cannot be a key"),
+        ("!!map [1]\n", "f.yaml:1:1: invalid YAML: expected a mapping node, but found sequence"),
+        ("a: !x 1\n", "f.yaml:1:4: invalid YAML: could not determine a constructor for the tag"),
+    ],
+)
+def test_parse_refuses(text: str, message: str) -> None:
+    with pytest.raises(y.DocumentError, match=f"^{message}"):
+        y.parse_yaml(text, "f.yaml")
+
+
+def test_parse_typed_values_aliases_and_merge_keys() -> None:
+    text = """
+base: &b {host: db, port: 5432}
+svc:
+  <<: *b
+  port: 6543
+copies: [*b, *b]
+tags: !!set {x, y}
+raw: !!binary AA==
+when: 2024-05-01
+"""
+    assert y.parse_yaml(text) == {
+        "base": {"host": "db", "port": 5432},
+        "svc": {"host": "db", "port": 6543},
+        "copies": [{"host": "db", "port": 5432}] * 2,
+        "tags": {"x", "y"},
+        "raw": b"\x00",
+        "when": datetime.date(2024, 5, 1),
+    }
+    assert y.parse_yaml("") is None and y.parse_yaml("# nothing\n") is None
+    assert y.parse_yaml(b"a: b\n") == yaml.safe_load("a: b\n")
 
 
 def test_recorded_revision() -> None:

@@ -32,7 +32,8 @@ Mapping keys that are ints, floats, bools or dates become segments by the same e
 Refused, with the path where it happened: an empty mapping or list below the top (etcd has
 no directories, so it would write nothing and vanish on the next dump), a segment
 containing ``/``, two keys giving the same segment, a ``null`` entry at the top level or
-holding a mapping or list, and any other type (sets, pairs).
+holding a mapping or list, and any other type (sets, pairs). :func:`parse_yaml` refuses a
+key given twice in one mapping and an alias that contains itself.
 """
 
 from __future__ import annotations
@@ -84,6 +85,9 @@ _TYPED_TAGS = {
     "tag:yaml.org,2002:timestamp",
 }
 _STR_TAG = "tag:yaml.org,2002:str"
+_MAP_TAG = "tag:yaml.org,2002:map"
+_SEQ_TAG = "tag:yaml.org,2002:seq"
+_MERGE_TAG = "tag:yaml.org,2002:merge"
 _RESOLVER = yaml.resolver.Resolver()
 # PyYAML folds these line breaks in single-quoted and plain scalars: quote them with escapes
 _FOLDED = re.compile("[\x85\u2028\u2029\r]")
@@ -167,16 +171,71 @@ def _at(where: str) -> str:
 
 def parse_yaml(text: str | bytes, name: str = "<document>") -> object:
     """Parse one YAML document; a syntax error becomes a one-line :class:`DocumentError`
-    with the file name, line and column."""
+    with the file name, line and column, and so does a key given twice in one mapping
+    (PyYAML would keep the last) or an alias that contains itself."""
     try:
-        return yaml.load(text, Loader=_BaseLoader)
+        loader = _BaseLoader(text)
+        try:
+            node = loader.get_single_node()
+            return None if node is None else _construct(node, loader, set())
+        finally:
+            loader.dispose()
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        where = f"{name}:{mark.line + 1}:{mark.column + 1}" if mark is not None else name
-        problem = " ".join(p for p in (exc.context, exc.problem) if p)
-        raise DocumentError(f"{where}: invalid YAML: {problem}") from None
+        raise DocumentError(f"{_mark(name, exc.problem_mark)}: {_problem(exc)}") from None
     except yaml.YAMLError as exc:
         raise DocumentError(f"{name}: invalid YAML: {' '.join(str(exc).split())}") from None
+
+
+def _mark(name: str, mark: Any) -> str:
+    return f"{name}:{mark.line + 1}:{mark.column + 1}" if mark is not None else name
+
+
+def _problem(exc: yaml.MarkedYAMLError) -> str:
+    if isinstance(exc, _StructureError):
+        return str(exc.problem)
+    return "invalid YAML: " + " ".join(p for p in (exc.context, exc.problem) if p)
+
+
+class _StructureError(yaml.MarkedYAMLError):
+    """Valid YAML that we refuse: a duplicate key, a recursive alias."""
+
+
+def _construct(node: yaml.Node, loader: Any, active: set[int]) -> object:
+    """The Python value of a composed node: plain strings and mappings directly (PyYAML's
+    own constructor is several times slower), anything else through the loader."""
+    kind, tag = node.__class__, node.tag
+    if kind is yaml.ScalarNode and tag == _STR_TAG:
+        return node.value
+    if not (kind is yaml.MappingNode and tag == _MAP_TAG) and not (
+        kind is yaml.SequenceNode and tag == _SEQ_TAG
+    ):
+        return loader.construct_object(node, deep=True)
+    if id(node) in active:
+        raise _StructureError(problem="an alias contains itself", problem_mark=node.start_mark)
+    active.add(id(node))
+    try:
+        if kind is yaml.SequenceNode:
+            return [_construct(item, loader, active) for item in node.value]
+        if any(k.tag == _MERGE_TAG for k, _ in node.value):
+            return loader.construct_object(node, deep=True)  # "<<" merge keys: PyYAML's rules
+        out: dict[object, object] = {}
+        for key_node, value_node in node.value:
+            key = _construct(key_node, loader, active)
+            try:
+                seen = key in out
+            except TypeError:
+                raise _StructureError(
+                    problem=f"a {type(key).__name__} cannot be a key",
+                    problem_mark=key_node.start_mark,
+                ) from None
+            if seen:
+                raise _StructureError(
+                    problem=f"the key {key!r} is given twice", problem_mark=key_node.start_mark
+                )
+            out[key] = _construct(value_node, loader, active)
+        return out
+    finally:
+        active.discard(id(node))
 
 
 def recorded_revision(text: str | bytes) -> int | None:

@@ -31,7 +31,8 @@ encoding of YAML values (docs/tools.rst has the details):
   string -> UTF-8; !!binary -> its bytes; int -> 42; float -> 1.5, 1e+20, .inf, .nan
   bool -> true/false; null -> the empty value; date/timestamp -> ISO 8601
   list -> one key per item: hosts/0, hosts/1, ...; int/bool/float/date mapping keys likewise
-  refused: empty mappings or lists below the top, keys containing "/", sets and pairs
+  refused: empty mappings or lists below the top, keys containing "/", sets and pairs,
+  a key given twice in one mapping
 
 atomicity:
   the changes go in ONE transaction guarded by "no key under PREFIX was created or changed
