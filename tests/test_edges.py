@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 
 import httpx
@@ -13,7 +14,7 @@ import trio_etcd_tree as et
 from trio_etcd_tree import _gateway as gw
 from trio_etcd_tree._client import _has_writes
 from trio_etcd_tree._keys import key_bytes, prefix_end, range_end_for
-from trio_etcd_tree._util import open_service_nursery
+from trio_etcd_tree._util import gc_paused, open_service_nursery
 from trio_etcd_tree.testing.pytest_plugin import EtcdBackend, _binary
 
 
@@ -165,6 +166,25 @@ async def test_service_nursery_groups(autojump_clock: trio.testing.MockClock) ->
             nursery.start_soon(trio.sleep_forever)
             await trio.sleep_forever()
     assert scope.cancelled_caught
+
+
+def test_gc_paused_restores_the_collector() -> None:
+    assert gc.isenabled()
+    with pytest.raises(KeyError):
+        with gc_paused():
+            assert not gc.isenabled()
+            with gc_paused():  # nested: the outer one turns it back on
+                pass
+            assert not gc.isenabled()
+            raise KeyError
+    assert gc.isenabled()
+    gc.disable()  # the application keeps it off: so do we
+    try:
+        with gc_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
 
 
 def test_missing_etcd_version(monkeypatch: pytest.MonkeyPatch) -> None:

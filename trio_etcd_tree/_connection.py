@@ -32,7 +32,7 @@ import trio
 from . import _gateway as gw
 from ._errors import AuthenticationError, ProtocolError, UnavailableError
 from ._gateway import Json
-from ._util import Backoff
+from ._util import Backoff, gc_paused
 
 __all__ = ["Connection", "Credentials"]
 
@@ -206,7 +206,8 @@ class Connection:
 
     def _decode(self, response: httpx.Response, what: str, endpoint: str) -> Json:
         try:
-            data = json.loads(response.content)
+            with gc_paused():
+                data = json.loads(response.content)
         except ValueError as exc:
             raise ProtocolError(
                 f"the answer is not JSON: {response.content[:200]!r}",

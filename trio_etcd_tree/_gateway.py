@@ -46,6 +46,7 @@ from ._types import (
     Status,
     TxnResult,
 )
+from ._util import gc_paused
 
 Json: TypeAlias = dict[str, Any]
 
@@ -224,17 +225,18 @@ def kvs(items: list[Json] | None) -> list[KeyValue]:
         return []
     # the hot path of a large read: local names and no per-item function call
     a2b = _a2b
-    return [
-        KeyValue(
-            a2b(d["key"]),
-            a2b(d["value"]) if "value" in d else b"",
-            int(d.get("create_revision", 0)),
-            int(d.get("mod_revision", 0)),
-            int(d.get("version", 0)),
-            int(d.get("lease", 0)),
-        )
-        for d in items
-    ]
+    with gc_paused():
+        return [
+            KeyValue(
+                a2b(d["key"]),
+                a2b(d["value"]) if "value" in d else b"",
+                int(d.get("create_revision", 0)),
+                int(d.get("mod_revision", 0)),
+                int(d.get("version", 0)),
+                int(d.get("lease", 0)),
+            )
+            for d in items
+        ]
 
 
 def range_result(data: Json) -> RangeResult:
@@ -253,11 +255,9 @@ def delete_result(data: Json) -> DeleteResult:
 
 
 def txn_result(data: Json) -> TxnResult:
-    return TxnResult(
-        header(data),
-        bool(data.get("succeeded", False)),
-        [_op_result(r) for r in data.get("responses", ())],
-    )
+    with gc_paused():
+        responses = [_op_result(r) for r in data.get("responses", ())]
+    return TxnResult(header(data), bool(data.get("succeeded", False)), responses)
 
 
 def _op_result(data: Json) -> OpResult:

@@ -21,6 +21,7 @@ from ._codecs import STR, Codec
 from ._node import _UNDECODED, NOT_LOADED, Node, NotLoadedError, encode_name, make_node
 from ._registry import TypeRegistry
 from ._types import Event, EventType, KeyValue
+from ._util import gc_paused
 
 __all__ = ["Change", "ChangeKind", "TreeCore", "Update"]
 
@@ -117,16 +118,17 @@ class TreeCore:
         With ``keys_only`` the values are left unloaded."""
         parent_names: tuple[str, ...] | None = None
         parent = self.root
-        for kv in kvs:
-            names = self.names_of(kv.key)
-            if names is None:
-                continue
-            if names[:-1] != parent_names or not names:
-                parent_names = names[:-1]
-                parent = self._make_path(parent_names)
-            node = self._make_path(names[-1:], parent, names) if names else self.root
-            self._set(node, kv, keys_only)
-            self.keys += 1
+        with gc_paused():
+            for kv in kvs:
+                names = self.names_of(kv.key)
+                if names is None:
+                    continue
+                if names[:-1] != parent_names or not names:
+                    parent_names = names[:-1]
+                    parent = self._make_path(parent_names)
+                node = self._make_path(names[-1:], parent, names) if names else self.root
+                self._set(node, kv, keys_only)
+                self.keys += 1
         self.revision = revision
 
     def fill(self, kvs: Iterable[KeyValue], base: tuple[str, ...]) -> int:
@@ -180,23 +182,24 @@ class TreeCore:
         With ``keys_only`` (a lazy mount) a key whose revisions are unchanged keeps its node
         as it is, loaded or not; a new or changed key is left unloaded and its change's
         ``new.value`` is ``NOT_LOADED``."""
-        fresh: dict[tuple[str, ...], KeyValue] = {}
-        for kv in kvs:
-            names = self.names_of(kv.key)
-            if names is not None:
-                fresh[names] = kv
-        changes: list[Change] = []
-        for node in list(self.root.walk()):
-            if node._raw is not None:
-                path = node.path
-                if path not in fresh:
-                    change = self._delete(path)
-                    assert change is not None
+        with gc_paused():
+            fresh: dict[tuple[str, ...], KeyValue] = {}
+            for kv in kvs:
+                names = self.names_of(kv.key)
+                if names is not None:
+                    fresh[names] = kv
+            changes: list[Change] = []
+            for node in list(self.root.walk()):
+                if node._raw is not None:
+                    path = node.path
+                    if path not in fresh:
+                        change = self._delete(path)
+                        assert change is not None
+                        changes.append(change)
+            for names, kv in fresh.items():
+                change = self._put(names, kv, keys_only)
+                if change is not None:
                     changes.append(change)
-        for names, kv in fresh.items():
-            change = self._put(names, kv, keys_only)
-            if change is not None:
-                changes.append(change)
         changes.sort(key=lambda c: self.key_of(c.path))
         self.revision = revision
         return changes

@@ -1,16 +1,17 @@
-"""Small helpers for structured concurrency: nurseries that do not wrap a lone error, and
-jittered backoff."""
+"""Small helpers: nurseries that do not wrap a lone error, jittered backoff, and a pause
+of the garbage collector while many objects are built at once."""
 
 from __future__ import annotations
 
+import gc
 import math
 import random
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 
 import trio
 
-__all__ = ["Backoff", "open_service_nursery"]
+__all__ = ["Backoff", "gc_paused", "open_service_nursery"]
 
 
 @asynccontextmanager
@@ -72,3 +73,22 @@ class Backoff:
 
     def reset(self) -> None:
         self.attempt = 0
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector for a block that builds many objects that
+    stay alive (a page of keys, a tree, a parsed document) and holds no checkpoint.
+
+    Each collection walks every object of its generations, and while a large structure is
+    being built most of them are the new, still-live ones: at 100,000 keys the collections
+    took 50-75% of the time. Reference counting still frees what the block drops; the
+    collector runs again after it (if it was running before).
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()

@@ -53,7 +53,7 @@ from ._errors import ConflictError, TooLargeError
 from ._keys import KeyLike, key_bytes, prefix_end
 from ._txn import Compare, Delete, Put
 from ._types import KeyValue, Page, TxnResult
-from ._util import open_service_nursery
+from ._util import gc_paused, open_service_nursery
 
 __all__ = [
     "DocumentError",
@@ -176,8 +176,9 @@ def parse_yaml(text: str | bytes, name: str = "<document>") -> object:
     try:
         loader = _BaseLoader(text)
         try:
-            node = loader.get_single_node()
-            return None if node is None else _construct(node, loader, set())
+            with gc_paused():
+                node = loader.get_single_node()
+                return None if node is None else _construct(node, loader, set())
         finally:
             loader.dispose()
     except yaml.MarkedYAMLError as exc:
@@ -257,7 +258,8 @@ def document_keys(document: object) -> dict[bytes, bytes]:
         kind = "empty" if document is None else f"a {type(document).__name__}"
         raise DocumentError(f"the document is {kind}, not a mapping")
     out: dict[bytes, bytes] = {}
-    _collect(document, (), out)
+    with gc_paused():
+        _collect(document, (), out)
     return out
 
 
@@ -389,23 +391,24 @@ async def dump_yaml(
     async with open_service_nursery() as nursery, receive:
         nursery.start_soon(read)
         async for page in receive:
-            if not read_at:
-                read_at = page.revision
-                stream.write(_HEADER.format(prefix=_show_path((p,)), revision=read_at))
-            kvs = page.kvs
-            for kv in kvs:
-                segments = kv.key[len(p) :].split(b"/")
-                children = root
-                for segment in segments[:-1]:
-                    node = children.get(segment)
-                    if node is None:
-                        node = children[segment] = _Node()
-                    children = node.children
-                # keys come in byte order, so a key comes before every key below it
-                children[segments[-1]] = _Node(kv.value)
-            count += len(kvs)
-            if kvs:
-                flush(kvs[-1].key[len(p) :])
+            with gc_paused():
+                if not read_at:
+                    read_at = page.revision
+                    stream.write(_HEADER.format(prefix=_show_path((p,)), revision=read_at))
+                kvs = page.kvs
+                for kv in kvs:
+                    segments = kv.key[len(p) :].split(b"/")
+                    children = root
+                    for segment in segments[:-1]:
+                        node = children.get(segment)
+                        if node is None:
+                            node = children[segment] = _Node()
+                        children = node.children
+                    # keys come in byte order, so a key comes before every key below it
+                    children[segments[-1]] = _Node(kv.value)
+                count += len(kvs)
+                if kvs:
+                    flush(kvs[-1].key[len(p) :])
             if progress is not None:
                 progress(count)
     flush(None)
@@ -506,7 +509,8 @@ async def plan_load(
             key and value are larger than ``max_request_bytes`` (etcd would refuse them).
     """
     p = key_bytes(prefix)
-    wanted = {p + rel: value for rel, value in document_keys(document).items()}
+    with gc_paused():
+        wanted = {p + rel: value for rel, value in document_keys(document).items()}
     limit = max_request_bytes - _REQUEST_MARGIN
     for key, value in wanted.items():
         if len(key) + len(value) > limit:
@@ -522,16 +526,17 @@ async def plan_load(
     added: list[tuple[bytes, bytes]] = []
     changed: list[tuple[bytes, bytes, bytes]] = []
     unchanged = 0
-    for key in sorted(wanted):
-        value = wanted[key]
-        kv = current.get(key)
-        if kv is None:
-            added.append((key, value))
-        elif kv.value != value:
-            changed.append((key, kv.value, value))
-        else:
-            unchanged += 1
-    deleted = [(k, kv.value) for k, kv in current.items() if k not in wanted] if prune else []
+    with gc_paused():
+        for key in sorted(wanted):
+            value = wanted[key]
+            kv = current.get(key)
+            if kv is None:
+                added.append((key, value))
+            elif kv.value != value:
+                changed.append((key, kv.value, value))
+            else:
+                unchanged += 1
+        deleted = [(k, kv.value) for k, kv in current.items() if k not in wanted] if prune else []
     return LoadPlan(p, revision, added, changed, deleted, unchanged, current)
 
 
@@ -593,7 +598,8 @@ async def load_yaml(
         base = if_revision
     if dry_run or plan.empty:
         return LoadResult(plan, plan.revision, 0)
-    chunks = _chunks(plan.operations(), max_txn_ops, max_request_bytes - _REQUEST_MARGIN)
+    with gc_paused():
+        chunks = _chunks(plan.operations(), max_txn_ops, max_request_bytes - _REQUEST_MARGIN)
     if atomic and len(chunks) > 1:
         n = sum(len(c) for c in chunks)
         raise TooLargeError(
