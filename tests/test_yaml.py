@@ -180,6 +180,18 @@ def test_parse_refuses(text: str, message: str) -> None:
         y.parse_yaml(text, "f.yaml")
 
 
+def test_deep_nesting() -> None:
+    deep = y.parse_yaml("a: " + "[" * 500 + "1" + "]" * 500)
+    assert y.document_keys(deep) == {b"a" + b"/0" * 500: b"1"}
+    with pytest.raises(y.DocumentError, match=r"^f\.yaml: nested too deeply$"):
+        y.parse_yaml("a: " + "[" * 999 + "]" * 999, "f.yaml")
+    deeper: dict[str, object] = {"x": 1}
+    for _ in range(5000):
+        deeper = {"a": deeper}
+    with pytest.raises(y.DocumentError, match=r"^the document is nested too deeply$"):
+        y.document_keys(deeper)
+
+
 def test_parse_typed_values_aliases_and_merge_keys() -> None:
     text = """
 base: &b {host: db, port: 5432}

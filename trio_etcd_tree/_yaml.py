@@ -185,6 +185,8 @@ def parse_yaml(text: str | bytes, name: str = "<document>") -> object:
         raise DocumentError(f"{_mark(name, exc.problem_mark)}: {_problem(exc)}") from None
     except yaml.YAMLError as exc:
         raise DocumentError(f"{name}: invalid YAML: {' '.join(str(exc).split())}") from None
+    except RecursionError:
+        raise DocumentError(f"{name}: nested too deeply") from None
 
 
 def _mark(name: str, mark: Any) -> str:
@@ -216,7 +218,10 @@ def _construct(node: yaml.Node, loader: Any, active: set[int]) -> object:
     active.add(id(node))
     try:
         if kind is yaml.SequenceNode:
-            return [_construct(item, loader, active) for item in node.value]
+            items = []
+            for item in node.value:  # not a comprehension: one frame per level, not two
+                items.append(_construct(item, loader, active))  # noqa: PERF401
+            return items
         if any(k.tag == _MERGE_TAG for k, _ in node.value):
             return loader.construct_object(node, deep=True)  # "<<" merge keys: PyYAML's rules
         out: dict[object, object] = {}
@@ -258,8 +263,11 @@ def document_keys(document: object) -> dict[bytes, bytes]:
         kind = "empty" if document is None else f"a {type(document).__name__}"
         raise DocumentError(f"the document is {kind}, not a mapping")
     out: dict[bytes, bytes] = {}
-    with gc_paused():
-        _collect(document, (), out)
+    try:
+        with gc_paused():
+            _collect(document, (), out)
+    except RecursionError:
+        raise DocumentError("the document is nested too deeply") from None
     return out
 
 
@@ -610,7 +618,7 @@ async def load_yaml(
     bounds = [plan.prefix, *(ops[0].key for ops in chunks[1:]), prefix_end(plan.prefix)]
     slots = trio.Semaphore(concurrency)
     applied: list[int] = []  # the revisions of the transactions applied
-    failed: list[BaseException | TxnResult] = []  # the first error or failed guard
+    failed: list[Exception | TxnResult] = []  # the first error or failed guard
 
     async def commit(i: int) -> None:
         try:
@@ -637,7 +645,7 @@ async def load_yaml(
     if failed:
         done = f"{len(applied)} of {len(chunks)} transactions were applied"
         first = failed[0]
-        if isinstance(first, BaseException):
+        if isinstance(first, Exception):
             first.add_note(f"loading under {show(plan.prefix)}: {done}")
             raise first
         raise ConflictError(
