@@ -102,7 +102,7 @@ def test_roundtrip_of_an_etcdctl_tree(
     # stdout, --raw, --revision
     assert etcd2yaml.main([*conn, a, "--raw"]) == 0
     text = capsys.readouterr().out
-    assert "a-b: 'true'" in text
+    assert 'a-b: "true"' in text
     revision = int(text.split()[5])
     etcdctl(ctl, "put", a + "db", "changed")
     assert etcd2yaml.main([*conn, a, "--revision", str(revision)]) == 0

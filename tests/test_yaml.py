@@ -233,6 +233,66 @@ def run_fake(fn: object, **options: object) -> None:
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
 
 
+_WORDS = b"1 007 -1 1.5 1.50 1e3 .inf 0x1F true yes Off null NULL ~ << = - # 2024-05-01 y"
+yaml_words = st.sampled_from([*_WORDS.split(), b"- a", b"a: b", b"a #b", b" ", b"a "])
+segment_bytes = st.one_of(
+    st.binary(max_size=12),
+    st.text(max_size=12).map(lambda t: t.encode("utf-8", "replace")),
+    yaml_words,
+).filter(lambda b: b"/" not in b)
+value_bytes = st.one_of(
+    st.binary(max_size=12),
+    st.text(max_size=12).map(lambda t: t.encode("utf-8", "replace")),
+    yaml_words,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    segment=st.one_of(segment_bytes, st.binary(min_size=100, max_size=200)).filter(
+        lambda b: b"/" not in b
+    ),
+    value=value_bytes,
+    below=st.one_of(st.none(), st.tuples(segment_bytes, value_bytes)),
+    raw=st.booleans(),
+)
+def test_written_yaml_reads_back_to_the_same_bytes(
+    segment: bytes, value: bytes, below: tuple[bytes, bytes] | None, raw: bool
+) -> None:
+    """The writer's quoting, escapes, !!binary, long explicit keys and null entries."""
+    node = y._Node(value)
+    expected = {segment: value}
+    if below is not None:
+        node.children[below[0]] = y._Node(below[1])
+        expected[segment + b"/" + below[0]] = below[1]
+    out: list[str] = []
+    y._write(node, y._key(segment), "", raw, out)
+    assert y.document_keys(y.parse_yaml("".join(out))) == expected
+
+
+def test_written_yaml_looks_like_this() -> None:
+    node = y._Node(b"primary", {b"port": y._Node(b"5432"), b"ratio": y._Node(b"1.50")})
+    node.children[b"\xff"] = y._Node(b"\xfe")
+    node.children[b"nul"] = y._Node(b"\x00")
+    node.children[b"note"] = y._Node('tab\there "q" \u2028 \U0001f600 \x7f'.encode())
+    node.children[b"yes"] = y._Node(b"on")
+    out: list[str] = []
+    y._write(node, y._key(b"db"), "", False, out)
+    y._write(y._Node(b"x"), y._key(b"k" * 130), "", True, out)
+    assert "".join(out) == (
+        "db:\n"
+        "  null: primary\n"
+        '  note: "tab\\there \\"q\\" \\u2028 \U0001f600 \\x7f"\n'
+        '  nul: "\\0"\n'
+        "  port: 5432\n"
+        '  ratio: "1.50"\n'
+        '  "yes": "on"\n'
+        '  !!binary "/w==": !!binary "/g=="\n'
+        f"? {'k' * 130}\n"
+        ": x\n"
+    )
+
+
 def test_dump_streams_pages_in_a_stable_order() -> None:
     async def check(fake: object, client: et.Client) -> None:
         for key, value in [

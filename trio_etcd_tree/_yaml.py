@@ -38,6 +38,7 @@ key given twice in one mapping and an alias that contains itself.
 
 from __future__ import annotations
 
+import base64
 import datetime
 import math
 import re
@@ -89,23 +90,21 @@ _MAP_TAG = "tag:yaml.org,2002:map"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _RESOLVER = yaml.resolver.Resolver()
-# PyYAML folds these line breaks in single-quoted and plain scalars: quote them with escapes
-_FOLDED = re.compile("[\x85\u2028\u2029\r]")
-
-_BaseDumper: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 _BaseLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
-
-class _Dumper(_BaseDumper):  # type: ignore[misc]
-    pass
-
-
-def _represent_str(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
-    style = '"' if _FOLDED.search(data) else None
-    return dumper.represent_scalar(_STR_TAG, data, style=style)
-
-
-_Dumper.add_representer(str, _represent_str)
+# What etcd2yaml writes plain: a word that YAML reads back as that string (not a bool or
+# null); anything else is double-quoted, with escapes for what a reader would not keep.
+_PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*\Z")
+_NOT_PLAIN = frozenset(  # YAML 1.1's bool and null words, as PyYAML resolves them
+    form
+    for word in ("yes", "no", "true", "false", "on", "off", "null")
+    for form in (word, word.title(), word.upper())
+)
+_ESCAPE = re.compile(
+    '[^\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]|["\\\\]'
+)
+_ESCAPES = {"\\": "\\\\", '"': '\\"', "\t": "\\t", "\n": "\\n", "\r": "\\r", "\x00": "\\0"}
+_LONG_KEY = 128  # longer keys are written as explicit "? key" entries
 
 
 class DocumentError(ValueError):
@@ -328,23 +327,69 @@ def _order(segment: bytes) -> bytes:
     return segment + b"0"
 
 
-def _name(segment: bytes) -> str | bytes:
-    try:
-        return segment.decode()
-    except UnicodeDecodeError:
-        return segment
-
-
-def _to_yaml(node: _Node, raw: bool) -> object:
+def _write(node: _Node, key: str, indent: str, raw: bool, out: list[str]) -> None:
+    """Append the YAML lines of ``key: node`` (``key`` already rendered) at ``indent``."""
+    explicit = len(key) > _LONG_KEY
+    if explicit:
+        out.append(f"{indent}? {key}\n")
+        key = ""
     if not node.children:
         assert node.value is not None
-        return decode_value(node.value, as_text=raw)
-    out: dict[object, object] = {}
+        out.append(f"{indent}{key}: {_value(node.value, raw)}\n")
+        return
+    out.append(f"{indent}{key}:\n")
+    inner = indent + "  "
     if node.value is not None:
-        out[None] = decode_value(node.value, as_text=raw)
-    for segment in sorted(node.children, key=_order):
-        out[_name(segment)] = _to_yaml(node.children[segment], raw)
-    return out
+        out.append(f"{inner}null: {_value(node.value, raw)}\n")
+    children = node.children
+    for segment in sorted(children, key=_order):
+        _write(children[segment], _key(segment), inner, raw, out)
+
+
+def _key(segment: bytes) -> str:
+    try:
+        text = segment.decode()
+    except UnicodeDecodeError:
+        return _binary(segment)
+    return _string(text)
+
+
+def _value(raw_value: bytes, raw: bool) -> str:
+    try:
+        text = raw_value.decode()
+    except UnicodeDecodeError:
+        return _binary(raw_value)
+    if _PLAIN.match(text) and text not in _NOT_PLAIN:
+        return text
+    if not raw and text and not isinstance(decode_value(raw_value), str):
+        return text  # the canonical rendering of an int, float, bool or date: plain
+    return _quoted(text)
+
+
+def _string(text: str) -> str:
+    """A string as YAML reads it back: plain when that is safe, else double-quoted."""
+    if _PLAIN.match(text) and text not in _NOT_PLAIN:
+        return text
+    return _quoted(text)
+
+
+def _quoted(text: str) -> str:
+    return '"' + _ESCAPE.sub(_escape, text) + '"'
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    known = _ESCAPES.get(char)
+    if known is not None:
+        return known
+    code = ord(char)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def _binary(data: bytes) -> str:
+    return '!!binary "' + base64.b64encode(data).decode("ascii") + '"'
 
 
 async def dump_yaml(
@@ -382,8 +427,9 @@ async def dump_yaml(
         nonlocal wrote
         ready = [s for s in root if last is None or _order(s) <= last]
         for segment in sorted(ready, key=_order):
-            node = root.pop(segment)
-            stream.write(_dump({_name(segment): _to_yaml(node, raw)}))
+            out: list[str] = []
+            _write(root.pop(segment), _key(segment), "", raw, out)
+            stream.write("".join(out))
             wrote = True
 
     # the next page is read while this one is written
@@ -423,13 +469,6 @@ async def dump_yaml(
     if not wrote:
         stream.write("{}\n")
     return read_at
-
-
-def _dump(data: object) -> str:
-    text: str = yaml.dump(
-        data, Dumper=_Dumper, allow_unicode=True, sort_keys=False, default_flow_style=False
-    )
-    return text
 
 
 # --- YAML -> etcd --------------------------------------------------------------------------
