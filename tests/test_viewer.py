@@ -267,8 +267,9 @@ def test_scripted_changes_show_in_order_with_highlights(monkeypatch: pytest.Monk
                 revision = await in_trio(app, step)
                 await wait_for(pilot, lambda r=revision: app.bridge.root.revision >= r)  # type: ignore[union-attr, misc]
                 await wait_for(pilot, lambda e=expected: paths(app) == e)  # type: ignore[misc]
+                # (the rows may already look like this: wait for the frame that shows it)
                 path = tuple(glowing.split("/")) if glowing else ()
-                assert tree.heat.get(path, 0) > 0
+                await wait_for(pilot, lambda p=path: tree.heat.get(p, 0) > 0)  # type: ignore[misc]
                 seen.append(revision)
             assert seen == sorted(seen)
             assert f"rev {seen[-1]}" in status(app)
