@@ -187,6 +187,14 @@ async def test_range_limit_count_keys_only_count_only(etcd_backend: EtcdBackend)
         assert (nothing.kvs, nothing.count, nothing.more, nothing.revision) == ([], 0, False, r + 6)
         assert await client.get(p + b"zzz") is None
 
+        # min_mod_revision filters the keys; the count is still the whole range's
+        changed = await client.range(p, prefix=True, keys_only=True, min_mod_revision=r + 4)
+        assert (_names(changed, p), changed.count) == ("bc", 3)
+        at = await client.range(p, prefix=True, revision=r + 5, min_mod_revision=r + 5)
+        assert (_names(at, p), at.count) == ("b", 3)  # b was changed at r + 5, then again
+        none = await client.range(p, prefix=True, keys_only=True, min_mod_revision=r + 7)
+        assert (none.kvs, none.count) == ([], 3)
+
 
 @pytest.mark.parametrize(
     ("target", "ascending"),

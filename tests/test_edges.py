@@ -14,7 +14,7 @@ import trio_etcd_tree as et
 from trio_etcd_tree import _gateway as gw
 from trio_etcd_tree._client import _has_writes
 from trio_etcd_tree._keys import key_bytes, prefix_end, range_end_for
-from trio_etcd_tree._util import gc_paused, open_service_nursery
+from trio_etcd_tree._util import Backoff, gc_paused, open_service_nursery
 from trio_etcd_tree.testing.pytest_plugin import EtcdBackend, _binary
 
 
@@ -166,6 +166,14 @@ async def test_service_nursery_groups(autojump_clock: trio.testing.MockClock) ->
             nursery.start_soon(trio.sleep_forever)
             await trio.sleep_forever()
     assert scope.cancelled_caught
+
+
+def test_backoff_after_a_long_outage() -> None:
+    backoff = Backoff(base=0.05, cap=2.0)
+    delays = [backoff.next_delay() for _ in range(5000)]  # 2.0 ** 1024 would overflow
+    assert 0.025 <= delays[0] <= 0.05 and all(1.0 <= d <= 2.0 for d in delays[10:])
+    backoff.reset()
+    assert backoff.next_delay() <= 0.05
 
 
 def test_gc_paused_restores_the_collector() -> None:

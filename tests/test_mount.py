@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 import trio
 import trio.testing
 
 import trio_etcd_tree as et
+from trio_etcd_tree._mount import CONFIRM_AFTER
 from trio_etcd_tree.testing import FakeEtcd, open_fake_etcd
 
 Clock = trio.testing.MockClock
@@ -584,12 +585,78 @@ async def test_keyboard_interrupt_passes_through(
 
 
 async def test_progress_confirms_revisions_outside_the_mount(
-    autojump_clock: Clock, fake: FakeEtcd, client: et.Client
+    autojump_clock: Clock, fake: FakeEtcd, client: et.Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr("trio_etcd_tree._mount.CONFIRM_AFTER", 60.0)  # before we would ask
     async with et.mount(client, "/cfg") as root:
         elsewhere = fake.put("/elsewhere", "x")
         await root.wait_revision(elsewhere)  # confirmed by the next progress notification
         assert trio.current_time() <= 5
+        assert root.statistics().revisions_applied == 0
+
+
+async def test_wait_revision_asks_the_server_about_a_change_elsewhere(
+    autojump_clock: Clock,
+) -> None:
+    # no progress notification within the test: only the server's answer can confirm
+    async with open_fake_etcd(progress_notify_interval=10_000) as fake:
+        fake.put("/cfg", "own value")
+        fake.put("/cfg/a", "1")
+        async with (
+            et.open_client(fake.endpoints, transport=fake) as client,
+            et.mount(client, "/cfg") as root,
+        ):
+            elsewhere = fake.put("/elsewhere", "x")
+            await root.wait_revision(elsewhere)
+            assert root.revision == elsewhere
+            assert trio.current_time() <= CONFIRM_AFTER
+            # a change under the mount that the (stalled) watch has not delivered yet: the
+            # server says so, and the wait goes on until the watch has brought it
+            changes: list[Callable[[], int]] = [
+                lambda: fake.put("/cfg/b", "2"),  # a key changed
+                lambda: fake.delete("/cfg/a"),  # a key gone: the count tells
+                lambda: fake.put("/cfg", "new own value"),  # the root's own key
+            ]
+            for change in changes:
+                fake.stall_watches()
+                under = change()
+                later = fake.put("/elsewhere", "y")
+                reconnects = root.statistics().reconnects
+                async with trio.open_nursery() as nursery:
+
+                    async def unstall() -> None:
+                        await trio.sleep(10)  # after a few answers saying "changed"
+                        fake.break_watches()
+
+                    nursery.start_soon(unstall)
+                    await root.wait_revision(later)
+                assert root.revision == later
+                assert root.statistics().reconnects == reconnects + 1
+                assert trio.current_time() > 10 and under == later - 1
+            assert root.value == "new own value" and "a" not in root and root["b"].value == "2"
+            # a revision not written yet: asked again (with backoff) until it is
+            future = fake.revision + 1
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(root.wait_revision, future)
+                await trio.sleep(10)
+                assert root.revision < future
+                fake.put("/elsewhere", "z")
+            assert root.revision == future
+            # a progress report older than a confirmed revision does not move it back
+            root._mirror._advance(future - 1)
+            assert root.revision == future
+
+
+async def test_wait_revision_of_a_mount_of_everything(autojump_clock: Clock) -> None:
+    async with open_fake_etcd() as fake:
+        fake.put("/a", "1")
+        async with (
+            et.open_client(fake.endpoints, transport=fake) as client,
+            et.mount(client, "/") as root,
+        ):
+            elsewhere = fake.put("not-under-a-slash", "x")
+            await root.wait_revision(elsewhere)
+            assert root.revision == elsewhere and list(root) == ["a"]
 
 
 async def test_resync_without_differences(

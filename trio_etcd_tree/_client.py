@@ -140,6 +140,7 @@ class Client:
         sort_order: SortOrder | None = None,
         sort_target: SortTarget | None = None,
         serializable: bool = False,
+        min_mod_revision: int = 0,
     ) -> RangeResult:
         """Read a key, a range ``[key, range_end)``, or every key under a prefix.
 
@@ -150,6 +151,8 @@ class Client:
             sort_order, sort_target: etcd's server-side sort.
             serializable: let the member answer from its local state without asking the
                 leader (faster, possibly stale).
+            min_mod_revision: only the keys last changed at or after this revision
+                (``result.count`` still counts the whole range, as etcd does).
 
         For large ranges use :meth:`range_pages`, which never asks for one huge answer.
 
@@ -167,6 +170,7 @@ class Client:
             sort_order=sort_order,
             sort_target=sort_target,
             serializable=serializable,
+            min_mod_revision=min_mod_revision,
         )
         data = await self._conn.call("/v3/kv/range", body, _what("range", k, end), idempotent=True)
         return gw.range_result(data)

@@ -75,6 +75,7 @@ def range_request(
     sort_order: str | None = None,
     sort_target: str | None = None,
     serializable: bool = False,
+    min_mod_revision: int = 0,
 ) -> Json:
     body: Json = {"key": b64(key)}
     if range_end is not None:
@@ -93,6 +94,8 @@ def range_request(
         body["sort_target"] = sort_target
     if serializable:
         body["serializable"] = True
+    if min_mod_revision:
+        body["min_mod_revision"] = min_mod_revision
     return body
 
 

@@ -55,13 +55,17 @@ from ._subscribe import Subscription, Subscriptions
 from ._tree import TreeCore, Update
 from ._txn import Compare, Delete, Get, Op, Put
 from ._types import KeyValue, RangeResult, WatchResponse
-from ._util import open_service_nursery
+from ._util import Backoff, open_service_nursery
 from ._watch import ConnectionState, WatchStream
 
 if TYPE_CHECKING:
     from ._codecs import Codec
 
 __all__ = ["MountState", "MountStatistics", "Root", "mount"]
+
+CONFIRM_AFTER = 1.0
+"""Seconds ``wait_revision`` waits for the watch before it asks the server whether the
+revision changed anything under the mount (then again with backoff, up to 32 times this)."""
 
 
 class MountState(enum.Enum):
@@ -129,10 +133,12 @@ class Root(Node):
     async def wait_revision(self, revision: int) -> None:
         """Wait until the tree has applied ``revision`` (it shows every change up to it).
 
-        Revisions of changes under the mount arrive with their events; a revision of a
-        change elsewhere is confirmed by the server's next progress notification
-        (``--experimental-watch-progress-notify-interval``, 10 minutes by default) or by
-        the next change under the mount.
+        Revisions of changes under the mount arrive with their events. A revision of a
+        change elsewhere brings no event: when none has come after a second, the tree
+        asks the server whether any key under the mount changed between its revision and
+        ``revision`` (a keys-only read at ``revision`` that returns only changed keys);
+        if none did, the tree is at ``revision`` already. Otherwise it waits for those
+        events and asks again later, with backoff up to 32 seconds.
 
         Raises:
             TreeClosedError: the mount was left before the revision arrived.
@@ -462,7 +468,8 @@ class Mirror:
                     event.set()
 
     def _advance(self, revision: int) -> None:
-        self.core.revision = revision
+        if revision > self.core.revision:  # (a stale progress report after a confirmation)
+            self.core.revision = revision
         waiters = self._revision_waiters
         while waiters and waiters[0][0] <= revision:
             heapq.heappop(waiters)[2].set()
@@ -531,9 +538,44 @@ class Mirror:
         self._check_open()
         event = trio.Event()
         heapq.heappush(self._revision_waiters, (revision, next(self._counter), event))
-        await event.wait()
+        # a revision of a change elsewhere brings no event: when none comes, ask the server
+        backoff = Backoff(base=CONFIRM_AFTER, cap=CONFIRM_AFTER * 32)
+        while not event.is_set():
+            with trio.move_on_after(backoff.next_delay()):
+                await event.wait()
+            if (
+                not event.is_set()
+                and await self._unchanged_until(revision)
+                and self._state is MountState.SYNCED  # (a resync sets the revision itself)
+            ):
+                self._advance(revision)
         if self.core.revision < revision:
             self._check_open()
+
+    async def _unchanged_until(self, revision: int) -> bool:
+        """Whether no key under the mount changed after the tree's revision up to
+        ``revision``: then the tree shows ``revision`` already. One keys-only read at
+        ``revision`` of the keys changed since (none) and of how many there are (as many
+        as the tree holds, so none was deleted). False when it cannot tell (a revision
+        not written yet, compacted, no server): the caller asks again later."""
+        core = self.core
+        since, keys = core.revision, core.keys
+        sub = core.prefix + b"/"
+        ranges = [(sub, prefix_end(sub))]
+        if core.prefix:
+            ranges.append((core.prefix, core.prefix + b"\0"))  # the root's own key
+        count = 0
+        for start, end in ranges:
+            try:
+                read = await self.client.range(
+                    start, end, revision=revision, keys_only=True, min_mod_revision=since + 1
+                )
+            except EtcdError:
+                return False
+            if read.kvs:
+                return False
+            count += read.count
+        return count == keys
 
     async def wait_value(self, path: tuple[str, ...], predicate: object) -> Any:
         test: Callable[[Any], bool] = (

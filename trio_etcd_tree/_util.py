@@ -4,7 +4,6 @@ of the garbage collector while many objects are built at once."""
 from __future__ import annotations
 
 import gc
-import math
 import random
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -64,7 +63,8 @@ class Backoff:
         self.attempt = 0
 
     def next_delay(self) -> float:
-        ceiling = min(self.cap, self.base * math.pow(2, self.attempt))
+        # (the exponent stops growing: 2.0 ** 1024 would overflow after a long outage)
+        ceiling = min(self.cap, self.base * 2.0 ** min(self.attempt, 64))
         self.attempt += 1
         return random.uniform(ceiling / 2, ceiling)
 
