@@ -36,6 +36,7 @@ class Writer:
         self.written = 0
         self.failures = 0
         self.progress = trio.Event()
+        self.failed = trio.Event()
 
     async def run(self, count: int) -> None:
         for i in itertools.count():
@@ -45,6 +46,7 @@ class Writer:
                 await self.client.put(f"{self.prefix}{i:05d}", str(i))
             except et.EtcdError:
                 self.failures += 1  # unknown outcome: the final range tells what landed
+                self.failed.set()
                 await trio.sleep(0.05)
                 continue
             self.written += 1
@@ -89,7 +91,7 @@ async def test_watch_survives_kill_and_restart(cluster: EtcdCluster) -> None:
                     nursery.start_soon(writer.run, 300)
                     await writer.progress.wait()
                     await _in_thread(member.kill)
-                    await trio.sleep(0.5)  # the writer fails meanwhile
+                    await writer.failed.wait()  # a write while the member is down
                     await _in_thread(member.start)
                     await writer.progress.wait()
                     await _in_thread(member.kill)

@@ -365,12 +365,24 @@ def test_etcdmon_subprocess_across_a_restart(tmp_path: Path) -> None:
     with EtcdCluster.start(find_etcd("3.5")) as cluster:
         url = cluster.endpoints[0]
         out, err = (tmp_path / "out").open("w+"), (tmp_path / "err").open("w+")
+        now = httpx.post(f"{url}/v3/kv/range", json={"key": "AA=="}, timeout=10).json()
+        start = int(now["header"]["revision"]) + 1  # however late the tool starts to watch
+        command = [sys.executable, str(tool), "/s/", "--json", "--endpoints", url]
         proc = subprocess.Popen(
-            [sys.executable, str(tool), "/s/", "--json", "--endpoints", url],
+            [*command, "--from-revision", str(start)],
             stdout=out,
             stderr=err,
         )
         try:
+
+            def lines_out(n: int) -> None:
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline:
+                    out.seek(0)
+                    if len(out.read().splitlines()) >= n:
+                        return
+                    time.sleep(0.1)
+                raise AssertionError(f"etcdmon printed fewer than {n} lines")
 
             def put(i: int) -> int:
                 import base64
@@ -382,18 +394,12 @@ def test_etcdmon_subprocess_across_a_restart(tmp_path: Path) -> None:
                 r = httpx.post(f"{url}/v3/kv/put", json=body, timeout=10).json()
                 return int(r["header"]["revision"])
 
-            time.sleep(2)  # the watch is up
             revisions = [put(i) for i in range(20)]
+            lines_out(20)  # the watch is up
             cluster.members[0].restart()
             revisions += [put(i) for i in range(20, 40)]
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                out.seek(0)
-                lines = out.read().splitlines()
-                if len(lines) >= 40:
-                    break
-                time.sleep(0.2)
-            time.sleep(1)
+            lines_out(40)
+            time.sleep(1)  # (a change printed twice would show up meanwhile)
         finally:
             proc.terminate()
             proc.wait(10)
