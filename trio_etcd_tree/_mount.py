@@ -138,7 +138,8 @@ class Root(Node):
         asks the server whether any key under the mount changed between its revision and
         ``revision`` (a keys-only read at ``revision`` that returns only changed keys);
         if none did, the tree is at ``revision`` already. Otherwise it waits for those
-        events and asks again later, with backoff up to 32 seconds.
+        events and asks again later, with backoff up to 32 seconds; if the watch has
+        brought nothing in between, it is reopened (a stream stuck on a live member).
 
         Raises:
             TreeClosedError: the mount was left before the revision arrived.
@@ -540,23 +541,29 @@ class Mirror:
         heapq.heappush(self._revision_waiters, (revision, next(self._counter), event))
         # a revision of a change elsewhere brings no event: when none comes, ask the server
         backoff = Backoff(base=CONFIRM_AFTER, cap=CONFIRM_AFTER * 32)
+        changed_at = -1  # the tree's revision when the server last said "changed since"
         while not event.is_set():
             with trio.move_on_after(backoff.next_delay()):
                 await event.wait()
-            if (
-                not event.is_set()
-                and await self._unchanged_until(revision)
-                and self._state is MountState.SYNCED  # (a resync sets the revision itself)
-            ):
+            if event.is_set():
+                break
+            unchanged = await self._unchanged_until(revision)
+            if unchanged and self._state is MountState.SYNCED:  # (a resync sets its own)
                 self._advance(revision)
+            elif unchanged is False:
+                stream = self._stream
+                if changed_at == self.core.revision and stream is not None:
+                    # asked twice, and the watch brought none of those changes meanwhile
+                    stream.reopen("the server has changes the watch did not deliver")
+                changed_at = self.core.revision
         if self.core.revision < revision:
             self._check_open()
 
-    async def _unchanged_until(self, revision: int) -> bool:
+    async def _unchanged_until(self, revision: int) -> bool | None:
         """Whether no key under the mount changed after the tree's revision up to
         ``revision``: then the tree shows ``revision`` already. One keys-only read at
         ``revision`` of the keys changed since (none) and of how many there are (as many
-        as the tree holds, so none was deleted). False when it cannot tell (a revision
+        as the tree holds, so none was deleted). None when it cannot tell (a revision
         not written yet, compacted, no server): the caller asks again later."""
         core = self.core
         since, keys = core.revision, core.keys
@@ -571,7 +578,7 @@ class Mirror:
                     start, end, revision=revision, keys_only=True, min_mod_revision=since + 1
                 )
             except EtcdError:
-                return False
+                return None
             if read.kvs:
                 return False
             count += read.count

@@ -149,6 +149,7 @@ class WatchStream(trio.abc.ReceiveChannel[WatchResponse]):
         self._last_activity = trio.current_time()
         self._sending = False
         self._silent: str | None = None
+        self._scope = trio.CancelScope()  # the current connection's
         self._seen = 0  # the highest revision the server has shown us
         self._cluster_id: str | None = None  # as the server spells it
 
@@ -207,6 +208,14 @@ class WatchStream(trio.abc.ReceiveChannel[WatchResponse]):
             self._last_error,
         )
 
+    def reopen(self, reason: str) -> None:
+        """Reopen the stream now, from the last complete revision, on the next endpoint:
+        for a consumer that learned from the server that changes exist which the stream
+        has not delivered (a stream stuck on a live member). Counted as a stall."""
+        self._silent = reason
+        self._stalls += 1
+        self._scope.cancel(reason=reason)
+
     async def wait_state_change(self, state: ConnectionState) -> ConnectionState:
         """Wait until the stream's state is not ``state`` and return the new one.
 
@@ -261,6 +270,7 @@ class WatchStream(trio.abc.ReceiveChannel[WatchResponse]):
             try:
                 async with open_service_nursery() as nursery:
                     self._silent = None
+                    self._scope = nursery.cancel_scope
                     self._last_activity = trio.current_time()
                     nursery.start_soon(self._watchdog, endpoint, nursery.cancel_scope)
                     await self._connection(endpoint, send)
