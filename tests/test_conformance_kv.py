@@ -288,6 +288,21 @@ async def test_range_pages_one_snapshot(etcd_backend: EtcdBackend, page_size: in
         assert [kv for page in missing for kv in page.kvs] == []
 
 
+async def test_range_pages_shrink_for_large_values(
+    etcd_backend: EtcdBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("trio_etcd_tree._client.PAGE_BYTES", 2500)
+    p = etcd_backend.prefix
+    async with etcd_backend.client() as client:
+        for i in range(6):
+            await client.put(p + f"a{i}".encode(), b"x" * 1000)
+        for i in range(20):
+            await client.put(p + f"b{i:02d}".encode(), b"y")
+        sizes = [len(page.kvs) async for page in client.range_pages(p, prefix=True, page_size=4)]
+        # 4 keys of 1000 bytes: 2 fit next time; small values again: back up to page_size
+        assert sizes == [4, 2, 2, 4, 4, 4, 4, 2]
+
+
 async def test_compacted_and_future_revisions(etcd_backend: EtcdBackend) -> None:
     k = etcd_backend.key("k")
     async with etcd_backend.client() as client:

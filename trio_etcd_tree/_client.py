@@ -33,6 +33,11 @@ __all__ = ["Client", "open_client"]
 SortOrder = Literal["NONE", "ASCEND", "DESCEND"]
 SortTarget = Literal["KEY", "VERSION", "CREATE", "MOD", "VALUE"]
 
+FIRST_PAGE = 1000
+"""Keys in the first page of ``range_pages`` (before the size of the values is known)."""
+PAGE_BYTES = 8 << 20
+"""About how many bytes of keys and values ``range_pages`` asks for in one page."""
+
 
 @asynccontextmanager
 async def open_client(
@@ -192,6 +197,10 @@ class Client:
         even while others write. Watch from ``page.revision + 1`` to follow on without a gap.
         Raises ``CompactedError`` if the revision is compacted while paging.
 
+        A page holds at most ``page_size`` keys: the first at most ``FIRST_PAGE``, and each
+        next one as many as fit ``PAGE_BYTES`` of keys and values at the size of the last
+        (at most twice as many), so large values make small pages.
+
         Cancellation: each page is a checkpoint; stopping early leaves nothing behind.
         """
         if page_size < 1:
@@ -201,10 +210,9 @@ class Client:
         if end is None:
             end = k + b"\0"  # a single key is the range [key, key\0)
         start = k
+        limit = min(page_size, FIRST_PAGE)
         while True:
-            body = gw.range_request(
-                start, end, limit=page_size, revision=revision, keys_only=keys_only
-            )
+            body = gw.range_request(start, end, limit=limit, revision=revision, keys_only=keys_only)
             data = await self._conn.call(
                 "/v3/kv/range", body, _what("range", start, end), idempotent=True
             )
@@ -215,6 +223,8 @@ class Client:
             if not data.get("more") or not page:
                 return
             start = page[-1].key + b"\0"
+            size = sum(len(kv.key) + len(kv.value) for kv in page)
+            limit = max(1, min(page_size, limit * 2, limit * PAGE_BYTES // size))
 
     async def put(
         self,
