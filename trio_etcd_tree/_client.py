@@ -199,7 +199,7 @@ class Client:
 
         A page holds at most ``page_size`` keys: the first at most ``FIRST_PAGE``, and each
         next one as many as fit ``PAGE_BYTES`` of keys and values at the size of the last
-        (at most twice as many), so large values make small pages.
+        (at most four times as many), so large values make small pages.
 
         Cancellation: each page is a checkpoint; stopping early leaves nothing behind.
         """
@@ -224,7 +224,7 @@ class Client:
                 return
             start = page[-1].key + b"\0"
             size = sum(len(kv.key) + len(kv.value) for kv in page)
-            limit = max(1, min(page_size, limit * 2, limit * PAGE_BYTES // size))
+            limit = max(1, min(page_size, limit * 4, limit * PAGE_BYTES // size))
 
     async def put(
         self,
