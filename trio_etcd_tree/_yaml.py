@@ -346,15 +346,9 @@ def _write(node: _Node, key: str, indent: str, raw: bool, out: list[str]) -> Non
         _write(children[segment], _key(segment), inner, raw, out)
 
 
-def _key(segment: bytes) -> str:
-    try:
-        text = segment.decode()
-    except UnicodeDecodeError:
-        return _binary(segment)
-    return _string(text)
-
-
 def _value(raw_value: bytes, raw: bool) -> str:
+    """Bytes as YAML that reads back to them: ``!!binary`` if not UTF-8, a plain word, the
+    canonical rendering of a typed scalar (not with ``raw``), or a double-quoted string."""
     try:
         text = raw_value.decode()
     except UnicodeDecodeError:
@@ -366,11 +360,9 @@ def _value(raw_value: bytes, raw: bool) -> str:
     return _quoted(text)
 
 
-def _string(text: str) -> str:
-    """A string as YAML reads it back: plain when that is safe, else double-quoted."""
-    if _PLAIN.match(text) and text not in _NOT_PLAIN:
-        return text
-    return _quoted(text)
+def _key(segment: bytes) -> str:
+    """A key segment: always a string (or ``!!binary``), never a typed scalar."""
+    return _value(segment, raw=True)
 
 
 def _quoted(text: str) -> str:
