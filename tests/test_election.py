@@ -323,7 +323,7 @@ async def test_etcdctl_elect_interoperates() -> None:
                 assert not ours.is_leader
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(ours.campaign, "ours again")
-                    await trio.sleep(0.2)
+                    await wait_for_keys(c, "shared/", 2)  # ours waits behind theirs
                     theirs.send_signal(signal.SIGINT)  # etcdctl resigns
                 with trio.fail_after(10):
                     assert (await leaders.receive()).value == b"ours again"

@@ -278,7 +278,7 @@ async def test_killed_holder_on_a_three_member_cluster(cluster3: EtcdCluster) ->
                     acquired.set()
 
             nursery.start_soon(waiter)
-            await trio.sleep(0.5)
+            await wait_for_keys(c, "kill-me/", 2)  # the waiter queues behind the holder
             assert not acquired.is_set()
             os.kill(holder.pid, signal.SIGKILL)
             killed_at = trio.current_time()

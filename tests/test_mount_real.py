@@ -293,8 +293,10 @@ async def test_torture(version: str) -> None:
                         await _wait_for(lambda: root.statistics().resyncs >= 1)
 
                         await writer.wait_ops(1300)
+                        lost = writer.unknown + writer.failed
                         await _in_thread(member.kill)
-                        await trio.sleep(0.3)  # the writer fails meanwhile
+                        while writer.unknown + writer.failed == lost:  # a write while it is down
+                            await writer.progress.wait()
                         await _in_thread(member.start)
 
                     final = await client.range(PREFIX, RANGE_END)

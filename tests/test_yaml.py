@@ -383,17 +383,26 @@ def test_load_plans_guards_and_chunks() -> None:
         with pytest.raises(et.ConflictError, match="1 of 3 transactions were applied"):
             await y.load_yaml(client, "/m/", doc2, **one, progress=interfere)
         assert (await client.get("/m/a")) is not None and (await client.get("/m/b")) is None
+
+        async def load_while_another_writes(
+            key: str, prefix: str, doc: object, match: str, **options: Any
+        ) -> None:
+            """The load's first transaction is held back while another client writes."""
+            fake.delay_next("/v3/kv/txn", 1.0)
+            async with trio.open_nursery() as nursery:
+
+                async def write() -> None:
+                    await trio.sleep(0.5)  # (the mock clock)
+                    fake.put(key, "!")
+
+                nursery.start_soon(write)
+                with pytest.raises(et.ConflictError, match=match):
+                    await y.load_yaml(client, prefix, doc, **options)
+
         # concurrent chunks: a conflict in the first one lets the others in flight finish
-        fake.delay_next("/v3/kv/txn", 1.0)
-        async with trio.open_nursery() as nursery:
-
-            async def write_ahead() -> None:
-                await trio.sleep(0.5)
-                fake.put("/o/a0", "!")
-
-            nursery.start_soon(write_ahead)
-            with pytest.raises(et.ConflictError, match="2 of 3 transactions were applied"):
-                await y.load_yaml(client, "/o/", doc2, max_txn_ops=1)
+        await load_while_another_writes(
+            "/o/a0", "/o/", doc2, "2 of 3 transactions were applied", max_txn_ops=1
+        )
         assert [await client.get(f"/o/{k}") is None for k in "abc"] == [True, False, False]
         # ... and so does another error (in the second), with a note saying what was applied
         fake.delay_next("/v3/kv/txn", 1.0)
@@ -407,16 +416,9 @@ def test_load_plans_guards_and_chunks() -> None:
             f"loading under /q/: {sum(written)} of 3 transactions were applied"
         ]
         # ... and before the first one (between the read and the commit)
-        fake.delay_next("/v3/kv/txn", 1.0)
-        async with trio.open_nursery() as nursery:
-
-            async def write() -> None:
-                await trio.sleep(0.5)
-                fake.put("/n/other", "1")
-
-            nursery.start_soon(write)
-            with pytest.raises(et.ConflictError, match=r"since revision .*: nothing written"):
-                await y.load_yaml(client, "/n/", {"a": 1})
+        await load_while_another_writes(
+            "/n/other", "/n/", {"a": 1}, r"since revision .*: nothing written"
+        )
         with pytest.raises(y.DocumentError, match="at 'big': the value is 2000 bytes"):
             await y.load_yaml(client, "/n/", {"big": "x" * 2000}, max_request_bytes=5000)
 
