@@ -156,14 +156,19 @@ class TortureWriter:
     async def run(self, count: int) -> None:
         while self.ops < count:
             self.ops += 1
-            try:
-                await self.one()
-            except et.UnavailableError as exc:
-                if exc.outcome_unknown:
-                    self.unknown += 1
-                else:
-                    self.failed += 1
-                await trio.sleep(0.02)
+            # The test's own deadline replaces the client's request_deadline, so each write
+            # gets one here: with the member down, it would otherwise retry until then.
+            with trio.move_on_after(5) as scope:
+                try:
+                    await self.one()
+                except et.UnavailableError as exc:
+                    if exc.outcome_unknown:
+                        self.unknown += 1
+                    else:
+                        self.failed += 1
+                    await trio.sleep(0.02)
+            if scope.cancelled_caught:
+                self.unknown += 1
             self.progress.set()
             self.progress = trio.Event()
 

@@ -42,9 +42,14 @@ class Writer:
         for i in itertools.count():
             if self.written >= count:
                 return
-            try:
-                await self.client.put(f"{self.prefix}{i:05d}", str(i))
-            except et.EtcdError:
+            # The test's own deadline replaces the client's request_deadline, so each put
+            # gets one here: with the member down, a put would otherwise retry until then.
+            with trio.move_on_after(5) as scope:
+                try:
+                    await self.client.put(f"{self.prefix}{i:05d}", str(i))
+                except et.EtcdError:
+                    scope.cancel()
+            if scope.cancel_called:
                 self.failures += 1  # unknown outcome: the final range tells what landed
                 self.failed.set()
                 await trio.sleep(0.05)
