@@ -282,9 +282,10 @@ async def test_killed_holder_on_a_three_member_cluster(cluster3: EtcdCluster) ->
             assert not acquired.is_set()
             os.kill(holder.pid, signal.SIGKILL)
             killed_at = trio.current_time()
-            with trio.fail_after(2 + 1.5):  # the TTL, and etcd's lease-expiry tick
+            # the TTL, plus etcd's lease-expiry tick (500 ms) and a raft round on a busy machine
+            with trio.fail_after(2 + 2.5):
                 await acquired.wait()
-        assert trio.current_time() - killed_at <= 3.5
+        assert trio.current_time() - killed_at <= 4.5
         refused = await c.txn([stale_guard], [et.Put("/data", b"stale")])
         assert not refused.succeeded
         assert (await c.get("/data")) is not None
