@@ -276,27 +276,15 @@ def _op_result(data: Json) -> OpResult:
 
 
 def events(items: list[Json]) -> list[Event]:
-    out = []
-    a2b = _a2b
     delete, put = EventType.DELETE, EventType.PUT
-    for e in items:
-        d = e["kv"]
-        prev = e.get("prev_kv")
-        out.append(
-            Event(
-                delete if e.get("type") == "DELETE" else put,
-                KeyValue(
-                    a2b(d["key"]),
-                    a2b(d["value"]) if "value" in d else b"",
-                    int(d.get("create_revision", 0)),
-                    int(d.get("mod_revision", 0)),
-                    int(d.get("version", 0)),
-                    int(d.get("lease", 0)),
-                ),
-                kv(prev) if prev else None,
-            )
+    return [
+        Event(
+            delete if e.get("type") == "DELETE" else put,
+            new,
+            kv(prev) if (prev := e.get("prev_kv")) else None,
         )
-    return out
+        for e, new in zip(items, kvs([e["kv"] for e in items]), strict=True)
+    ]
 
 
 def lease_info(data: Json) -> LeaseInfo:
