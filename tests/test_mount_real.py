@@ -370,22 +370,22 @@ async def test_torture(version: str) -> None:
 # --- racing writers ------------------------------------------------------------------------
 #
 # Two clients, two mounts of /race. Both writers build their guards from the same view of the
-# tree, in the same scheduling batch; mount B's client holds its transactions back a moment
-# before sending them, so A's write reaches etcd first and B's guard is stale when etcd
-# evaluates it (and B's tree has meanwhile applied A's write, as a mount under load would).
-# The outcome is then certain: A wins, B gets a ConflictError that shows A's write.
+# tree, in the same scheduling batch; mount B's client holds its transaction back until A's
+# write has returned (applied by etcd and by A's tree), so B's guard is stale when etcd
+# evaluates it. The outcome is then certain: A wins, B gets a ConflictError that shows A's
+# write.
 
 
-class Delayed(httpx.AsyncBaseTransport):
-    """Holds transactions back for ``delay`` seconds before sending them."""
+class HeldBack(httpx.AsyncBaseTransport):
+    """Holds transactions back while ``release`` is an event not yet set."""
 
-    def __init__(self, delay: float) -> None:
+    def __init__(self) -> None:
         self._inner = httpx.AsyncHTTPTransport()
-        self.delay = delay
+        self.release: trio.Event | None = None
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if request.url.path == "/v3/kv/txn":
-            await trio.sleep(self.delay)
+        if request.url.path == "/v3/kv/txn" and self.release is not None:
+            await self.release.wait()
         return await self._inner.handle_async_request(request)
 
     async def aclose(self) -> None:
@@ -401,8 +401,12 @@ class Race:
     crashed: AssertionError | None = None
 
     @classmethod
-    async def run(cls, a: Callable[[], Awaitable[int]], b: Callable[[], Awaitable[int]]) -> Race:
+    async def run(
+        cls, a: Callable[[], Awaitable[int]], b: Callable[[], Awaitable[int]], held: HeldBack
+    ) -> Race:
+        """A's write and B's, B's transaction held back (by ``held``) until A's returned."""
         race = cls()
+        release = held.release = trio.Event()
 
         async def one(name: str, attempt: Callable[[], Awaitable[int]]) -> None:
             try:
@@ -411,6 +415,9 @@ class Race:
                 race.errors[name] = exc
             except AssertionError as exc:  # the library's own; raised bare below
                 race.crashed = exc
+            finally:
+                if name == "a":
+                    release.set()
 
         async with trio.open_nursery() as nursery:  # both build their guards right away
             nursery.start_soon(one, "a", a)
@@ -430,6 +437,10 @@ class Racers:
     client: et.Client
     a: et.Root
     b: et.Root
+    held: HeldBack  # mount B's transport
+
+    async def race(self, a: Callable[[], Awaitable[int]], b: Callable[[], Awaitable[int]]) -> Race:
+        return await Race.run(a, b, self.held)
 
     async def at(self, revision: int) -> None:
         await self.a.wait_revision(revision)
@@ -446,10 +457,11 @@ class Racers:
 @asynccontextmanager
 async def racers(version: str) -> AsyncIterator[Racers]:
     """A fresh server with /race/k, /race/dir/{a,b}; two clients and two mounts of /race."""
+    held = HeldBack()
     with EtcdCluster.start(_binary(version), progress_notify_interval=1) as cluster:
         async with (
             et.open_client(cluster.endpoints) as client_a,
-            et.open_client(cluster.endpoints, transport=Delayed(0.3)) as client_b,
+            et.open_client(cluster.endpoints, transport=held) as client_b,
         ):
             seed = await client_a.txn(
                 (),
@@ -457,7 +469,7 @@ async def racers(version: str) -> AsyncIterator[Racers]:
             )
             with trio.fail_after(20):
                 async with et.mount(client_a, "/race") as a, et.mount(client_b, "/race") as b:
-                    racers = Racers(client_a, a, b)
+                    racers = Racers(client_a, a, b, held)
                     await racers.at(seed.revision)
                     yield racers
                     await racers.check_equal_to_etcd()
@@ -468,7 +480,7 @@ async def test_race_same_key(version: str) -> None:
     async with racers(version) as r:
         ka, kb = r.a["k"], r.b["k"]
         assert ka.mod_revision == kb.mod_revision
-        race = await Race.run(lambda: ka.set("from a"), lambda: kb.set("from b"))
+        race = await r.race(lambda: ka.set("from a"), lambda: kb.set("from b"))
         revision, error = race.a_won()
         assert error.key == b"/race/k"
         assert error.current is not None
@@ -485,7 +497,7 @@ async def test_race_same_key(version: str) -> None:
 async def test_race_create_same_new_key(version: str) -> None:
     async with racers(version) as r:
         da, db = r.a["dir"], r.b["dir"]
-        race = await Race.run(lambda: da.set("new", "A"), lambda: db.set("new", "B"))
+        race = await r.race(lambda: da.set("new", "A"), lambda: db.set("new", "B"))
         revision, error = race.a_won()
         assert error.key == b"/race/dir/new"
         assert error.current is not None
@@ -499,7 +511,7 @@ async def test_race_create_same_new_key(version: str) -> None:
 @pytest.mark.parametrize("version", VERSIONS)
 async def test_race_recursive_delete_beats_put(version: str) -> None:
     async with racers(version) as r:
-        race = await Race.run(
+        race = await r.race(
             lambda: r.a["dir"].delete(recursive=True), lambda: r.b.lookup("dir/a").set("changed")
         )
         revision, error = race.a_won()
@@ -513,7 +525,7 @@ async def test_race_recursive_delete_beats_put(version: str) -> None:
 @pytest.mark.parametrize("version", VERSIONS)
 async def test_race_put_beats_recursive_delete(version: str) -> None:
     async with racers(version) as r:
-        race = await Race.run(
+        race = await r.race(
             lambda: r.a.lookup("dir/a").set("changed"), lambda: r.b["dir"].delete(recursive=True)
         )
         revision, error = race.a_won()
@@ -532,7 +544,7 @@ async def test_race_recursive_delete_and_create_below(version: str) -> None:
     """ "Delete the subtree, then create a key in it" is a valid order: both succeed. The
     other way round the delete must be refused: the subtree gained a key it never saw."""
     async with racers(version) as r:
-        race = await Race.run(
+        race = await r.race(
             lambda: r.a["dir"].delete(recursive=True), lambda: r.b["dir"].set("fresh", "x")
         )
         assert not race.errors, race.errors
@@ -541,7 +553,7 @@ async def test_race_recursive_delete_and_create_below(version: str) -> None:
         for root in (r.a, r.b):
             assert list(root["dir"]) == ["fresh"]
 
-        race = await Race.run(
+        race = await r.race(
             lambda: r.a["dir"].set("newer", "y"), lambda: r.b["dir"].delete(recursive=True)
         )
         revision, error = race.a_won()
