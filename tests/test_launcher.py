@@ -249,6 +249,24 @@ def test_three_members_survive_a_kill_and_restart(binary: EtcdBinary) -> None:
             cluster.wait_ready(timeout=0.2)
 
 
+def test_freeze_thaw_and_start_all() -> None:
+    with EtcdCluster.start(_binary_or_skip("3.5"), size=3) as cluster, httpx.Client() as client:
+        frozen, other, last = cluster.members
+        assert put(client, other.client_url, b"/k", b"1").status_code == 200
+        frozen.freeze()
+        with pytest.raises(httpx.TimeoutException):  # the socket is open, nobody answers
+            client.post(f"{frozen.client_url}/v3/kv/range", json={"key": b64(b"/k")}, timeout=0.5)
+        frozen.thaw()
+        assert get(client, frozen.client_url, b"/k") == b"1"
+        for member in cluster.members:
+            member.stop()
+        frozen.freeze()  # a member that does not run: nothing to do
+        frozen.thaw()
+        cluster.start_all()  # one member alone could not become healthy: no quorum
+        assert all(member.running for member in cluster.members)
+        assert get(client, last.client_url, b"/k") == b"1"
+
+
 # -- TLS ------------------------------------------------------------------------------------------
 
 

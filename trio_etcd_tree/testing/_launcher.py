@@ -262,6 +262,17 @@ class EtcdMember:
         self.stop()
         self.start()
 
+    def freeze(self) -> None:
+        """Pause the process with SIGSTOP: it keeps its sockets open but answers nothing
+        (what a long GC pause or a stalled VM looks like to clients and peers)."""
+        if (pid := self.pid) is not None:
+            os.kill(pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """Let a frozen process go on with SIGCONT (no-op if it does not run)."""
+        if (pid := self.pid) is not None:
+            os.kill(pid, signal.SIGCONT)
+
     def _spawn(self) -> None:
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(
@@ -434,6 +445,18 @@ class EtcdCluster:
         for member in self.members:
             if member.running:
                 member._wait_healthy(deadline)
+
+    def start_all(self, timeout: float = 30) -> None:
+        """Start every member that does not run, all at once (a member of a stopped
+        cluster only becomes healthy once a quorum runs), and wait until all are healthy.
+
+        Raises:
+            EtcdStartError: A member exited, or was not healthy within ``timeout`` seconds.
+        """
+        for member in self.members:
+            if not member.running:
+                member._spawn()
+        self.wait_ready(timeout)
 
     def close(self) -> None:
         """Kill every member and remove the cluster directory. Calling it again does nothing."""
