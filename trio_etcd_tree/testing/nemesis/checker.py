@@ -31,13 +31,14 @@ from __future__ import annotations
 import itertools
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .history import Delivery, FenceWrite, History, StateChange, WriteOp
 
 __all__ = ["FinalState", "Violation", "check"]
 
 _ABSENT = "<absent>"
+_HURT = {"freeze": "frozen", "partition": "cut off"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +59,8 @@ class FinalState:
 
 @dataclass(frozen=True, slots=True)
 class Violation:
-    """One broken rule: which (see the module docs), when (trio time), and what exactly."""
+    """One broken rule: which (see the module docs), when (seconds into the run), and what
+    exactly (times in the message are seconds into the run too)."""
 
     rule: str
     at: float
@@ -85,7 +87,7 @@ def check(history: History, final: FinalState, *, synced_bound: float) -> list[V
         *_stale(history, synced_bound),
         *(Violation("crash", c.at, f"{c.process}: {c.error}") for c in history.crashes),
     ]
-    return sorted(found, key=lambda v: v.at)
+    return sorted((replace(v, at=v.at - history.started) for v in found), key=lambda v: v.at)
 
 
 def _acknowledged(history: History, ops: Iterable[WriteOp | FenceWrite]) -> list[tuple[int, int]]:
@@ -308,6 +310,7 @@ def _stale(history: History, bound: float) -> Iterable[Violation]:
     for record in history.faults:
         if record.fault.kind not in ("freeze", "partition") or not record.healed:
             continue
+        t0 = history.started
         start, end = record.started + bound, record.healed
         if end <= start:
             continue
@@ -320,8 +323,9 @@ def _stale(history: History, bound: float) -> Iterable[Violation]:
                         max(change.at, start),
                         f"mount {name} said synced on {record.endpoint} "
                         f"({record.fault.kind} {record.fault.role}, member {record.member}) "
-                        f"from {max(change.at, record.started):.2f}s to {min(until, end):.2f}s, "
-                        f"though it was {record.fault.kind.replace('ze', 'zen')} from "
-                        f"{record.started:.2f}s to {record.healed:.2f}s (bound {bound:g}s)",
+                        f"from {max(change.at, record.started) - t0:.2f}s to "
+                        f"{min(until, end) - t0:.2f}s, though it was {_HURT[record.fault.kind]} "
+                        f"from {record.started - t0:.2f}s to {record.healed - t0:.2f}s "
+                        f"(bound {bound:g}s)",
                     )
                     break
