@@ -380,7 +380,9 @@ def test_command_line_failure_writes_the_history(
     out = capsys.readouterr().out
     assert "first violation: [crash]" in out
     assert f"full history in {path}" in out
-    assert json.loads(path.read_text())["crashes"][0]["error"] == "boom"
+    document = json.loads(path.read_text())
+    assert document["history"]["crashes"][0]["error"] == "boom"
+    assert document["violations"][0]["rule"] == "crash"
     monkeypatch.chdir(tmp_path)
     assert cli.main(["--in-memory", "--seconds", "8", "--seed", "9"]) == 1
     assert (tmp_path / "nemesis-history-9.json").exists()

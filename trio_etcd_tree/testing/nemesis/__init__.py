@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from .checker import FinalState as FinalState, Violation as Violation, check as check
 from .history import History as History
-from .run import (
+from .runner import (
     Options as Options,
     Report as Report,
     run as run,

@@ -16,7 +16,7 @@ from pathlib import Path
 import trio
 import trio.testing
 
-from .run import Options, Report, run_fake, run_real
+from .runner import Options, Report, run_fake, run_real
 from .schedule import FAULT_KINDS
 
 
@@ -81,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if report.ok:
         return 0
     path = args.history or Path(f"nemesis-history-{seed}.json")
-    report.history.write(path)
+    report.write(path)
     print(report.failure(path))
     return 1
 

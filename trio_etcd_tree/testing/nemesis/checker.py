@@ -184,11 +184,19 @@ def _atomic(history: History) -> Iterable[Violation]:
                 if delivery.changes.get(key, _ABSENT) != value
             }
             if wrong:
+                undone = [end for start, end in history.rollbacks() if op.sent <= end <= op.done]
+                why = (
+                    f" (the write was sent before the restore that ended at "
+                    f"{undone[0] - history.started:.2f}s, and returned at "
+                    f"{op.done - history.started:.2f}s with a revision of the restored history)"
+                    if undone
+                    else ""
+                )
                 yield Violation(
                     "atomic",
                     delivery.at,
                     f"mount {delivery.mount}'s update at revision {op.revision} does not show "
-                    f"{op.process}'s {op.kind} {op.writes} as written: it has {wrong}",
+                    f"{op.process}'s {op.kind} {op.writes} as written: it has {wrong}{why}",
                 )
 
 

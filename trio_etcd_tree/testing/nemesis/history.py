@@ -2,15 +2,13 @@
 every state change of the mounts, every fault with its healing.
 
 Times are trio clock seconds (``trio.current_time()``); keys and values are text (the
-workloads write UTF-8 only). The history is written as JSON for the post mortem.
+workloads write UTF-8 only). ``Report.write`` writes it as JSON for the post mortem.
 """
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 
 from .schedule import Fault
 
@@ -153,7 +151,3 @@ class History:
     def rolled_back(self, done: float) -> bool:
         """Whether something acknowledged at ``done`` may have been undone by a restore."""
         return any(start <= done <= end for start, end in self.rollbacks())
-
-    def write(self, path: Path) -> None:
-        """Write the history as JSON to ``path``."""
-        path.write_text(json.dumps(asdict(self), indent=1, sort_keys=True))

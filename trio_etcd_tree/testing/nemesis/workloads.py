@@ -66,9 +66,15 @@ class Workload:
         return random.Random(f"{self.seed}:{name}")
 
     def crash(self, name: str, error: BaseException) -> None:
-        self.history.crashes.append(
-            Crash(name, trio.current_time(), f"{type(error).__name__}: {error}")
-        )
+        self.history.crashes.append(Crash(name, trio.current_time(), _describe(error)))
+
+
+def _describe(error: BaseException) -> str:
+    """The error's type and message; a group's with those of what it holds."""
+    text = f"{type(error).__name__}: {error}"
+    if isinstance(error, BaseExceptionGroup):
+        text += " [" + "; ".join(_describe(e) for e in error.exceptions) + "]"
+    return text
 
 
 def _outcome(op: WriteOp | FenceWrite, error: BaseException | None) -> None:

@@ -7,10 +7,11 @@ for it and :func:`run_fake` the in-memory etcd (call that one under the mock clo
 from __future__ import annotations
 
 import functools
+import json
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import trio
@@ -104,6 +105,18 @@ class Report:
             f"violations: {len(self.violations)}",
         ]
         return "\n".join(lines)
+
+    def write(self, path: Path) -> None:
+        """Write the options, the schedule, the history, the final state and every
+        violation as JSON to ``path``."""
+        document = {
+            "options": asdict(self.options),
+            "schedule": [asdict(f) for f in self.schedule],
+            "history": asdict(self.history),
+            "final": asdict(self.final),
+            "violations": [asdict(v) for v in self.violations],
+        }
+        path.write_text(json.dumps(document, indent=1, default=str))
 
     def failure(self, history_path: Path) -> str:
         """The seed, the schedule and the first violation (the history goes to a file)."""
