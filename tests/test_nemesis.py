@@ -8,11 +8,13 @@ import itertools
 import json
 from collections import Counter
 from pathlib import Path
+from typing import cast
 
 import pytest
 import trio
+import trio.testing
 
-from trio_etcd_tree import open_client
+from trio_etcd_tree import mount, open_client
 from trio_etcd_tree.testing import _fake, open_fake_etcd
 from trio_etcd_tree.testing.nemesis import (
     FAULT_KINDS,
@@ -25,6 +27,8 @@ from trio_etcd_tree.testing.nemesis import (
     faults,
     make_schedule,
     run_fake,
+    runner,
+    workloads,
 )
 from trio_etcd_tree.testing.nemesis.history import (
     Crash,
@@ -169,6 +173,8 @@ def test_revisions_after_a_restore_are_not_compared_with_those_before() -> None:
         Delivery("m", 104.5, 3, True, {"/n/w0/k0": "w0.1"}),
         Delivery("m", 105, 4, False, {"/n/w0/k1": "w0.3"}),
         Delivery("m", 106, 9, False, {}),
+        Delivery("other", 103, 2, False, {}),  # before the restore ended...
+        Delivery("other", 105, 4, False, {"/n/w0/k1": "w0.3"}),  # ...after: not compared
     ]
     server = {"/n/w0/k0": ("w0.1", 3), "/n/w0/k1": ("w0.3", 4)}
     history = _history(writes=acked, deliveries=deliveries, faults=[restore])
@@ -276,19 +282,19 @@ def test_crash_rule() -> None:
 
 @autojump
 async def test_a_run_with_every_fault_passes_on_the_in_memory_etcd() -> None:
-    report = await run_fake(Options(seed=5, seconds=45, max_fault=4))
+    report = await run_fake(Options(seed=102, seconds=30, max_fault=3))
     assert report.ok, report.failure(Path("-"))
     kinds = {r.fault.kind for r in report.history.faults}
     assert kinds == set(FAULT_KINDS)
     assert [r.fault for r in report.history.faults] == report.schedule  # the schedule, replayed
     outcomes = Counter(op.outcome for op in report.history.writes)
-    assert outcomes["ok"] > 500
+    assert outcomes["ok"] > 300
     assert {op.kind for op in report.history.writes} == {"put", "txn", "delete", "foreign"}
-    assert len(report.history.fences) > 50 and len(report.history.leaders) > 20
+    assert len(report.history.fences) > 30 and len(report.history.leaders) > 10
     assert any(d.resync for d in report.history.deliveries)  # the restore was reported
     assert set(report.final.mounts) == {"w0", "w1", "w2", "o0"}
     summary = report.summary()
-    assert summary.startswith(f"seed 5: {len(report.history.faults)} faults (compact ")
+    assert summary.startswith(f"seed 102: {len(report.history.faults)} faults (compact ")
     assert summary.endswith("in-memory etcd, 3 members\nviolations: 0")
 
 
@@ -399,3 +405,95 @@ def test_random_seed_is_printed(
     monkeypatch.setattr("random.randrange", lambda n: 1234)
     assert cli.main(["--in-memory", "--seconds", "5"]) == 0
     assert capsys.readouterr().out.startswith("nemesis: seed 1234, 1 faults in 5s")
+
+
+# -- the workloads and the runner, one by one ----------------------------------------------------
+
+
+def _work(history: History, end: float, **options: float) -> workloads.Workload:
+    return workloads.Workload(history, "/n", end, options.get("write_timeout", 5.0), 1)
+
+
+@autojump
+async def test_an_overflowing_subscription_is_recorded_and_reopened() -> None:
+    async with open_fake_etcd() as fake, open_client(fake.endpoints, transport=fake) as client:
+        async with mount(client, "/n") as root, trio.open_nursery() as nursery:
+            history = History(seed=1, started=trio.current_time())
+            work = _work(history, 0.0)
+            work.buffer = 1
+            nursery.start_soon(workloads.subscriber, work, "m", root)
+            await trio.testing.wait_all_tasks_blocked()
+            fake.break_watches("eof")  # the watch resumes with three revisions in one message
+            for name in "abc":
+                fake.put(f"/n/{name}", "1")
+            await root.wait_revision(fake.revision)
+            await trio.testing.wait_all_tasks_blocked()
+            fake.put("/n/d", "2")
+            await root.wait_revision(fake.revision)
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.cancel_scope.cancel()
+    revisions = [d.revision for d in history.deliveries]
+    assert -1 in revisions  # the overflow, then the subscription again
+    assert revisions[-1] == fake.revision
+
+
+@autojump
+async def test_a_fenced_write_without_an_answer_is_unknown() -> None:
+    async with open_fake_etcd() as fake, open_client(fake.endpoints, transport=fake) as client:
+        history = History(seed=1, started=trio.current_time())
+        work = _work(history, trio.current_time() + 5.0, write_timeout=1.0)
+        fake.delay_next("/v3/kv/txn", 2.0, count=2)  # the lock's key, then the fenced write
+        await workloads.lock_holder(work, "l0", client)
+    assert history.fences[0].outcome == "unknown"
+    assert history.fences[0].error.startswith("TooSlowError")
+
+
+class _FailingTool:
+    async def foreign_put(self, key: str, value: str) -> int:
+        await trio.lowlevel.checkpoint()
+        raise faults.ForeignWriteError("Error: context deadline exceeded")
+
+
+@autojump
+async def test_a_failing_foreign_write_is_unknown() -> None:
+    history = History(seed=1, started=trio.current_time())
+    await workloads.foreign_writer(
+        _work(history, trio.current_time() + 0.1), cast(faults.Target, _FailingTool())
+    )
+    assert [op.outcome for op in history.writes] == ["unknown"]
+    assert history.writes[0].error == "ForeignWriteError: Error: context deadline exceeded"
+
+
+async def test_a_workload_that_raises_is_a_crash() -> None:
+    history = History(seed=1, started=0.0)
+
+    async def broken() -> None:
+        await trio.lowlevel.checkpoint()
+        raise ExceptionGroup("two", [ValueError("x"), KeyError("y")])
+
+    await runner._guard(_work(history, 0.0), "w0", broken)
+    assert [c.error for c in history.crashes] == [
+        "ExceptionGroup: two (2 sub-exceptions) [ValueError: x; KeyError: 'y']"
+    ]
+
+
+@autojump
+async def test_a_mount_that_does_not_catch_up_is_reported() -> None:
+    async with open_fake_etcd() as fake, open_client(fake.endpoints, transport=fake) as client:
+        async with mount(client, runner.PREFIX) as root:
+            fake.stall_watches()
+            fake.put(f"{runner.PREFIX}/x", "1")
+            final = await runner._final_state(client, {"m": root}, 0.5)
+    assert final.mounts["m"] == (
+        f"did not reach revision {final.revision} in 0.5s (it is at {final.revision - 1}, synced)"
+    )
+
+
+@autojump
+async def test_looking_for_the_leader_gives_up_on_a_member_that_does_not_answer() -> None:
+    async with open_fake_etcd(members=2) as fake:
+        async with open_client(fake.endpoints, transport=fake) as client:
+            fake.delay_next("/v3/maintenance/status", 60.0)
+            start = trio.current_time()
+            assert await faults._leader_by_status(client, fake.endpoints, [True, True]) == 0
+            assert trio.current_time() - start == pytest.approx(3.0)

@@ -13,7 +13,14 @@ import pytest
 import trio
 
 from trio_etcd_tree.testing import EtcdCluster
-from trio_etcd_tree.testing.nemesis import Options, Report, faults, run_real, runner
+from trio_etcd_tree.testing.nemesis import (
+    Options,
+    Report,
+    __main__ as cli,
+    faults,
+    run_real,
+    runner,
+)
 from trio_etcd_tree.testing.nemesis._proxy import Proxy
 from trio_etcd_tree.testing.pytest_plugin import Servers, _binary
 
@@ -50,26 +57,17 @@ async def test_bounded_run_on_a_real_cluster(version: str, tmp_path: Path) -> No
     assert any(op.kind == "foreign" and op.outcome == "ok" for op in report.history.writes)
 
 
-async def test_bounded_run_on_a_single_member_without_etcdctl(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_command_line_on_a_single_member_without_etcdctl(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _binary("3.5")
     monkeypatch.setattr(runner, "etcdctl", lambda: None)
-    options = Options(
-        seed=57,
-        seconds=10,
-        kinds=["kill", "freeze", "defrag"],
-        max_fault=1.5,
-        writers=2,
-        lockers=1,
-        candidates=1,
-    )
-    report = await run_real(options, version="3.5", members=1)
-    assert "no etcdctl found: no foreign writer, and defrag does nothing" in report.notes
-    assert {op.kind for op in report.history.writes} <= {"put", "txn", "delete"}
-    defrag = next(r for r in report.history.faults if r.fault.kind == "defrag")
-    assert defrag.detail == "skipped: no etcdctl found"
-    _passed(report, tmp_path)
+    args = ["--etcd", "3.5", "--members", "1", "--seconds", "10", "--seed", "57"]
+    assert cli.main([*args, "--faults", "kill,freeze,defrag", "--max-fault", "1.5"]) == 0
+    out = capsys.readouterr().out
+    assert "seed 57: 3 faults (defrag 1, freeze 1, kill 1)" in out
+    assert "no etcdctl found: no foreign writer, and defrag does nothing" in out
+    assert out.endswith("violations: 0\n")
 
 
 def test_etcdctl_is_looked_for_beside_every_etcd(monkeypatch: pytest.MonkeyPatch) -> None:

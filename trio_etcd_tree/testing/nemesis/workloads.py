@@ -54,13 +54,15 @@ SAMPLE_EVERY = 0.1  # seconds between two looks at a mount's state
 @dataclass
 class Workload:
     """What every workload shares: the history, the key prefix, when to stop writing,
-    how long one write may take, and the seed its random choices come from."""
+    how long one write may take, the seed its random choices come from, and the buffer of
+    each subscription."""
 
     history: History
     prefix: str
     end: float
     write_timeout: float
     seed: int
+    buffer: int = 100_000
 
     def rng(self, name: str) -> random.Random:
         return random.Random(f"{self.seed}:{name}")
@@ -145,7 +147,7 @@ async def subscriber(work: Workload, name: str, root: Root) -> None:
     (revision -1) and the subscription opened again."""
     while True:
         try:
-            async with root.subscribe(buffer=100_000) as updates:
+            async with root.subscribe(buffer=work.buffer) as updates:
                 async for update in updates:
                     changes = {
                         (kv.key.decode()): (c.new.value.decode() if c.new is not None else None)
