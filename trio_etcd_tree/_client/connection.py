@@ -157,7 +157,7 @@ class Connection:
                 try:
                     return await self._attempt(endpoint, request, token, attempt)
                 except AuthenticationError as exc:
-                    if renewed or not auth or exc.code != UNAUTHENTICATED:
+                    if renewed or not auth or exc.code != UNAUTHENTICATED or not token:
                         raise
                     # the token expired or the member forgot it (a restart): renew it, once
                     # per call, and try the same endpoint again

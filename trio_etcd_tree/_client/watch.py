@@ -346,23 +346,26 @@ class WatchStream(trio.abc.ReceiveChannel[WatchResponse]):
                 if not events:
                     return
             revision = events[-1].kv.mod_revision
-            self._events += len(events)
         else:
             revision = h.revision
             if revision < self._next - 1:
                 return  # an out-of-date progress report says nothing new
-        if revision > self._seen:
-            self._seen = revision
-        self._next = revision + 1
-        self._responses += 1
         response = WatchResponse(h, events, revision)
         try:
             send.send_nowait(response)  # the common case: no trip through the scheduler
         except trio.WouldBlock:
+            # the connection may be left while we wait: a send that is cancelled has not
+            # happened, so the stream resumes from before this response
             self._sending = True
-            await send.send(response)
-            self._sending = False
+            try:
+                await send.send(response)
+            finally:
+                self._sending = False
             self._last_activity = trio.current_time()
+        self._events += len(events)
+        self._seen = max(self._seen, revision)
+        self._next = revision + 1
+        self._responses += 1
 
     def _canceled(self, message: WatchMessage, endpoint: str) -> NoReturn:
         if message.compact_revision:

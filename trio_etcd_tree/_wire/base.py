@@ -230,7 +230,7 @@ class LeaseRevokeRequest(Request[ResponseHeader]):
     id: int
 
     def describe(self) -> str:
-        return f"revoke lease {self.id:x}"
+        return f"revoke lease {self.id}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,7 +240,7 @@ class LeaseKeepAliveRequest(Request[int]):
     id: int
 
     def describe(self) -> str:
-        return f"keep lease {self.id:x} alive"
+        return f"keep lease {self.id} alive"
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,7 +249,7 @@ class LeaseTimeToLiveRequest(Request[LeaseInfo]):
     keys: bool = False
 
     def describe(self) -> str:
-        return f"lease {self.id:x} ttl"
+        return f"lease {self.id} ttl"
 
 
 @dataclass(frozen=True, slots=True)

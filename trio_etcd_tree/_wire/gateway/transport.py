@@ -8,6 +8,8 @@ request: httpx sends the whole body before it reads the answer).
 This module is the one place where httpx's failures become our errors. How far a call got
 comes from httpcore's trace hooks: the request may have reached the server from the moment
 its headers start to go out, and the server has answered once the response headers are in.
+(An httpx transport given instead of the network, such as the in-memory etcd, reports
+nothing: then a request counts as sent from the start, and as answered only when it is.)
 
 ==========================================  =========================  ===================
 what failed                                  error (``kind``)           a write's outcome
@@ -66,6 +68,9 @@ class GatewayTransport:
         verify: ssl.SSLContext | bool = True,
         http_transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        # httpcore's connection pool reports through its trace hook how far a request got;
+        # another transport may not, and then a request counts as sent from the start
+        self._traced = http_transport is None
         self._http = httpx.AsyncClient(
             transport=http_transport,
             verify=verify,
@@ -78,6 +83,8 @@ class GatewayTransport:
     ) -> R:
         path, encode, decode = codec.CALLS[type(request)]
         writes = request.writes
+        if not self._traced:
+            state.mark_sent()
         try:
             response = await self._http.post(
                 endpoint + path,
