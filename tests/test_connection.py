@@ -122,7 +122,7 @@ async def test_lost_answer_of_a_read_is_retried() -> None:
 async def test_answers_that_are_not_json() -> None:
     transport = scripted(httpx.Response(200, content=b"<html>"), httpx.Response(200, json=[1]))
     async with et.open_client("http://x:2379", transport=transport) as client:
-        with pytest.raises(et.ProtocolError, match="not understood.*<html>"):
+        with pytest.raises(et.ProtocolError, match=r"not understood.*<html>"):
             await client.get("/a")
         with pytest.raises(et.ProtocolError, match="not a JSON object") as info:
             await client.get("/a")

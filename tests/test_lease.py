@@ -100,5 +100,5 @@ async def test_keep_alive_once_stream_error(autojump_clock: trio.testing.MockClo
     async with et.open_client("http://x:2379", transport=transport, request_deadline=1) as client:
         # "no leader" is a refusal before the request was proposed: tried again until the
         # deadline, and then reported
-        with pytest.raises(et.UnavailableError, match="within 1 s.*no leader"):
+        with pytest.raises(et.UnavailableError, match=r"within 1 s.*no leader"):
             await client.lease_keep_alive_once(7)
