@@ -1290,12 +1290,34 @@ class FakeEtcd(httpx.AsyncBaseTransport):
         body = await request.aread()
         path = request.url.path
         self.calls.append(FakeCall(self.endpoints[member], path, body))
-        while member in self._frozen:
-            await self._thawed.wait()
         delay = self._take(self._delays, path)
-        if delay is not None:
-            await trio.sleep(delay.seconds)
-            member = self._member_of(request)
+        if delay is None and member not in self._frozen:
+            return await self._handle(member, request, path, body)
+        # The server has the request: it serves it in its own time, whether or not the
+        # client is still waiting for the answer (a write may land after the client gave up).
+        answer: list[httpx.Response | httpx.TransportError] = []
+        done = trio.Event()
+
+        async def serve() -> None:
+            if delay is not None:
+                await trio.sleep(delay.seconds)
+            while member in self._frozen:
+                await self._thawed.wait()
+            try:
+                answer.append(await self._handle(self._member_of(request), request, path, body))
+            except httpx.TransportError as exc:  # went down meanwhile, or lost the answer
+                answer.append(exc)
+            done.set()
+
+        self._nursery.start_soon(serve)
+        await done.wait()
+        if isinstance(answer[0], httpx.TransportError):
+            raise answer[0]
+        return answer[0]
+
+    async def _handle(
+        self, member: int, request: httpx.Request, path: str, body: bytes
+    ) -> httpx.Response:
         fault = self._take(self._faults, path)
         if fault is not None:
             response = error_response(fault.code, fault.message, fault.status)

@@ -265,11 +265,15 @@ def _failure(
     )
 
 
+_CUT = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError)
+
+
 def _tls_failure(exc: BaseException) -> ssl.SSLError | None:
-    """The TLS error behind a failed connection, if that is what it was."""
+    """The TLS error behind a failed connection, if that is what it was (a connection cut
+    during the handshake is not: that is a connection failure like any other)."""
     seen: BaseException | None = exc
     while seen is not None:
-        if isinstance(seen, ssl.SSLError):
+        if isinstance(seen, ssl.SSLError) and not isinstance(seen, _CUT):
             return seen
         seen = seen.__cause__ or seen.__context__
     return None
