@@ -54,6 +54,8 @@ def test_the_same_seed_gives_the_same_schedule() -> None:
     for fault, following in itertools.pairwise(first):
         assert following.at >= fault.at + fault.duration + 0.5  # one fault at a time
     assert first[-1].at + first[-1].duration <= 120 - 3.0  # healed before the settling time
+    long = [f for f in make_schedule(1, 3600) if f.duration >= 35]
+    assert long and {f.kind for f in long} == {"freeze", "partition"}  # past every bound
     kinds = Counter(f.kind for f in make_schedule(1, 3600))
     assert set(kinds) == set(FAULT_KINDS)
     for fault in make_schedule(1, 3600):
@@ -268,6 +270,10 @@ def test_stale_rule() -> None:
     )
     assert _rules(_history(faults=[frozen], states=states[2:]), _final({})) == []
     assert _rules(_history(faults=[frozen], states=states), _final({}), bound=20) == []
+    # a quiet mount (no requests of its own) has its own bound
+    quiet = _history(faults=[frozen], states=states, quiet=["m"])
+    assert check(quiet, _final({}), synced_bound=5, quiet_bound=7.5) == []
+    assert [v.rule for v in check(quiet, _final({}), synced_bound=20, quiet_bound=5)] == ["stale"]
 
 
 def test_crash_rule() -> None:
@@ -282,7 +288,7 @@ def test_crash_rule() -> None:
 
 @autojump
 async def test_a_run_with_every_fault_passes_on_the_in_memory_etcd() -> None:
-    report = await run_fake(Options(seed=102, seconds=30, max_fault=3))
+    report = await run_fake(Options(seed=145, seconds=30, max_fault=3))
     assert report.ok, report.failure(Path("-"))
     kinds = {r.fault.kind for r in report.history.faults}
     assert kinds == set(FAULT_KINDS)
@@ -294,7 +300,7 @@ async def test_a_run_with_every_fault_passes_on_the_in_memory_etcd() -> None:
     assert any(d.resync for d in report.history.deliveries)  # the restore was reported
     assert set(report.final.mounts) == {"w0", "w1", "w2", "o0"}
     summary = report.summary()
-    assert summary.startswith(f"seed 102: {len(report.history.faults)} faults (compact ")
+    assert summary.startswith(f"seed 145: {len(report.history.faults)} faults (compact ")
     assert summary.endswith("in-memory etcd, 3 members\nviolations: 0")
 
 

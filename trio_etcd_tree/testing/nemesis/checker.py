@@ -18,7 +18,9 @@ time, so the first is the earliest thing that went wrong. The rules:
   acknowledged write (no two holders at once).
 * ``leader``: at most one leader per election term.
 * ``stale``: a mount does not say ``synced`` while the member its client uses is frozen or
-  cut off for longer than the bound.
+  cut off for longer than the bound (one for mounts whose client makes requests, which meet
+  the member's silence at once, a longer one for quiet mounts, whose watch alone must
+  notice it).
 * ``crash``: no workload ended with an unexpected error.
 
 Writes acknowledged while a restore was under way may be gone (the restore sends the
@@ -70,12 +72,15 @@ class Violation:
         return f"[{self.rule}] at {self.at:.2f}s: {self.message}"
 
 
-def check(history: History, final: FinalState, *, synced_bound: float) -> list[Violation]:
+def check(
+    history: History, final: FinalState, *, synced_bound: float, quiet_bound: float | None = None
+) -> list[Violation]:
     """Every violation of the history and the final state, earliest first.
 
     Args:
         synced_bound: seconds a mount may go on saying ``synced`` after the member its
             client uses was frozen or cut off.
+        quiet_bound: the same for the mounts in ``history.quiet`` (default: synced_bound).
     """
     found = [
         *_trees(final),
@@ -84,7 +89,7 @@ def check(history: History, final: FinalState, *, synced_bound: float) -> list[V
         *_keys(history, final),
         *_fence(history),
         *_leaders(history),
-        *_stale(history, synced_bound),
+        *_stale(history, synced_bound, synced_bound if quiet_bound is None else quiet_bound),
         *(Violation("crash", c.at, f"{c.process}: {c.error}") for c in history.crashes),
     ]
     return sorted((replace(v, at=v.at - history.started) for v in found), key=lambda v: v.at)
@@ -311,7 +316,7 @@ def _leaders(history: History) -> Iterable[Violation]:
             )
 
 
-def _stale(history: History, bound: float) -> Iterable[Violation]:
+def _stale(history: History, busy: float, quiet: float) -> Iterable[Violation]:
     by_mount: dict[str, list[StateChange]] = defaultdict(list)
     for change in history.states:
         by_mount[change.mount].append(change)
@@ -319,10 +324,11 @@ def _stale(history: History, bound: float) -> Iterable[Violation]:
         if record.fault.kind not in ("freeze", "partition") or not record.healed:
             continue
         t0 = history.started
-        start, end = record.started + bound, record.healed
-        if end <= start:
-            continue
         for name, changes in by_mount.items():
+            bound = quiet if name in history.quiet else busy
+            start, end = record.started + bound, record.healed
+            if end <= start:
+                continue
             for change, until in zip(changes, [c.at for c in changes[1:]] + [end], strict=True):
                 synced = change.state == "synced" and change.endpoint == record.endpoint
                 if synced and change.at < end and until > start:

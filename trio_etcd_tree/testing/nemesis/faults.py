@@ -25,7 +25,6 @@ import shutil
 from pathlib import Path
 from typing import Protocol
 
-import httpx
 import trio
 
 from ... import Client, EtcdError, open_client
@@ -50,7 +49,7 @@ class Target(Protocol):
     size: int
     endpoints: list[str]  #: each member's URL as the workloads reach it
     direct: list[str]  #: each member's URL for the nemesis (never cut off)
-    transport: httpx.AsyncBaseTransport | None  #: for ``open_client`` (None: the network)
+    transport: object  #: ``open_client(transport=...)``: ``"gateway"``, or the in-memory etcd
 
     async def leader(self, client: Client) -> int: ...
     async def kill(self, member: int) -> None: ...
@@ -98,7 +97,7 @@ class RealTarget:
         self.direct = cluster.endpoints
         self.proxies = [Proxy(int(url.rsplit(":", 1)[1])) for url in self.direct]
         self.endpoints: list[str] = []
-        self.transport: httpx.AsyncBaseTransport | None = None
+        self.transport: object = "gateway"
         self.etcdctl = etcdctl_path
         self._backup = cluster.directory / "nemesis-backup"
         self._frozen: set[int] = set()
@@ -184,7 +183,7 @@ class FakeTarget:
         self.fake = fake
         self.size = len(fake.endpoints)
         self.endpoints = self.direct = list(fake.endpoints)
-        self.transport: httpx.AsyncBaseTransport | None = fake
+        self.transport: object = fake
         self._snapshot = 0
 
     async def leader(self, client: Client) -> int:

@@ -137,6 +137,7 @@ class History:
     faults: list[FaultRecord] = field(default_factory=list)
     crashes: list[Crash] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    quiet: list[str] = field(default_factory=list)  #: mounts that only read (no writes)
 
     def rollbacks(self) -> list[tuple[float, float]]:
         """The windows of the restores: (backup taken, restore done). A write acknowledged

@@ -51,7 +51,13 @@ class Options:
         foreign: run the etcdctl writer.
         write_timeout: seconds a write may take before its outcome counts as unknown.
         catch_up: seconds each mount gets to reach the server's final revision.
-        synced_bound: see :func:`~.checker.check`.
+        synced_bound: seconds a writer's mount may say synced while its client's member
+            is frozen or cut off: ``open_client``'s ``attempt_timeout`` (5 s), within which
+            the first request that meets the member leaves it and takes the watch along,
+            with room for a loaded machine.
+        quiet_bound: the same for an observer's mount (no requests of its own, its watch
+            must notice alone): the watch's ``heartbeat`` (30 s) plus ``attempt_timeout``,
+            with the same room.
         max_fault: cap on one fault's duration.
     """
 
@@ -66,6 +72,7 @@ class Options:
     write_timeout: float = 15.0
     catch_up: float = 60.0
     synced_bound: float = 10.0
+    quiet_bound: float = 40.0
     max_fault: float | None = None
 
     def schedule(self) -> list[Fault]:
@@ -176,6 +183,7 @@ async def run(target: Target, options: Options, notes: Sequence[str] = ()) -> Re
     schedule = options.schedule()
     start = trio.current_time()
     history = History(options.seed, start, notes=list(notes))
+    history.quiet = [f"o{i}" for i in range(options.observers)]
     work = Workload(history, PREFIX, start + options.seconds, options.write_timeout, options.seed)
     names = [f"w{i}" for i in range(options.writers)]
     names += [f"o{i}" for i in range(options.observers)]
@@ -234,7 +242,9 @@ async def run(target: Target, options: Options, notes: Sequence[str] = ()) -> Re
             await target.heal_all()
             final = await _final_state(control, mounts, options.catch_up)
             background.cancel_scope.cancel()
-    violations = check(history, final, synced_bound=options.synced_bound)
+    violations = check(
+        history, final, synced_bound=options.synced_bound, quiet_bound=options.quiet_bound
+    )
     return Report(options, schedule, history, final, violations, list(notes))
 
 

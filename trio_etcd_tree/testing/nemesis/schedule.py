@@ -39,6 +39,8 @@ _DURATIONS = {  # seconds a fault lasts before it is healed: (shortest, longest)
     "partition": (2.0, 14.0),
     "restore": (2.0, 6.0),
 }
+_LONG = (35.0, 50.0)  # one freeze or partition in five lasts this long: past every bound
+_LONG_KINDS = frozenset({"freeze", "partition"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +99,8 @@ def make_schedule(
         kind = rng.choice(list(kinds))
         role = rng.choice(ROLES) if kind in _MEMBER_FAULTS else ""
         shortest, longest = _DURATIONS.get(kind, (0.0, 0.0))
+        if kind in _LONG_KINDS and rng.random() < 0.2:
+            shortest, longest = _LONG
         duration = rng.uniform(shortest, longest)
         if max_duration is not None:
             duration = min(duration, max_duration)
