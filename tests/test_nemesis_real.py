@@ -13,7 +13,7 @@ import pytest
 import trio
 
 from trio_etcd_tree import open_client
-from trio_etcd_tree.testing import EtcdCluster
+from trio_etcd_tree.testing import EtcdBinary, EtcdCluster
 from trio_etcd_tree.testing.nemesis import (
     FAULT_KINDS,
     Options,
@@ -91,7 +91,15 @@ def test_restore_sends_the_cluster_back() -> None:
         trio.run(restore, faults.RealTarget(cluster, None))
 
 
-def test_etcdctl_is_looked_for_beside_every_etcd(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_etcdctl_is_looked_for_beside_every_etcd(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "with").mkdir()
+    (tmp_path / "with" / "etcdctl").touch()
+    older = EtcdBinary(tmp_path / "with" / "etcd", (3, 4, 0))
+    newer = EtcdBinary(tmp_path / "etcd", (3, 6, 0))  # no etcdctl beside it
+    monkeypatch.setattr(faults, "find_etcd_binaries", lambda: [older, newer])
+    assert faults.etcdctl() == tmp_path / "with" / "etcdctl"
     monkeypatch.setattr(faults, "find_etcd_binaries", list)
     assert faults.etcdctl() is None
 
