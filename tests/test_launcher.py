@@ -267,6 +267,32 @@ def test_freeze_thaw_and_start_all() -> None:
         assert get(client, last.client_url, b"/k") == b"1"
 
 
+def test_snapshot_save_and_restore(tmp_path: Path) -> None:
+    binary = _binary_or_skip("3.5")
+    with EtcdCluster.start(binary, size=3) as cluster, httpx.Client() as client:
+        url = cluster.members[0].client_url
+        assert put(client, url, b"/k", b"saved").status_code == 200
+        before = client.post(f"{url}/v3/maintenance/status", json={}).json()["header"]
+        cluster.snapshot_save(tmp_path / "snap.db")
+        assert put(client, url, b"/k", b"lost").status_code == 200
+        cluster.snapshot_restore(tmp_path / "snap.db")
+        assert get(client, cluster.members[2].client_url, b"/k") == b"saved"
+        after = client.post(f"{url}/v3/maintenance/status", json={}).json()["header"]
+        assert after["cluster_id"] != before["cluster_id"]
+        assert int(after["revision"]) == int(before["revision"])  # the snapshot's revision
+
+
+def test_snapshot_tools_must_exist(tmp_path: Path) -> None:
+    with EtcdCluster(EtcdBinary(tmp_path / "etcd", (3, 4, 0)), tmp_path) as cluster:
+        with pytest.raises(EtcdNotFoundError, match="no etcdutl beside the etcd binary"):
+            cluster.snapshot_restore(tmp_path / "snap.db")
+        member = EtcdMember("m", "http://127.0.0.1:1", "", tmp_path, True)
+        member._process = subprocess.Popen(["sleep", "30"])  # a running member: ended on close
+        cluster.members = [member]
+        with pytest.raises(EtcdNotFoundError, match="no etcdctl beside the etcd binary"):
+            cluster.snapshot_save(tmp_path / "snap.db")
+
+
 # -- TLS ------------------------------------------------------------------------------------------
 
 
