@@ -75,20 +75,26 @@ def test_command_line_on_a_single_member_without_etcdctl(
     assert out.endswith("violations: 0\n")
 
 
-def test_restore_sends_the_cluster_back() -> None:
+@pytest.mark.parametrize("version", ["3.4", "3.5"])
+def test_restore_sends_the_cluster_back(version: str) -> None:
     async def restore(target: faults.RealTarget) -> None:
         async with open_client(target.direct) as client:
             await client.put("/k", "1")
-            await target.backup()  # the cluster stops, its data is copied, it starts again
+            before = await client.status()
+            await target.backup()
             await client.put("/k", "2")
             revision = (await client.put("/k", "3")).revision
-            assert "restored" in await target.restore()
+            assert "restored every member from the" in await target.restore()
             restored = await client.get("/k")
             assert restored is not None and restored.value == b"1"
             assert restored.mod_revision < revision
+            after = await client.status()
+            assert (after.header.cluster_id != before.header.cluster_id) == target.snapshots
 
-    with EtcdCluster.start(_binary("3.5")) as cluster:
-        trio.run(restore, faults.RealTarget(cluster, None))
+    with EtcdCluster.start(_binary(version)) as cluster:
+        target = faults.RealTarget(cluster, None)
+        assert target.snapshots == (version == "3.5")  # etcd 3.4 has no etcdutl
+        trio.run(restore, target)
 
 
 def test_etcdctl_is_looked_for_beside_every_etcd(

@@ -6,9 +6,11 @@ Two kinds of cluster take the faults (the :class:`Target` protocol):
 * :class:`RealTarget`: an :class:`~trio_etcd_tree.testing.EtcdCluster` of real etcd
   processes. ``kill`` is SIGKILL and a restart, ``freeze`` SIGSTOP and SIGCONT,
   ``partition`` cuts the member's client proxy (see :mod:`._proxy`; clients reach each
-  member only through its proxy), ``restore`` stops the cluster, copies the members' data
-  directories, starts it again, and later puts that copy back (a cold backup: the revision
-  goes back), ``defrag`` runs ``etcdctl defrag``.
+  member only through its proxy), ``restore`` saves a snapshot (etcdctl) and later restores
+  every member from it (etcdutl, with a new cluster id: the revision goes back and the
+  cluster changes), or where there is no etcdutl (etcd 3.4) stops the cluster, copies the
+  members' data directories, starts it again, and later puts that copy back (a cold
+  backup: the revision goes back), ``defrag`` runs ``etcdctl defrag``.
 * :class:`FakeTarget`: the in-memory :class:`~trio_etcd_tree.testing.FakeEtcd`, under the
   mock clock. A member fault takes the member down (the fake has one store for all
   members, so kill, freeze and partition look alike to clients), ``restore`` is
@@ -100,6 +102,10 @@ class RealTarget:
         self.transport: object = "gateway"
         self.etcdctl = etcdctl_path
         self._backup = cluster.directory / "nemesis-backup"
+        # etcd 3.5 and later: a snapshot of the running cluster (etcdctl), restored with
+        # etcdutl under a new cluster id; etcd 3.4 (no etcdutl): a cold copy of the data
+        # dirs, taken and put back with the cluster stopped (the cluster id stays).
+        self.snapshots = cluster.binary.etcdutl is not None and cluster.binary.etcdctl is not None
         self._frozen: set[int] = set()
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -135,10 +141,18 @@ class RealTarget:
         self.proxies[member].heal()
 
     async def backup(self) -> str:
+        if self.snapshots:
+            snapshot = self._backup.with_suffix(".db")
+            await trio.to_thread.run_sync(self.cluster.snapshot_save, snapshot)
+            return "snapshot saved"
         await trio.to_thread.run_sync(self._copy, True)
         return f"cold backup of {self.size} data dirs"
 
     async def restore(self) -> str:
+        if self.snapshots:
+            snapshot = self._backup.with_suffix(".db")
+            await trio.to_thread.run_sync(self.cluster.snapshot_restore, snapshot)
+            return "restored every member from the snapshot, with a new cluster id"
         await trio.to_thread.run_sync(self._copy, False)
         return "restored every member from the backup"
 
