@@ -240,12 +240,17 @@ def test_fence_rule() -> None:
 
 
 def test_leader_rule() -> None:
-    terms = [LeaderTerm("c0", 5, 101), LeaderTerm("c0", 5, 101.5), LeaderTerm("c1", 9, 102)]
+    terms = [LeaderTerm("c0", 5, 101), LeaderTerm("c1", 9, 102), LeaderTerm("c0", 12, 103)]
     assert _rules(_history(leaders=terms), _final({})) == []
-    terms.append(LeaderTerm("c1", 5, 103))
-    violations = check(_history(leaders=terms), _final({}), synced_bound=5)
-    assert [v.rule for v in violations] == ["leader"]
-    assert violations[0].message == "c0 and c1 both led in term 5"
+    twice = [*terms, LeaderTerm("c1", 12, 103.5)]
+    violations = check(_history(leaders=twice), _final({}), synced_bound=5)
+    assert [v.message for v in violations] == ["c0 and c1 both led in term 12"]
+    back = [*terms, LeaderTerm("c1", 10, 104)]
+    violations = check(_history(leaders=back), _final({}), synced_bound=5)
+    assert [v.message for v in violations] == ["c1 led in term 10 after c0 in term 12"]
+    # a restore sends the terms back
+    restore = FaultRecord(Fault(3, "restore", "", 1), None, "", 103.2, 103.8)
+    assert _rules(_history(leaders=back, faults=[restore]), _final({})) == []
 
 
 def test_stale_rule() -> None:

@@ -16,7 +16,8 @@ time, so the first is the earliest thing that went wrong. The rules:
   reported as not applied is never seen, neither delivered nor at the end.
 * ``fence``: the counter written under the lock only grows, acknowledged write by
   acknowledged write (no two holders at once).
-* ``leader``: at most one leader per election term.
+* ``leader``: at most one leader per election term, and the terms of successive leaders
+  grow (etcd's elections go by the candidates' create revisions).
 * ``stale``: a mount does not say ``synced`` while the member its client uses is frozen or
   cut off for longer than the bound (one for mounts whose client makes requests, which meet
   the member's silence at once, a longer one for quiet mounts, whose watch alone must
@@ -35,7 +36,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
-from .history import Delivery, FenceWrite, History, StateChange, WriteOp
+from .history import Delivery, FenceWrite, History, LeaderTerm, StateChange, WriteOp
 
 __all__ = ["FinalState", "Violation", "check"]
 
@@ -304,16 +305,19 @@ def _fence(history: History) -> Iterable[Violation]:
 
 
 def _leaders(history: History) -> Iterable[Violation]:
-    seen: dict[tuple[int, int], str] = {}
+    last: dict[int, LeaderTerm] = {}
     for term in history.leaders:
-        key = (history.epoch(term.at), term.term)
-        first = seen.setdefault(key, term.process)
-        if first != term.process:
-            yield Violation(
-                "leader",
-                term.at,
-                f"{first} and {term.process} both led in term {term.term}",
+        epoch = history.epoch(term.at)
+        before = last.get(epoch)
+        if before is not None and term.term <= before.term:
+            message = (
+                f"{before.process} and {term.process} both led in term {term.term}"
+                if term.term == before.term
+                else f"{term.process} led in term {term.term} after {before.process} "
+                f"in term {before.term}"
             )
+            yield Violation("leader", term.at, message)
+        last[epoch] = term
 
 
 def _stale(history: History, busy: float, quiet: float) -> Iterable[Violation]:

@@ -95,7 +95,9 @@ def _choose(root: Root, name: str, rng: random.Random, value: str) -> WriteOp:
     keys = [f"k{i}" for i in range(KEYS_PER_WRITER)]
     chosen = rng.random()
     own = root.get(name)
-    present = [k for k in keys if own is not None and (node := own.get(k)) and node.has_value]
+    present = [
+        k for k in keys if own is not None and (node := own.get(k)) is not None and node.has_value
+    ]
     if chosen < 0.15 and present:
         key = rng.choice(present)
         op = WriteOp(name, "delete", {f"{prefix}/{name}/{key}": None}, trio.current_time())
