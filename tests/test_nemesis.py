@@ -251,6 +251,8 @@ def test_leader_rule() -> None:
     # a restore sends the terms back
     restore = FaultRecord(Fault(3, "restore", "", 1), None, "", 103.2, 103.8)
     assert _rules(_history(leaders=back, faults=[restore]), _final({})) == []
+    during = FaultRecord(Fault(3, "restore", "", 1), None, "", 103.2, 104.5)
+    assert _rules(_history(leaders=back, faults=[during]), _final({})) == []
 
 
 def test_stale_rule() -> None:

@@ -307,6 +307,8 @@ def _fence(history: History) -> Iterable[Violation]:
 def _leaders(history: History) -> Iterable[Violation]:
     last: dict[int, LeaderTerm] = {}
     for term in history.leaders:
+        if history.rolled_back(term.at):  # which history it was in is not known
+            continue
         epoch = history.epoch(term.at)
         before = last.get(epoch)
         if before is not None and term.term <= before.term:
