@@ -281,6 +281,10 @@ async def run_real(options: Options, *, version: str | None = None, members: int
 
 
 async def run_fake(options: Options, *, members: int = 3) -> Report:
-    """Run on the in-memory etcd; deterministic under ``MockClock(autojump_threshold=0)``."""
+    """Run on the in-memory etcd; the schedule and the workloads' choices come from the
+    seed, and under ``MockClock(autojump_threshold=0)`` no real time passes.
+
+    Cancellation: everything started is cancelled and closed; nothing is reported.
+    """
     async with open_fake_etcd(members=members) as fake:
         return await run(FakeTarget(fake), options, [f"in-memory etcd, {members} members"])

@@ -125,7 +125,10 @@ async def _perform(root: Root, name: str, op: WriteOp) -> int:
 
 
 async def writer(work: Workload, name: str, root: Root) -> None:
-    """Write through ``root`` until ``work.end``."""
+    """Write through ``root`` until ``work.end``.
+
+    Cancellation: a write in flight stays ``pending`` in the history (it may be applied).
+    """
     rng = work.rng(name)
     count = 0
     while trio.current_time() < work.end:
@@ -146,7 +149,10 @@ async def writer(work: Workload, name: str, root: Root) -> None:
 
 async def subscriber(work: Workload, name: str, root: Root) -> None:
     """Record every update of the whole mount until cancelled; an overflow is recorded
-    (revision -1) and the subscription opened again."""
+    (revision -1) and the subscription opened again.
+
+    Cancellation: the subscription is closed; what was delivered is recorded.
+    """
     while True:
         try:
             async with root.subscribe(buffer=work.buffer) as updates:
@@ -164,7 +170,10 @@ async def subscriber(work: Workload, name: str, root: Root) -> None:
 
 
 async def sampler(work: Workload, name: str, root: Root, client: Client) -> None:
-    """Record each change of the mount's state or of its client's endpoint until cancelled."""
+    """Record each change of the mount's state or of its client's endpoint until cancelled.
+
+    Cancellation: nothing to undo.
+    """
     last = ("", "")
     while True:
         now = (root.state.value, client.endpoint)
@@ -176,7 +185,11 @@ async def sampler(work: Workload, name: str, root: Root, client: Client) -> None
 
 async def lock_holder(work: Workload, name: str, client: Client) -> None:
     """Take the lock, read the counter, write it plus one guarded by the lock, release;
-    until ``work.end``. A lost lease or an unavailable cluster starts over."""
+    until ``work.end``. A lost lease or an unavailable cluster starts over.
+
+    Cancellation: the lock is released (by ``lock``); a fenced write in flight stays
+    ``pending``.
+    """
     rng = work.rng(name)
     counter = f"{work.prefix}/fence/counter"
     while trio.current_time() < work.end:
@@ -202,7 +215,10 @@ async def lock_holder(work: Workload, name: str, client: Client) -> None:
 
 
 async def candidate(work: Workload, name: str, client: Client) -> None:
-    """Campaign, record the term, lead a moment, resign; until ``work.end``."""
+    """Campaign, record the term, lead a moment, resign; until ``work.end``.
+
+    Cancellation: the candidacy is withdrawn (by ``election``).
+    """
     rng = work.rng(name)
     while trio.current_time() < work.end:
         try:
@@ -218,7 +234,10 @@ async def candidate(work: Workload, name: str, client: Client) -> None:
 
 async def foreign_writer(work: Workload, target: Target) -> None:
     """Put keys under ``<prefix>/foreign/`` with the target's foreign tool until
-    ``work.end``; a failure of the tool leaves the outcome unknown."""
+    ``work.end``; a failure of the tool leaves the outcome unknown.
+
+    Cancellation: the tool is killed; its write stays ``pending`` (it may be applied).
+    """
     rng = work.rng("foreign")
     count = 0
     while trio.current_time() < work.end:
