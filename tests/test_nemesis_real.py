@@ -13,7 +13,7 @@ import pytest
 import trio
 
 from trio_etcd_tree import open_client
-from trio_etcd_tree.testing import EtcdBinary, EtcdCluster
+from trio_etcd_tree.testing import EtcdBinary, EtcdCluster, find_etcd
 from trio_etcd_tree.testing.nemesis import (
     FAULT_KINDS,
     Options,
@@ -72,6 +72,9 @@ def test_command_line_on_a_single_member_without_etcdctl(
     out = capsys.readouterr().out
     assert "seed 57: 3 faults (defrag 1, freeze 1, kill 1)" in out
     assert "no etcdctl found: no foreign writer, and defrag does nothing" in out
+    assert ("warning: etcd 3.5.0 to 3.5.2 can lose data" in out) == (
+        (3, 5, 0) <= find_etcd("3.5").version < (3, 5, 3)
+    )
     assert out.endswith("violations: 0\n")
 
 
