@@ -286,7 +286,7 @@ class WatchStream(trio.abc.ReceiveChannel[WatchResponse]):
                 renewed = False
                 backoff.reset()
             if not self._moved:
-                self._conn.endpoints.failed(endpoint)
+                self._conn.endpoint_failed(endpoint)
             self._last_error = reason
             self._reconnects += 1
             self._set_state(ConnectionState.CONNECTING)

@@ -322,11 +322,9 @@ class WireWatch(Protocol):
         """The next message. Raises ``UnavailableError`` when the connection ends or
         breaks (any end of a watch stream is a disconnect), another ``EtcdError`` for an
         error the server sent in the stream. Cancellation: a checkpoint; nothing is lost."""
-        ...
 
     async def request_progress(self) -> None:
         """Ask the server how far the store has moved (answered by a progress message)."""
-        ...
 
 
 @runtime_checkable
@@ -340,7 +338,6 @@ class Transport(Protocol):
 
         Cancellation: a checkpoint; ``state`` tells how far the call got.
         """
-        ...
 
     def watch(
         self, endpoint: str, create: WatchCreateRequest, *, token: str | None
@@ -351,13 +348,10 @@ class Transport(Protocol):
         leaving cancels the watch on the server. Failures to connect are raised from entry
         or from the first ``receive``.
         """
-        ...
 
     def discard(self, endpoint: str) -> None:
         """Drop any connection kept to ``endpoint`` (it failed: the next call reconnects).
         Not a checkpoint."""
-        ...
 
     async def aclose(self) -> None:
         """Close every connection. Cancellation: never blocks on the network."""
-        ...

@@ -7,7 +7,7 @@ request: httpx sends the whole body before it reads the answer).
 
 This module is the one place where httpx's failures become our errors. How far a call got
 comes from httpcore's trace hooks: the request may have reached the server from the moment
-its headers start to go out, and the server has answered once the response headers are in.
+its body starts to go out, and the server has answered once the response headers are in.
 (An httpx transport given instead of the network, such as the in-memory etcd, reports
 nothing: then a request counts as sent from the start, and as answered only when it is.)
 
@@ -229,7 +229,9 @@ def _tracer(state: CallState) -> Callable[[str, Any], Awaitable[None]]:
     """httpcore's trace hook, reporting how far the call got."""
 
     async def trace(event: str, info: Any) -> None:
-        if event.endswith("send_request_headers.started"):
+        # the server acts on a request once it has all of it: a request cut before its
+        # body started to go out was certainly not applied
+        if event.endswith("send_request_body.started"):
             state.mark_sent()
         elif event.endswith("receive_response_headers.complete"):
             state.mark_answered()
