@@ -18,15 +18,15 @@ import pytest
 import trio
 
 import trio_etcd_tree as et
-from trio_etcd_tree._election import (
+from trio_etcd_tree import (
     Election,
     Leader,
+    LockLostError,
     NotLeaderError,
     current_leader,
     election,
     observe_leader,
 )
-from trio_etcd_tree._lock import LockLostError
 from trio_etcd_tree.testing import EtcdCluster, find_etcd, open_fake_etcd
 from trio_etcd_tree.testing.pytest_plugin import EtcdBackend, _binary, _run_on_autojump_clock
 
@@ -234,7 +234,7 @@ CANDIDATE = textwrap.dedent(
     """
     import sys, trio
     import trio_etcd_tree as et
-    from trio_etcd_tree._election import election
+    from trio_etcd_tree import election
 
     async def main():
         async with et.open_client(sys.argv[1]) as c, election(c, "kill-me", ttl=2) as e:

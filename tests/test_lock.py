@@ -20,7 +20,7 @@ import pytest
 import trio
 
 import trio_etcd_tree as et
-from trio_etcd_tree._lock import Lock, LockBusyError, LockLostError, lock, try_lock
+from trio_etcd_tree import Lock, LockBusyError, LockLostError, lock, try_lock
 from trio_etcd_tree.testing import EtcdCluster, find_etcd, open_fake_etcd
 from trio_etcd_tree.testing.pytest_plugin import EtcdBackend, _binary, _run_on_autojump_clock
 
@@ -209,7 +209,7 @@ HOLDER = textwrap.dedent(
     """
     import sys, trio
     import trio_etcd_tree as et
-    from trio_etcd_tree._lock import lock
+    from trio_etcd_tree import lock
 
     async def main():
         async with et.open_client(sys.argv[1]) as c, lock(c, sys.argv[2], ttl=2) as held:

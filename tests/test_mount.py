@@ -9,7 +9,8 @@ import trio
 import trio.testing
 
 import trio_etcd_tree as et
-from trio_etcd_tree._mount import CONFIRM_AFTER
+from trio_etcd_tree._tree.mount import mirror_of
+from trio_etcd_tree._tree.reflector import CONFIRM_AFTER
 from trio_etcd_tree.testing import FakeEtcd, open_fake_etcd
 
 Clock = trio.testing.MockClock
@@ -434,7 +435,7 @@ async def test_waiting_ends_when_the_mount_is_left(
             nursery.start_soon(wait, root.wait_revision(root.revision + 100))
             nursery.start_soon(wait, node.wait_value("never"))
             await trio.testing.wait_all_tasks_blocked()
-            root._mirror.close()
+            mirror_of(root).close()
         assert results == ["closed", "closed"]
         with pytest.raises(et.TreeClosedError, match="frozen snapshot"):
             await node.set("x")
@@ -545,7 +546,8 @@ async def test_unrecoverable_error_leaves_the_block(
 async def test_error_while_loading(
     autojump_clock: Clock, fake: FakeEtcd, client: et.Client
 ) -> None:
-    fake.fail_next("/v3/kv/range", code=7, message="etcdserver: permission denied")
+    # denied with the root's key, then denied the subtree alone too
+    fake.fail_next("/v3/kv/range", code=7, message="etcdserver: permission denied", count=2)
     with pytest.raises(et.MirrorError):
         async with et.mount(client, "/cfg"):
             pass  # pragma: no cover
@@ -587,7 +589,7 @@ async def test_keyboard_interrupt_passes_through(
 async def test_progress_confirms_revisions_outside_the_mount(
     autojump_clock: Clock, fake: FakeEtcd, client: et.Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("trio_etcd_tree._mount.CONFIRM_AFTER", 60.0)  # before we would ask
+    monkeypatch.setattr("trio_etcd_tree._tree.reflector.CONFIRM_AFTER", 60.0)  # before we would ask
     async with et.mount(client, "/cfg") as root:
         elsewhere = fake.put("/elsewhere", "x")
         await root.wait_revision(elsewhere)  # confirmed by the next progress notification
@@ -636,7 +638,7 @@ async def test_wait_revision_asks_the_server_about_a_change_elsewhere(
                 fake.put("/elsewhere", "z")
             assert root.revision == future
             # a progress report older than a confirmed revision does not move it back
-            root._mirror._advance(future - 1)
+            mirror_of(root).reflector.advance(future - 1)
             assert root.revision == future
 
 
@@ -697,7 +699,7 @@ async def test_debounced_edge_cases(
         async with root.subscribe(update_delay=1) as updates:
             fake.put("/cfg/late", "1")
             await trio.testing.wait_all_tasks_blocked()
-            root._mirror.close()  # the mount ends inside the quiet period: flushed, then ended
+            mirror_of(root).close()  # the mount ends inside the quiet period: flushed, then ended
             update = await next_update(updates)
             assert [c.path for c in update.changes] == [("late",)]
             with pytest.raises(trio.EndOfChannel):
@@ -708,7 +710,7 @@ async def test_mount_ending_ends_open_subscriptions(
     autojump_clock: Clock, fake: FakeEtcd, client: et.Client
 ) -> None:
     async with et.mount(client, "/cfg") as root, root.subscribe() as updates:
-        root._mirror.close()
+        mirror_of(root).close()
         with pytest.raises(trio.EndOfChannel):
             await updates.receive()
 

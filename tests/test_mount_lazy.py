@@ -12,7 +12,7 @@ import trio
 import trio.testing
 
 import trio_etcd_tree as et
-from trio_etcd_tree._node import NOT_LOADED, NotLoadedError
+from trio_etcd_tree import NOT_LOADED, NotLoadedError
 from trio_etcd_tree.testing import FakeEtcd, open_fake_etcd
 
 Clock = trio.testing.MockClock

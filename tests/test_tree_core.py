@@ -5,22 +5,25 @@ from __future__ import annotations
 import pytest
 
 import trio_etcd_tree as et
-from trio_etcd_tree._mount import Root
-from trio_etcd_tree._node import _PRIVATE, Node, flatten, make_node
-from trio_etcd_tree._tree import TreeCore
+from trio_etcd_tree._tree.core import TreeCore
+from trio_etcd_tree._tree.node import PRIVATE, Node, Root, make_node
+from trio_etcd_tree._tree.paths import flatten
 from trio_etcd_tree._types import Event, EventType, KeyValue
 
 
 def core(prefix: bytes = b"/cfg", registry: et.TypeRegistry | None = None) -> TreeCore:
-    root = Root(None, _PRIVATE)  # type: ignore[arg-type]
+    root = Root(None, PRIVATE)  # type: ignore[arg-type]
     tree = TreeCore(root, prefix, registry or et.TypeRegistry())
     root._mirror = _FakeMirror(tree)  # type: ignore[assignment]
     return tree
 
 
 class _FakeMirror:
+    """The part of a mount's handle that reading nodes uses."""
+
     def __init__(self, tree: TreeCore) -> None:
-        self.core = tree
+        self.key_of = tree.key_of
+        self.codec_for = tree.codec_for
 
 
 def kv(
@@ -208,7 +211,7 @@ def test_node_classes_from_the_registry() -> None:
 def test_nodes_have_no_public_constructor() -> None:
     with pytest.raises(TypeError, match="made by the tree"):
         Node("x", None)
-    assert make_node(Node, "x", None).name == "x"
+    assert make_node(Node, "x", core().root).name == "x"
 
 
 def test_flatten() -> None:

@@ -16,14 +16,14 @@ from ._codecs import (
     STR as STR,
     Codec as Codec,
 )
-from ._election import (
+from ._coord.election import (
     Election as Election,
     Leader as Leader,
-    NotLeaderError as NotLeaderError,
     current_leader as current_leader,
     election as election,
     observe_leader as observe_leader,
 )
+from ._coord.lock import Lock as Lock, lock as lock, try_lock as try_lock
 from ._errors import (
     AuthenticationError as AuthenticationError,
     ClusterChangedError as ClusterChangedError,
@@ -34,8 +34,12 @@ from ._errors import (
     FutureRevisionError as FutureRevisionError,
     InvalidRequestError as InvalidRequestError,
     LeaseExpiredError as LeaseExpiredError,
+    LockBusyError as LockBusyError,
+    LockLostError as LockLostError,
     MirrorError as MirrorError,
     NotFoundError as NotFoundError,
+    NotLeaderError as NotLeaderError,
+    NotLoadedError as NotLoadedError,
     PermissionDeniedError as PermissionDeniedError,
     ProtocolError as ProtocolError,
     SubscriptionOverflow as SubscriptionOverflow,
@@ -45,24 +49,19 @@ from ._errors import (
 )
 from ._keys import prefix_end as prefix_end
 from ._lease import Lease as Lease
-from ._lock import (
-    Lock as Lock,
-    LockBusyError as LockBusyError,
-    LockLostError as LockLostError,
-    lock as lock,
-    try_lock as try_lock,
-)
-from ._mount import (
+from ._tree.changes import (
+    NOT_LOADED as NOT_LOADED,
+    Change as Change,
+    ChangeKind as ChangeKind,
     MountState as MountState,
     MountStatistics as MountStatistics,
-    Root as Root,
-    Transaction as Transaction,
-    mount as mount,
+    Update as Update,
 )
-from ._node import NOT_LOADED as NOT_LOADED, Node as Node, NotLoadedError as NotLoadedError
-from ._registry import TypeRegistry as TypeRegistry
-from ._subscribe import Subscription as Subscription
-from ._tree import Change as Change, ChangeKind as ChangeKind, Update as Update
+from ._tree.mount import mount as mount
+from ._tree.node import Node as Node, Root as Root
+from ._tree.registry import TypeRegistry as TypeRegistry
+from ._tree.subscribe import Subscription as Subscription
+from ._tree.transaction import Transaction as Transaction
 from ._txn import (
     Compare as Compare,
     CompareResult as CompareResult,
