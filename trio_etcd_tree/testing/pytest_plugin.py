@@ -30,7 +30,7 @@ import httpx
 import pytest
 import trio.testing
 
-from .. import Client, open_client
+from .._client import Client, open_client
 from ._fake import FakeEtcd, open_fake_etcd
 from ._launcher import EtcdBinary, EtcdCluster, EtcdNotFoundError, find_etcd
 
