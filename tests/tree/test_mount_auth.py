@@ -44,9 +44,13 @@ async def clients(
                 permissions={USER: [("/lim/", "readwrite")]},
             )
             async with (
-                et.open_client(fake.endpoints, transport=fake, username="root", password=ROOT_PASSWORD) as admin,
-                et.open_client(fake.endpoints, transport=fake, username=USER, password=PASSWORD) as user,
-            ):  # fmt: skip
+                et.open_client(
+                    fake.endpoints, transport=fake, username="root", password=ROOT_PASSWORD
+                ) as admin,
+                et.open_client(
+                    fake.endpoints, transport=fake, username=USER, password=PASSWORD
+                ) as user,
+            ):
                 yield admin, user
         return
     if kind not in clusters:
