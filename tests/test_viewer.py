@@ -231,7 +231,7 @@ async def test_detail_text() -> None:
         assert text.endswith('{\n  "k": 1\n}')
         assert detail_text(root, "/m", None) == "key: /m\n(no value)\nchildren: 2"
         node = root["c"]
-        node._lease = 0x1F  # as the tree would hold it
+        node._meta = (node.mod_revision, 1, 0x1F)  # as the tree would hold it
         assert "lease: 1f (…)" in detail_text(node, "/m/c", None)
         assert "lease: 1f (expired)" in detail_text(node, "/m/c", -1)
         assert "lease: 1f (9s left)" in detail_text(node, "/m/c", 9)

@@ -99,7 +99,8 @@ class TreeCore:
         """Forget a partly loaded snapshot."""
         root = self.root
         root._children = root._raw = None
-        root._create = root._mod = root._version = root._lease = 0
+        root._mod = 0
+        root._meta = None
         self.keys = 0
 
     def apply(self, events: Iterable[Event], revision: int) -> list[Change]:
@@ -157,7 +158,7 @@ class TreeCore:
             self._set(node, kv)
             self.keys += 1
             return Change(names, ChangeKind.CREATED, None, kv, self.codec_for(names))
-        old = KeyValue(kv.key, node._raw, node._create, node._mod, node._version, node._lease)
+        old = node._kv(kv.key)
         if (old[2:] == kv[2:]) if keys_only else (old == kv):
             return None  # unchanged (a resync finding the same key; keys only: same revisions)
         self._set(node, kv)
@@ -167,12 +168,11 @@ class TreeCore:
         node = self.root.find(names)
         if node is None or node._raw is None:
             return None  # not in the tree: nothing to do
-        old = KeyValue(
-            self.key_of(names), node._raw, node._create, node._mod, node._version, node._lease
-        )
+        old = node._kv(self.key_of(names))
         codec = self.codec_for(names)
         node._raw = None
-        node._create = node._mod = node._version = node._lease = 0
+        node._mod = 0
+        node._meta = None
         self.keys -= 1
         self._prune(node)
         return Change(names, ChangeKind.DELETED, old, None, codec)
@@ -213,6 +213,7 @@ class TreeCore:
         node._raw = NOT_LOADED if keys_only else kv.value
         mod = kv.mod_revision
         node._mod = mod
-        node._create = mod if kv.create_revision == mod else kv.create_revision
-        node._version = kv.version
-        node._lease = kv.lease
+        create, version, lease = kv.create_revision, kv.version, kv.lease
+        node._meta = (
+            None if create == mod and version == 1 and not lease else (create, version, lease)
+        )

@@ -146,7 +146,7 @@ class Node(NodeView["Node"]):
             return None
         if self._raw is NOT_LOADED:
             raise self._not_loaded()
-        return KeyValue(self.key, self._raw, self._create, self._mod, self._version, self._lease)
+        return self._kv(self.key)
 
     def __repr__(self) -> str:
         if self._raw is None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, Generic, TypeVar, cast
 
+from .._types import KeyValue
 from .changes import NOT_LOADED
 from .paths import Path, PathLike, encode_name, split_path
 
@@ -23,17 +24,18 @@ class NodeView(Generic[N]):
     """A node's state and the tree's shape around it; no I/O, nothing decoded. ``N`` is the
     class of the nodes (``Node``)."""
 
-    __slots__ = ("_children", "_create", "_lease", "_mod", "_name", "_parent", "_raw", "_version")
+    # Kept small: a mount has a node per key and per inner segment. ``_meta`` is None for
+    # the usual key, written once and without a lease (create revision = mod revision,
+    # version 1, lease 0), else ``(create_revision, version, lease)``.
+    __slots__ = ("_children", "_meta", "_mod", "_name", "_parent", "_raw")
 
     def __init__(self, name: str, parent: N | None) -> None:
         self._name = name
         self._parent = parent
         self._children: dict[str, N] | None = None
         self._raw: bytes | None = None
-        self._create = 0
         self._mod = 0
-        self._version = 0
-        self._lease = 0
+        self._meta: tuple[int, int, int] | None = None
 
     # --- where it is ---------------------------------------------------------------------
 
@@ -73,7 +75,8 @@ class NodeView(Generic[N]):
     @property
     def create_revision(self) -> int:
         """The revision that created the key (0 when there is no key)."""
-        return self._create
+        meta = self._meta
+        return self._mod if meta is None else meta[0]
 
     @property
     def mod_revision(self) -> int:
@@ -83,12 +86,22 @@ class NodeView(Generic[N]):
     @property
     def version(self) -> int:
         """How often the key was written since it was created (0 when there is no key)."""
-        return self._version
+        meta = self._meta
+        if meta is None:
+            return 0 if self._raw is None else 1
+        return meta[1]
 
     @property
     def lease(self) -> int:
         """The id of the lease the key is attached to (0 for none)."""
-        return self._lease
+        meta = self._meta
+        return 0 if meta is None else meta[2]
+
+    def _kv(self, key: bytes) -> KeyValue:
+        """The node's key as a KeyValue (``raw`` as it is, loaded or not)."""
+        assert self._raw is not None
+        meta = self._meta or (self._mod, 1, 0)
+        return KeyValue(key, self._raw, meta[0], self._mod, meta[1], meta[2])
 
     # --- children --------------------------------------------------------------------------
 
