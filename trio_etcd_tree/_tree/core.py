@@ -7,8 +7,9 @@ loading, following and resyncing all come down to ``load``, ``apply``, ``replace
 
 The reflector (``reflector.py``) feeds it a snapshot (``load`` or, on resync, ``replace``) and
 then the watch's events revision by revision (``apply``); each returns the
-:class:`Change` list that subscribers get. Keys outside the mount are ignored (the watch
-covers ``[prefix, prefix + "0")`` to include the mount's own key, so ``/cfg-old`` passes by).
+:class:`Change` list that subscribers get. Keys outside the mount are ignored (the range
+read and watched is ``[prefix, prefix + "0")``, to include the mount's own key, so
+``/cfg-old`` passes by).
 
 A lazy mount loads and resyncs keys only (``keys_only``): such keys get the raw value
 ``NOT_LOADED`` with their revisions, and ``fill`` gives them their values later.
