@@ -27,6 +27,7 @@ from .changes import NOT_LOADED, Change, ChangeKind
 from .node import Node, make_node
 from .paths import Path, encode_name
 from .registry import TypeRegistry
+from .view import SMALL
 
 __all__ = ["TreeCore"]
 
@@ -182,8 +183,13 @@ class TreeCore:
         """Remove nodes that hold neither a value nor children, upwards."""
         while node._parent is not None and node._raw is None and not node._children:
             parent = node._parent
-            assert parent._children is not None
-            del parent._children[node._name]
+            children = parent._children
+            if isinstance(children, dict):
+                del children[node._name]
+            else:
+                assert children is not None
+                children = tuple(c for c in children if c is not node)
+            parent._children = children or None
             node._parent = None
             node = parent
 
@@ -195,16 +201,26 @@ class TreeCore:
         base = len(full) - len(names)
         registry = self.registry
         for depth, name in enumerate(names, base + 1):
-            children = node._children
-            if children is None:
-                children = node._children = {}
-            child = children.get(name)
+            child = node._child(name)
             if child is None:
                 cls = (registry.node_class_for(full[:depth]) if registry else None) or Node
                 child = make_node(cls, sys.intern(name), node)
-                children[child._name] = child
+                self._attach(node, child)
             node = child
         return node
+
+    @staticmethod
+    def _attach(parent: Node, child: Node) -> None:
+        """Add a child: to the parent's tuple while it is small, else to its dict."""
+        children = parent._children
+        if isinstance(children, dict):
+            children[child._name] = child
+        elif children is None:
+            parent._children = (child,)
+        elif len(children) < SMALL:
+            parent._children = (*children, child)
+        else:
+            parent._children = {c._name: c for c in (*children, child)}
 
     def codec_for(self, names: Path) -> Codec:
         return self.registry.codec_for(names) if self.registry else STR

@@ -19,6 +19,10 @@ __all__ = ["NodeView"]
 
 N = TypeVar("N", bound="NodeView[Any]")
 
+SMALL = 8
+"""Up to this many children are kept in a tuple, searched by name; more in a dict (an
+empty dict is 64 bytes and one with a single entry 184, a tuple of four 72)."""
+
 
 class NodeView(Generic[N]):
     """A node's state and the tree's shape around it; no I/O, nothing decoded. ``N`` is the
@@ -32,7 +36,7 @@ class NodeView(Generic[N]):
     def __init__(self, name: str, parent: N | None) -> None:
         self._name = name
         self._parent = parent
-        self._children: dict[str, N] | None = None
+        self._children: tuple[N, ...] | dict[str, N] | None = None
         self._raw: bytes | None = None
         self._mod = 0
         self._meta: tuple[int, int, int] | None = None
@@ -105,20 +109,27 @@ class NodeView(Generic[N]):
 
     # --- children --------------------------------------------------------------------------
 
-    def __getitem__(self, name: str) -> N:
+    def _child(self, name: object) -> N | None:
         children = self._children
-        if children is None or name not in children:
+        if isinstance(children, tuple):
+            for child in children:
+                if child._name == name:
+                    return child
+            return None
+        return None if children is None else cast("dict[object, N]", children).get(name)
+
+    def __getitem__(self, name: str) -> N:
+        child = self._child(name)
+        if child is None:
             raise KeyError(f"{self!r} has no child {name!r}")
-        return children[name]
+        return child
 
     def get(self, name: str, default: N | None = None) -> N | None:
-        children = self._children
-        if children is None:
-            return default
-        return children.get(name, default)
+        child = self._child(name)
+        return default if child is None else child
 
     def __contains__(self, name: object) -> bool:
-        return self._children is not None and name in self._children
+        return self._child(name) is not None
 
     def __len__(self) -> int:
         return 0 if self._children is None else len(self._children)
@@ -128,20 +139,20 @@ class NodeView(Generic[N]):
 
     def __iter__(self) -> Iterator[str]:
         """Child names in key order (the order of their etcd keys)."""
-        if self._children is None:
-            return iter(())
-        return iter(sorted(self._children, key=encode_name))
+        return iter([name for name, _ in self.items()])
 
     def keys(self) -> list[str]:
         return list(self)
 
     def values(self) -> list[N]:
-        children = self._children or {}
-        return [children[name] for name in self]
+        return [child for _, child in self.items()]
 
     def items(self) -> list[tuple[str, N]]:
-        children = self._children or {}
-        return [(name, children[name]) for name in self]
+        children = self._children
+        if children is None:
+            return []
+        pairs = children.items() if isinstance(children, dict) else ((c._name, c) for c in children)
+        return sorted(pairs, key=lambda pair: encode_name(pair[0]))
 
     def lookup(self, path: PathLike) -> N:
         """The node at a relative path: ``"a/b"`` or ``("a", "b")``; ``""`` is this node.
