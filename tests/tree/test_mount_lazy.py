@@ -270,6 +270,18 @@ async def test_load_of_a_loaded_tree_is_a_checkpoint(
         assert len(fake.calls) == before
 
 
+async def test_load_of_a_node_deleted_meanwhile(
+    autojump_clock: Clock, fake: FakeEtcd, fake_client: et.Client
+) -> None:
+    async with et.mount(fake_client, "/cfg", lazy=True) as root:
+        web = root["web"]
+        await root.wait_revision(fake.delete("/cfg/web/url"))
+        assert "web" not in root
+        before = len(fake.calls)
+        assert await web.load() is web  # nothing of it is in the tree: nothing to read
+        assert len(fake.calls) == before
+
+
 async def test_load_after_leaving(
     autojump_clock: Clock, fake: FakeEtcd, fake_client: et.Client
 ) -> None:

@@ -190,8 +190,7 @@ class TreeCore:
                 assert children is not None
                 children = tuple(c for c in children if c is not node)
             parent._children = children or None
-            node._parent = None
-            node = parent
+            node = parent  # (the node keeps its parent: its path, key and root stay known)
 
     def _make_path(self, names: Path, start: Node | None = None, full: Path = ()) -> Node:
         """The node at ``names`` below ``start`` (the root), made if missing; ``full`` is

@@ -51,11 +51,13 @@ class NodeView(Generic[N]):
     @property
     def parent(self) -> N | None:
         """The parent node; ``None`` for the root and for a node deleted from the tree."""
-        return self._parent
+        parent = self._parent
+        return parent if parent is not None and parent._child(self._name) is self else None
 
     @property
     def path(self) -> Path:
-        """The names from the root down to this node (``()`` for the root)."""
+        """The names from the root down to this node (``()`` for the root); for a node
+        deleted from the tree, the path it had."""
         names: list[str] = []
         node: NodeView[N] | None = self
         while node is not None and node._parent is not None:
