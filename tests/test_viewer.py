@@ -42,6 +42,7 @@ from trio_etcd_tree._cli.viewer_model import (
     state_label,
     status_text,
 )
+from trio_etcd_tree._tree.mount import mirror_of
 from trio_etcd_tree.testing import EtcdCluster, FakeEtcd, find_etcd, open_fake_etcd
 from trio_etcd_tree.testing.pytest_plugin import Servers
 
@@ -230,7 +231,7 @@ async def test_detail_text() -> None:
         assert text.endswith('{\n  "k": 1\n}')
         assert detail_text(root, "/m", None) == "key: /m\n(no value)\nchildren: 2"
         node = root["c"]
-        node._lease = 0x1F  # as the tree would hold it
+        node._meta = (node.mod_revision, 1, 0x1F)  # as the tree would hold it
         assert "lease: 1f (…)" in detail_text(node, "/m/c", None)
         assert "lease: 1f (expired)" in detail_text(node, "/m/c", -1)
         assert "lease: 1f (9s left)" in detail_text(node, "/m/c", 9)
@@ -459,7 +460,7 @@ def test_stop_before_trio_started_and_subscription_overflow() -> None:
                 kv = et.KeyValue(b"/cfg/x0", b"v", 9, 9, 1, 0)
                 change = et.Change(("x0",), et.ChangeKind.CREATED, None, kv, et.STR)
                 for _ in range(3):
-                    root._mirror.subscriptions.publish(et.Update(9, (change,)))
+                    mirror_of(root).subscriptions.publish(et.Update(9, (change,)))
 
             await in_trio(app, burst)
             await wait_for(pilot, lambda: app.bridge.overflows > 0)
@@ -480,7 +481,7 @@ def test_mount_ending_leaves_a_frozen_tree() -> None:
             await wait_for(pilot, lambda: app.model is not None)
             root = app.bridge.root
             assert root is not None
-            await in_trio(app, root._mirror.close)
+            await in_trio(app, mirror_of(root).close)
             await wait_for(pilot, lambda: app.bridge.root is None)
             assert app.bridge.outcome is None  # trio waits in the nursery until quit
 

@@ -50,11 +50,11 @@ import trio
 import yaml
 
 from ._client import Client
-from ._errors import ConflictError, TooLargeError
-from ._keys import KeyLike, key_bytes, prefix_end
-from ._txn import Compare, Delete, Put
-from ._types import KeyValue, Page, TxnResult
-from ._util import gc_paused, open_service_nursery
+from ._core.errors import ConflictError, TooLargeError
+from ._core.keys import KeyLike, key_bytes, prefix_end
+from ._core.txn import Compare, Delete, Put
+from ._core.types import KeyValue, Page, TxnResult
+from ._core.util import gc_paused, open_service_nursery
 
 __all__ = [
     "DocumentError",

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 import trio
 
 from .._client import Client, open_client
-from .._errors import EtcdError
+from .._core.errors import EtcdError
 from .._yaml import DocumentError
 
 if TYPE_CHECKING:

@@ -12,8 +12,8 @@ from typing import TextIO
 import trio
 
 from .._client import Client, ConnectionState, WatchStream
-from .._errors import CompactedError
-from .._types import Event, EventType
+from .._core.errors import CompactedError
+from .._core.types import Event, EventType
 from .._yaml import show
 from . import common
 

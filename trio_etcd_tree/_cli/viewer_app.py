@@ -193,7 +193,7 @@ def _settle(future: asyncio.Future[Any], exc: BaseException | None, result: Any 
 
 
 def _conflict(root: et.Root, path: Path, node: et.Node | None) -> et.ConflictError:
-    key = root._key_of(path)
+    key = root.key_of(path)
     current = None if node is None else node.kv
     what = "gone" if current is None else f"now at revision {current.mod_revision}"
     return et.ConflictError(
@@ -218,10 +218,7 @@ async def write_value(root: et.Root, path: Path, text: str, expected: int) -> in
     current = node.mod_revision if node is not None else 0
     if current != expected:
         raise _conflict(root, path, node)
-    value: object = text
-    for name in reversed(path):
-        value = {name: value}
-    return await root.set(value)
+    return await root.set(path, text)
 
 
 async def delete_key(
@@ -547,7 +544,7 @@ class ViewerApp(App[None]):
                 ttl = known[0] - int(time.monotonic() - known[1]) if known[0] >= 0 else -1
             if known is None or time.monotonic() - known[1] > LEASE_REFRESH:
                 self._ask_lease(node.lease)
-        key = (model.root._key_of(model.current.path)).decode("utf-8", "replace")
+        key = (model.root.key_of(model.current.path)).decode("utf-8", "replace")
         text = detail_text(node, key, ttl)
         if text != self._detail:
             self._detail = text
@@ -593,7 +590,7 @@ class ViewerApp(App[None]):
         model = self.model
         assert model is not None
         if self._prompt_mode == "jump":
-            path = parse_path(event.value, model.root._key_of(()))
+            path = parse_path(event.value, model.root.key_of(()))
             if not model.jump(path):
                 self.notify(f"no key {event.value!r}; showing the nearest", severity="warning")
         event.input.remove_class("active")
@@ -680,7 +677,7 @@ class ViewerApp(App[None]):
 
     def _show(self, path: Path) -> str:
         assert self.model is not None
-        return self.model.root._key_of(path).decode("utf-8", "replace") or "/"
+        return self.model.root.key_of(path).decode("utf-8", "replace") or "/"
 
     def _write(self, root: et.Root, path: Path, text: str, expected: int) -> None:
         future = self.bridge.call(lambda: write_value(root, path, text, expected))

@@ -10,9 +10,9 @@ from urllib.parse import urlsplit
 
 import trio
 
-from .._keys import KeyLike, key_bytes, range_end_for
-from .._txn import Compare, Op
-from .._types import (
+from .._core.keys import KeyLike, key_bytes, range_end_for
+from .._core.txn import Compare, Op
+from .._core.types import (
     DeleteResult,
     KeyValue,
     LeaseGrant,

@@ -43,8 +43,8 @@ from typing import TypeVar
 
 import trio
 
-from .._errors import AuthenticationError, UnavailableError
-from .._util import Backoff
+from .._core.errors import AuthenticationError, UnavailableError
+from .._core.util import Backoff
 from .._wire import (
     AuthenticateRequest,
     CallState,

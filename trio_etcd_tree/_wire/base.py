@@ -27,9 +27,9 @@ from typing import TYPE_CHECKING, Generic, Protocol, TypeVar, runtime_checkable
 
 import trio
 
-from .._keys import key_text
-from .._txn import Compare, Get, Op, Txn
-from .._types import (
+from .._core.keys import key_text
+from .._core.txn import Compare, Get, Op, Txn
+from .._core.types import (
     DeleteResult,
     Event,
     LeaseGrant,
@@ -43,7 +43,7 @@ from .._types import (
 )
 
 if TYPE_CHECKING:
-    from .._errors import EtcdError
+    from .._core.errors import EtcdError
 
 __all__ = [
     "AuthenticateRequest",

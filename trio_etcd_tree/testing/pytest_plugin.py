@@ -10,6 +10,12 @@ a conftest). It needs pytest-trio in trio mode. Fixtures:
     test gets its own key ``prefix``. Tests marked ``real_only`` skip the fake.
 ``etcd_servers``
     The session's real servers (session scope, synchronous): ``etcd_servers.get("3.5")``.
+``fake_etcd``
+    An in-memory :class:`FakeEtcd` of the test's own; options of ``open_fake_etcd`` come
+    from the marker ``@pytest.mark.fake_etcd(members=2, ...)`` (on the test, its class or
+    its module). A test using it runs on an autojump clock.
+``fake_client``
+    A :class:`Client` connected to ``fake_etcd``.
 
 A real version whose binary cannot be found is skipped with the reason, unless the
 environment variable ``TRIO_ETCD_TREE_REQUIRE_ETCD`` is set (CI sets it): then it fails.
@@ -29,7 +35,7 @@ from typing import Any
 import pytest
 import trio.testing
 
-from .. import Client, open_client
+from .._client import Client, open_client
 from ._fake import FakeEtcd, open_fake_etcd
 from ._launcher import EtcdBinary, EtcdCluster, EtcdNotFoundError, find_etcd
 
@@ -93,6 +99,18 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "real_only: needs a real etcd server (the reason is given in the test)"
     )
+    config.addinivalue_line(
+        "markers", "fake_etcd(**options): options of open_fake_etcd for the fake_etcd fixture"
+    )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests on ``fake_etcd`` run on an autojump clock (before pytest-trio's own mark, so
+    that this one is the closest)."""
+    for item in items:
+        if "fake_etcd" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.trio(run=_run_on_autojump_clock), append=False)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -165,6 +183,22 @@ def etcd_servers() -> Iterator[Servers]:
         yield servers
     finally:
         servers.close()
+
+
+@pytest.fixture
+async def fake_etcd(request: pytest.FixtureRequest) -> AsyncIterator[FakeEtcd]:
+    """An in-memory etcd of this test's own (options: the ``fake_etcd`` marker)."""
+    marker = request.node.get_closest_marker("fake_etcd")
+    options: dict[str, Any] = dict(marker.kwargs) if marker is not None else {}
+    async with open_fake_etcd(**options) as fake:
+        yield fake
+
+
+@pytest.fixture
+async def fake_client(fake_etcd: FakeEtcd) -> AsyncIterator[Client]:
+    """A client of ``fake_etcd``."""
+    async with open_client(fake_etcd.endpoints, transport=fake_etcd) as client:
+        yield client
 
 
 def _prefix(request: pytest.FixtureRequest) -> bytes:

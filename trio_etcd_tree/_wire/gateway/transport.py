@@ -37,8 +37,8 @@ from typing import Any, TypeVar, cast
 import httpx
 import trio
 
-from ..._errors import EtcdError, InvalidRequestError, ProtocolError, UnavailableError
-from ..._util import gc_paused
+from ..._core.errors import EtcdError, InvalidRequestError, ProtocolError, UnavailableError
+from ..._core.util import gc_paused
 from ..base import CallState, Request, WatchCreateRequest, WatchMessage
 from ..errors import error_for
 from . import codec

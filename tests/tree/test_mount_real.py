@@ -344,7 +344,7 @@ async def test_torture(version: str) -> None:
             assert update.changes
             assert not update.coalesced
             for change in update.changes:
-                assert change.new is None or change.new.key == root._key_of(change.path)
+                assert change.new is None or change.new.key == root.key_of(change.path)
                 if update.resync:
                     assert change.new is None or change.new.mod_revision <= update.revision
                 else:

@@ -22,7 +22,13 @@
     ├── DecodeError             a node's bytes do not decode with its codec (.raw kept)
     ├── TreeClosedError         the mount was left (also a trio.ClosedResourceError)
     ├── SubscriptionOverflow    a subscriber fell too far behind (also trio.BrokenResourceError)
-    └── MirrorError             the mirror cannot go on (the cause is chained)
+    ├── MirrorError             the mirror cannot go on (the cause is chained)
+    ├── NotLoadedError          a lazy mount has not loaded the value yet (also a LookupError)
+    │
+    │   locks and elections:
+    ├── LockBusyError           ``try_lock`` found the lock taken (also a trio.WouldBlock)
+    ├── LockLostError           our contender key vanished while we waited
+    └── NotLeaderError          ``proclaim`` or ``guard`` by a candidate that does not lead
 
 Every error says what was asked (``request``, e.g. ``"put b'/cfg/a'"``), of which endpoint,
 and what the server said (``code`` is the gRPC status code, ``server_message`` its text).
@@ -40,7 +46,7 @@ from typing import TYPE_CHECKING
 import trio
 
 if TYPE_CHECKING:
-    from ._types import KeyValue
+    from .types import KeyValue
 
 __all__ = [
     "AuthenticationError",
@@ -52,8 +58,12 @@ __all__ = [
     "FutureRevisionError",
     "InvalidRequestError",
     "LeaseExpiredError",
+    "LockBusyError",
+    "LockLostError",
     "MirrorError",
     "NotFoundError",
+    "NotLeaderError",
+    "NotLoadedError",
     "PermissionDeniedError",
     "ProtocolError",
     "SubscriptionOverflow",
@@ -255,3 +265,32 @@ class SubscriptionOverflow(EtcdError, trio.BrokenResourceError):
 class MirrorError(EtcdError):
     """The mirror cannot go on (for example the user lost permission to read the subtree);
     raised out of the ``mount`` block. ``__cause__`` holds the underlying error."""
+
+
+class NotLoadedError(EtcdError, LookupError):
+    """The value of a node of a lazy mount is not loaded yet: ``await node.load()``."""
+
+
+class LockBusyError(EtcdError, trio.WouldBlock):
+    """:func:`try_lock` found the lock held (or queued for) by someone else.
+
+    It is a :class:`trio.WouldBlock` as well as an :class:`EtcdError`, the way trio's own
+    ``*_nowait`` calls report that they would have to wait.
+
+    Attributes:
+        holder: the key of the current holder.
+    """
+
+    def __init__(self, message: str, *, holder: bytes, request: str = "") -> None:
+        super().__init__(message, request=request)
+        self.holder = holder
+
+
+class LockLostError(EtcdError):
+    """Our key disappeared while we were queued for the lock or campaigning (deleted by
+    someone else, or its lease expired before we heard of it)."""
+
+
+class NotLeaderError(EtcdError):
+    """:meth:`Election.proclaim` was called by a candidate that is not (or no longer) the
+    leader."""

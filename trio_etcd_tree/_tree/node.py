@@ -1,4 +1,4 @@
-"""Nodes of the mirrored tree.
+"""Nodes of the mirrored tree: the view users hold.
 
 A node is one path segment below the mount. It may hold a value (then it mirrors one etcd
 key: bytes plus ``create_revision``, ``mod_revision``, ``version`` and ``lease``) and it may
@@ -15,55 +15,38 @@ hold a key whose value is not loaded yet: its revisions are known, ``value`` and
 raise :class:`NotLoadedError` until ``await node.load()`` reads it. Writing goes to etcd as
 a guarded transaction and returns once the watch has brought the change back into the tree
 (see ``Node.set``).
+
+Who changes what: only the apply core (``core.py``) writes a node's state; a node reads
+its own and reaches the rest of the mount through the small :class:`TreeHandle` its root
+holds (the mount implements it).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, overload
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING, Any, final, overload
 
-from ._codecs import Codec
-from ._errors import DecodeError
-from ._types import KeyValue
+from .._core.codecs import Codec
+from .._core.errors import DecodeError, NotLoadedError
+from .._core.types import KeyValue
+from .changes import NOT_LOADED, MountState, MountStatistics
+from .handle import TreeHandle
+from .paths import Path, PathLike, split_path
+from .subscribe import Subscription
+from .transaction import Transaction
+from .view import NodeView
 
 if TYPE_CHECKING:
-    from contextlib import AbstractAsyncContextManager
+    from .._client import Lease
 
-    from ._client import Lease
-    from ._mount import Root
-    from ._subscribe import Subscription
+__all__ = ["Node", "Root", "make_node"]
 
-__all__ = ["Node", "NotLoadedError"]
-
-_UNDECODED: Any = object()
-_PRIVATE = object()
+PRIVATE = object()
+"""The token that lets the tree (and only the tree) make nodes."""
 
 
-class _NotLoaded(bytes):
-    """The type of ``NOT_LOADED``."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "<not loaded>"
-
-
-#: The raw value of a node whose key exists but whose value a lazy mount has not loaded
-#: yet (and the ``value`` of a :class:`KeyValue` in a :class:`Change` for such a key). It
-#: is a ``bytes`` equal to ``b""``, so "has a key" stays ``_raw is not None``; tell it
-#: apart by identity (``raw is NOT_LOADED``).
-NOT_LOADED: bytes = _NotLoaded()
-
-
-class NotLoadedError(LookupError):
-    """The value of a node of a lazy mount is not loaded yet: ``await node.load()``."""
-
-
-def encode_name(name: str) -> bytes:
-    return name.encode("utf-8", "surrogateescape")
-
-
-class Node:
+class Node(NodeView["Node"]):
     """One node of a mounted tree (see the module docs). Nodes are made by the tree only.
 
     Reading (never I/O): ``node["db"]``, ``"db" in node``, ``len(node)``, iteration over
@@ -75,52 +58,12 @@ class Node:
     a path pattern in a :class:`TypeRegistry`.
     """
 
-    __slots__ = (
-        "_children",
-        "_create",
-        "_decoded",
-        "_lease",
-        "_mod",
-        "_name",
-        "_parent",
-        "_raw",
-        "_version",
-    )
+    __slots__ = ()
 
     def __init__(self, name: str, parent: Node | None, _token: object = None) -> None:
-        if _token is not _PRIVATE:
+        if _token is not PRIVATE:
             raise TypeError("nodes are made by the tree; use mount() and index it")
-        self._name = name
-        self._parent = parent
-        self._children: dict[str, Node] | None = None
-        self._raw: bytes | None = None
-        self._create = 0
-        self._mod = 0
-        self._version = 0
-        self._lease = 0
-        self._decoded: Any = _UNDECODED
-
-    # --- where it is ---------------------------------------------------------------------
-
-    @property
-    def name(self) -> str:
-        """The node's name: its last path segment (``""`` for the root)."""
-        return self._name
-
-    @property
-    def parent(self) -> Node | None:
-        """The parent node; ``None`` for the root and for a node deleted from the tree."""
-        return self._parent
-
-    @property
-    def path(self) -> tuple[str, ...]:
-        """The names from the root down to this node (``()`` for the root)."""
-        names: list[str] = []
-        node: Node | None = self
-        while node is not None and node._parent is not None:
-            names.append(node._name)
-            node = node._parent
-        return tuple(reversed(names))
+        super().__init__(name, parent)
 
     @property
     def root(self) -> Root:
@@ -128,25 +71,15 @@ class Node:
         node = self
         while node._parent is not None:
             node = node._parent
-        return node  # type: ignore[return-value]
+        assert isinstance(node, Root)  # a node's chain of parents ends at its mount's root
+        return node
 
     @property
     def key(self) -> bytes:
         """The etcd key this node mirrors (or would, if it has no value)."""
-        return self.root._key_of(self.path)
+        return self.root._mirror.key_of(self.path)
 
     # --- the value -----------------------------------------------------------------------
-
-    @property
-    def has_value(self) -> bool:
-        """Whether a key exists at this node (a node can exist only to hold children)."""
-        return self._raw is not None
-
-    @property
-    def loaded(self) -> bool:
-        """Whether the node's value is known: ``False`` only for a key of a lazy mount whose
-        value has not been loaded (see :meth:`load`)."""
-        return self._raw is not NOT_LOADED
 
     @property
     def raw(self) -> bytes | None:
@@ -162,29 +95,28 @@ class Node:
     @property
     def value(self) -> Any:
         """The value, decoded with the node's codec (``str`` unless the registry says
-        otherwise).
+        otherwise). The tree keeps the bytes: each read decodes them.
 
         Raises:
             LookupError: the node has no value (only children).
             NotLoadedError: a lazy mount has not loaded the value yet.
             DecodeError: the bytes do not decode; ``raw`` still has them.
         """
-        if self._raw is None:
+        raw = self._raw
+        if raw is None:
             raise LookupError(f"{self._describe()} has no value, only children")
-        if self._raw is NOT_LOADED:
+        if raw is NOT_LOADED:
             raise self._not_loaded()
-        if self._decoded is _UNDECODED:
-            codec = self.codec
-            try:
-                self._decoded = codec.decode(self._raw)
-            except (ValueError, UnicodeDecodeError) as exc:
-                raise DecodeError(
-                    f"{self._describe()} does not decode as {codec.name}: {exc}",
-                    key=self.key,
-                    raw=self._raw,
-                    codec=codec.name,
-                ) from exc
-        return self._decoded
+        codec = self.codec
+        try:
+            return codec.decode(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise DecodeError(
+                f"{self._describe()} does not decode as {codec.name}: {exc}",
+                key=self.key,
+                raw=raw,
+                codec=codec.name,
+            ) from exc
 
     @property
     def decode_error(self) -> DecodeError | None:
@@ -201,27 +133,7 @@ class Node:
     @property
     def codec(self) -> Codec:
         """The codec the type registry gives this node's path."""
-        return self.root._codec_for(self.path)
-
-    @property
-    def create_revision(self) -> int:
-        """The revision that created the key (0 when there is no key)."""
-        return self._create
-
-    @property
-    def mod_revision(self) -> int:
-        """The revision of the key's last change (0 when there is no key)."""
-        return self._mod
-
-    @property
-    def version(self) -> int:
-        """How often the key was written since it was created (0 when there is no key)."""
-        return self._version
-
-    @property
-    def lease(self) -> int:
-        """The id of the lease the key is attached to (0 for none)."""
-        return self._lease
+        return self.root._mirror.codec_for(self.path)
 
     @property
     def kv(self) -> KeyValue | None:
@@ -234,65 +146,7 @@ class Node:
             return None
         if self._raw is NOT_LOADED:
             raise self._not_loaded()
-        return KeyValue(self.key, self._raw, self._create, self._mod, self._version, self._lease)
-
-    # --- children --------------------------------------------------------------------------
-
-    def __getitem__(self, name: str) -> Node:
-        children = self._children
-        if children is None or name not in children:
-            raise KeyError(f"{self._describe()} has no child {name!r}")
-        return children[name]
-
-    def get(self, name: str, default: Node | None = None) -> Node | None:
-        children = self._children
-        if children is None:
-            return default
-        return children.get(name, default)
-
-    def __contains__(self, name: object) -> bool:
-        return self._children is not None and name in self._children
-
-    def __len__(self) -> int:
-        return 0 if self._children is None else len(self._children)
-
-    def __bool__(self) -> bool:
-        return True  # a node with no children is still a node
-
-    def __iter__(self) -> Iterator[str]:
-        """Child names in key order (the order of their etcd keys)."""
-        if self._children is None:
-            return iter(())
-        return iter(sorted(self._children, key=encode_name))
-
-    def keys(self) -> list[str]:
-        return list(self)
-
-    def values(self) -> list[Node]:
-        children = self._children or {}
-        return [children[name] for name in self]
-
-    def items(self) -> list[tuple[str, Node]]:
-        children = self._children or {}
-        return [(name, children[name]) for name in self]
-
-    def lookup(self, path: str | Sequence[str]) -> Node:
-        """The node at a relative path: ``"a/b"`` or ``("a", "b")``.
-
-        Raises:
-            KeyError: a node on the way does not exist.
-        """
-        names = path.split("/") if isinstance(path, str) else path
-        node = self
-        for name in names:
-            node = node[name]
-        return node
-
-    def walk(self) -> Iterator[Node]:
-        """This node and everything below it, depth first, in key order."""
-        yield self
-        for child in self.values():
-            yield from child.walk()
+        return self._kv(self.key)
 
     def __repr__(self) -> str:
         if self._raw is None:
@@ -328,7 +182,7 @@ class Node:
         Cancellation: a checkpoint; cancelled, the values read so far stay loaded (each is
         the right one for its key's ``mod_revision``) and the rest stay unloaded.
         """
-        await self.root._mirror.load(self)
+        await self.root._mirror.load(self.path)
         return self
 
     # --- writing ---------------------------------------------------------------------------
@@ -340,12 +194,13 @@ class Node:
 
     @overload
     async def set(
-        self, name: str, value: object, /, *, lease: Lease | int = 0, unguarded: bool = False
+        self, path: PathLike, value: object, /, *, lease: Lease | int = 0, unguarded: bool = False
     ) -> int: ...
 
     async def set(self, *args: object, lease: Lease | int = 0, unguarded: bool = False) -> int:
-        """Write this node's value (``node.set(value)``) or a child's (``node.set(name,
-        value)``); a ``dict`` value writes a whole subtree of keys.
+        """Write this node's value (``node.set(value)``) or the value at a path below it
+        (``node.set("a/b", value)``, or a sequence of names); a ``dict`` value writes a
+        whole subtree of keys.
 
         The value is encoded with the target's codec (a value it cannot encode raises
         ``TypeError``/``ValueError`` before anything is sent). The write is one etcd
@@ -366,17 +221,20 @@ class Node:
         written; after, the write may have been applied (the tree will show it if so).
         """
         if len(args) == 1:
-            return await self.root._mirror.set_values(
-                self, [((), args[0])], lease=lease, unguarded=unguarded
-            )
-        if len(args) == 2 and isinstance(args[0], str):
-            return await self.root._mirror.set_values(
-                self, [((args[0],), args[1])], lease=lease, unguarded=unguarded
-            )
-        raise TypeError("use node.set(value) or node.set(name, value)")
+            item: tuple[Path, object] = ((), args[0])
+        elif len(args) == 2 and isinstance(args[0], str | tuple | list):
+            item = (split_path(args[0]), args[1])
+        else:
+            raise TypeError("use node.set(value) or node.set(path, value)")
+        return await self.root._mirror.set_values(
+            self.path, [item], lease=lease, unguarded=unguarded
+        )
 
-    async def delete(self, *, recursive: bool = False, unguarded: bool = False) -> int:
-        """Delete this node's key, or with ``recursive`` every key at and below it.
+    async def delete(
+        self, path: PathLike = (), /, *, recursive: bool = False, unguarded: bool = False
+    ) -> int:
+        """Delete this node's key (or the key at ``path`` below it), or with ``recursive``
+        every key at and below it.
 
         One transaction, guarded by the key's ``mod_revision`` and, for a recursive delete,
         by "no key below was created or changed since the revision the tree has applied".
@@ -384,13 +242,15 @@ class Node:
 
         Raises:
             ConflictError: the key or the subtree changed meanwhile.
-            LookupError: a non-recursive delete of a node without a value.
+            LookupError: a non-recursive delete where the tree holds no key.
             TreeClosedError: the mount was left.
 
         Cancellation: a checkpoint; cancelled after the request is sent, the delete may
         have been applied.
         """
-        return await self.root._mirror.delete_node(self, recursive=recursive, unguarded=unguarded)
+        return await self.root._mirror.delete_path(
+            self.path + split_path(path), recursive=recursive, unguarded=unguarded
+        )
 
     def subscribe(
         self,
@@ -423,31 +283,110 @@ class Node:
         return await self.root._mirror.wait_value(self.path, predicate)
 
 
-def current_value(node: Node | None) -> Any:
-    """What ``wait_value`` compares: the decoded value, ``None``, or the decode error."""
-    if node is None or node._raw is None:
-        return None
-    try:  # an unloaded value raises NotLoadedError: Mirror.wait_value loads first
-        return node.value
-    except DecodeError as exc:
-        return exc
+@final
+class Root(Node):
+    """The root node of a mounted tree, with the mount's state and its writes.
+
+    Besides everything a :class:`Node` offers: ``revision`` (the revision the tree
+    reflects), ``prefix``, ``state`` and ``state_since``, :meth:`statistics`,
+    :meth:`key_of`, :meth:`wait_revision`, :meth:`transaction` and
+    :meth:`retry_transaction`. ``root.set(path, value)`` and ``root.delete(path)`` write
+    anywhere in the mount by path (see :meth:`Node.set` and :meth:`Node.delete`).
+    """
+
+    __slots__ = ("_mirror",)
+
+    def __init__(self, mirror: TreeHandle, _token: object = None) -> None:
+        super().__init__("", None, _token)
+        self._mirror = mirror
+
+    @property
+    def revision(self) -> int:
+        """The etcd revision the tree reflects: everything up to it has been applied."""
+        return self._mirror.revision
+
+    @property
+    def prefix(self) -> bytes:
+        """The mounted prefix (the root's own key)."""
+        return self._mirror.prefix
+
+    @property
+    def state(self) -> MountState:
+        return self._mirror.state
+
+    @property
+    def state_since(self) -> float:
+        """The trio time of the last change of ``state``."""
+        return self._mirror.since
+
+    def statistics(self) -> MountStatistics:
+        return self._mirror.statistics()
+
+    def key_of(self, path: PathLike) -> bytes:
+        """The etcd key of a path in this mount (``root.key_of("db/port")`` is
+        ``b"/cfg/db/port"`` for a mount of ``/cfg``), whether or not the key exists."""
+        return self._mirror.key_of(split_path(path))
+
+    async def wait_revision(self, revision: int) -> None:
+        """Wait until the tree has applied ``revision`` (it shows every change up to it).
+
+        Revisions of changes under the mount arrive with their events. A revision of a
+        change elsewhere brings no event: when none has come after a second, the tree
+        asks the server whether any key under the mount changed between its revision and
+        ``revision`` (a keys-only read at ``revision`` that returns only changed keys);
+        if none did, the tree is at ``revision`` already. Otherwise it waits for those
+        events and asks again later, with backoff up to 32 seconds; if the watch has
+        brought nothing in between, it is reopened (a stream stuck on a live member).
+
+        Raises:
+            TreeClosedError: the mount was left before the revision arrived.
+
+        Cancellation: a checkpoint; nothing to undo.
+        """
+        await self._mirror.wait_revision(revision)
+
+    def transaction(self, path: PathLike = ()) -> AbstractAsyncContextManager[Transaction]:
+        """``async with root.transaction() as txn:`` collect writes, commit them atomically.
+
+        ``txn.set(path, value)`` and ``txn.delete(path, recursive=...)`` take paths
+        relative to ``path`` (the transaction's subtree, the whole mount by default). When
+        the block ends without an error, the writes go to etcd in one transaction guarded
+        by "no key in the subtree was created or changed since ``txn.revision``" and by each
+        written key's own state, and the block exits once the tree shows them. An error in
+        the block writes nothing.
+
+        Raises (on exit):
+            ConflictError: something in the subtree changed; nothing was written.
+            TooLargeError: more operations than ``max_txn_ops``; nothing was written.
+
+        Cancellation: the exit is a checkpoint; cancelled after the request is sent, the
+        transaction may have been applied.
+        """
+        return self._mirror.transaction(split_path(path))
+
+    async def retry_transaction(
+        self,
+        fn: Callable[[Transaction], object],
+        *,
+        path: PathLike = (),
+        attempts: int = 10,
+    ) -> int:
+        """Run ``fn(txn)`` in a :meth:`transaction` until it commits; return the revision.
+
+        ``fn`` reads the tree and calls ``txn.set``/``txn.delete``; on a conflict the
+        tree is brought up to date with the revision that caused it and ``fn`` runs again
+        on the fresh state (etcd's software transactional memory, trio style). ``fn`` may
+        be a plain or an async function.
+
+        Raises:
+            ConflictError: still conflicting after ``attempts`` tries.
+
+        Cancellation: a checkpoint; cancelled while committing, the last attempt may have
+        been applied.
+        """
+        return await self._mirror.retry_transaction(fn, split_path(path), attempts)
 
 
-def make_node(cls: type[Node], name: str, parent: Node | None) -> Node:
-    return cls(name, parent, _PRIVATE)
-
-
-def flatten(value: object, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], object]]:
-    """(relative path, leaf value) pairs of a value: nested mappings become paths."""
-    if isinstance(value, Mapping):
-        if not value:
-            raise ValueError(
-                f"an empty mapping at {'/'.join(path) or 'the node'} cannot be written: "
-                "etcd has no empty directories"
-            )
-        for name, child in value.items():
-            if not isinstance(name, str):
-                raise TypeError(f"names must be str, not {type(name).__name__}: {name!r}")
-            yield from flatten(child, (*path, name))
-    else:
-        yield path, value
+def make_node(cls: type[Node], name: str, parent: Node) -> Node:
+    """A new node (for the apply core)."""
+    return cls(name, parent, PRIVATE)

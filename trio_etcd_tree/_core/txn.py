@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal, TypeAlias, final
 
-from ._keys import KeyLike, key_bytes, range_end_for
+from .keys import KeyLike, key_bytes, range_end_for
 
 __all__ = ["Compare", "CompareResult", "CompareTarget", "Delete", "Get", "Op", "Put", "Txn"]
 

@@ -16,10 +16,10 @@ from typing import final
 
 import trio
 
-from ._errors import SubscriptionOverflow, TreeClosedError
-from ._node import encode_name
-from ._tree import Change, ChangeKind, Update
-from ._util import open_service_nursery
+from .._core.errors import SubscriptionOverflow, TreeClosedError
+from .._core.util import open_service_nursery
+from .changes import Change, ChangeKind, Update
+from .paths import Path, encode_name, show
 
 __all__ = ["Subscription", "Subscriptions"]
 
@@ -35,7 +35,7 @@ class Subscription(trio.abc.ReceiveChannel[Update]):
     left; :class:`SubscriptionOverflow` is raised instead if the subscriber fell behind.
     """
 
-    def __init__(self, path: tuple[str, ...], buffer: int) -> None:
+    def __init__(self, path: Path, buffer: int) -> None:
         self.path = path
         self._send, self._receive = trio.open_memory_channel[Update](buffer)
         self.overflowed = False
@@ -51,7 +51,7 @@ class Subscription(trio.abc.ReceiveChannel[Update]):
         except trio.EndOfChannel:
             if self.overflowed:
                 raise SubscriptionOverflow(
-                    f"the subscriber of {'/'.join(self.path) or 'the root'} fell behind "
+                    f"the subscriber of {show(self.path)} fell behind "
                     f"by more than its buffer; re-read the tree and subscribe again"
                 ) from None
             raise
@@ -76,7 +76,7 @@ class Subscription(trio.abc.ReceiveChannel[Update]):
         self._send.close()
 
 
-def relevant(path: tuple[str, ...], changes: tuple[Change, ...]) -> tuple[Change, ...]:
+def relevant(path: Path, changes: tuple[Change, ...]) -> tuple[Change, ...]:
     """The changes at or below ``path``."""
     if not path:
         return changes
@@ -84,7 +84,7 @@ def relevant(path: tuple[str, ...], changes: tuple[Change, ...]) -> tuple[Change
     return tuple(c for c in changes if c.path[:n] == path)
 
 
-def merge(older: dict[tuple[str, ...], Change], changes: tuple[Change, ...]) -> None:
+def merge(older: dict[Path, Change], changes: tuple[Change, ...]) -> None:
     """Fold newer changes into a summary: per key the first ``old`` and the last ``new``."""
     for change in changes:
         first = older.get(change.path)
@@ -137,7 +137,7 @@ class Subscriptions:
     @asynccontextmanager
     async def subscribe(
         self,
-        path: tuple[str, ...],
+        path: Path,
         *,
         buffer: int,
         update_delay: float | None,
@@ -180,7 +180,7 @@ class Subscriptions:
 
 async def _debounce(raw: Subscription, out: Subscription, delay: float, max_delay: float) -> None:
     """Forward quiet-period summaries of ``raw`` to ``out``."""
-    pending: dict[tuple[str, ...], Change] = {}
+    pending: dict[Path, Change] = {}
     revision = 0
     resync = False
     async for update in raw._receive:
@@ -209,6 +209,6 @@ async def _debounce(raw: Subscription, out: Subscription, delay: float, max_dela
     out._close()
 
 
-def _summary(pending: dict[tuple[str, ...], Change], revision: int, resync: bool) -> Update:
+def _summary(pending: dict[Path, Change], revision: int, resync: bool) -> Update:
     changes = sorted(pending.values(), key=lambda c: [encode_name(n) for n in c.path])
     return Update(revision, tuple(changes), resync, coalesced=True)

@@ -5,22 +5,25 @@ from __future__ import annotations
 import pytest
 
 import trio_etcd_tree as et
-from trio_etcd_tree._mount import Root
-from trio_etcd_tree._node import _PRIVATE, Node, flatten, make_node
-from trio_etcd_tree._tree import TreeCore
-from trio_etcd_tree._types import Event, EventType, KeyValue
+from trio_etcd_tree._core.types import Event, EventType, KeyValue
+from trio_etcd_tree._tree.core import TreeCore
+from trio_etcd_tree._tree.node import PRIVATE, Node, Root, make_node
+from trio_etcd_tree._tree.paths import flatten
 
 
 def core(prefix: bytes = b"/cfg", registry: et.TypeRegistry | None = None) -> TreeCore:
-    root = Root(None, _PRIVATE)  # type: ignore[arg-type]
+    root = Root(None, PRIVATE)  # type: ignore[arg-type]
     tree = TreeCore(root, prefix, registry or et.TypeRegistry())
     root._mirror = _FakeMirror(tree)  # type: ignore[assignment]
     return tree
 
 
 class _FakeMirror:
+    """The part of a mount's handle that reading nodes uses."""
+
     def __init__(self, tree: TreeCore) -> None:
-        self.core = tree
+        self.key_of = tree.key_of
+        self.codec_for = tree.codec_for
 
 
 def kv(
@@ -92,6 +95,8 @@ def test_apply_puts_and_deletes_prune_empty_nodes() -> None:
     assert changes[0].old == kv(b"/cfg/a/b/c", b"1")
     assert "a" not in tree.root  # nothing left below: pruned up to the root
     assert c_node.parent is None
+    assert c_node.path == ("a", "b", "c") and c_node.key == b"/cfg/a/b/c"  # as it was
+    assert c_node.root is tree.root
     assert tree.keys == 0
     assert tree.apply([delete(b"/cfg/zzz", 5), put(b"/elsewhere", b"x", 5)], 5) == []
     assert tree.revision == 5
@@ -109,6 +114,23 @@ def test_delete_keeps_a_node_with_children() -> None:
     with pytest.raises(LookupError, match="has no value"):
         node.value  # noqa: B018
     assert node.decode_error is None
+
+
+def test_many_children_are_kept_by_name() -> None:
+    """Up to eight children in a tuple, more in a dict: both read and prune alike."""
+    tree = core()
+    names = [f"c{i:02}" for i in range(12)]
+    tree.load([kv(f"/cfg/p/{n}".encode()) for n in names], 2)
+    parent = tree.root["p"]
+    assert list(parent) == names and len(parent) == 12
+    assert parent["c11"].name == "c11" and "c03" in parent and parent.get("zz") is None
+    for revision, name in enumerate(names, 3):
+        tree.apply([delete(f"/cfg/p/{name}".encode(), revision)], revision)
+        assert name not in parent
+    assert "p" not in tree.root and len(tree.root) == 0
+    tree.apply([put(b"/cfg/q/a", rev=20), put(b"/cfg/q/b", rev=20)], 20)
+    tree.apply([delete(b"/cfg/q/a", 21)], 21)
+    assert tree.root["q"].keys() == ["b"]
 
 
 def test_modified_change_carries_old_and_new() -> None:
@@ -208,7 +230,7 @@ def test_node_classes_from_the_registry() -> None:
 def test_nodes_have_no_public_constructor() -> None:
     with pytest.raises(TypeError, match="made by the tree"):
         Node("x", None)
-    assert make_node(Node, "x", None).name == "x"
+    assert make_node(Node, "x", core().root).name == "x"
 
 
 def test_flatten() -> None:

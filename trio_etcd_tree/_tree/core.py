@@ -1,9 +1,15 @@
 """The mirror's pure core: apply etcd changes to the node tree. No I/O, no trio.
 
-The async shell (``_mount``) feeds it a snapshot (``load`` or, on resync, ``replace``) and
+This is the only code that changes a node's state (its value, revisions and children):
+loading, following and resyncing all come down to ``load``, ``apply``, ``replace``,
+``fill`` and ``clear`` here, as client-go's Reflector only ever calls its store's
+``Replace``/``Add``/``Delete``.
+
+The reflector (``reflector.py``) feeds it a snapshot (``load`` or, on resync, ``replace``) and
 then the watch's events revision by revision (``apply``); each returns the
-:class:`Change` list that subscribers get. Keys outside the mount are ignored (the watch
-covers ``[prefix, prefix + "0")`` to include the mount's own key, so ``/cfg-old`` passes by).
+:class:`Change` list that subscribers get. Keys outside the mount are ignored (the range
+read and watched is ``[prefix, prefix + "0")``, to include the mount's own key, so
+``/cfg-old`` passes by).
 
 A lazy mount loads and resyncs keys only (``keys_only``): such keys get the raw value
 ``NOT_LOADED`` with their revisions, and ``fill`` gives them their values later.
@@ -11,75 +17,19 @@ A lazy mount loads and resyncs keys only (``keys_only``): such keys get the raw 
 
 from __future__ import annotations
 
-import enum
 import sys
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any, NamedTuple
 
-from ._codecs import STR, Codec
-from ._node import _UNDECODED, NOT_LOADED, Node, NotLoadedError, encode_name, make_node
-from ._registry import TypeRegistry
-from ._types import Event, EventType, KeyValue
-from ._util import gc_paused
+from .._core.codecs import STR, Codec
+from .._core.types import Event, EventType, KeyValue
+from .._core.util import gc_paused
+from .changes import NOT_LOADED, Change, ChangeKind
+from .node import Node, make_node
+from .paths import Path, encode_name
+from .registry import TypeRegistry
+from .view import SMALL
 
-__all__ = ["Change", "ChangeKind", "TreeCore", "Update"]
-
-
-class ChangeKind(enum.Enum):
-    CREATED = "created"  #: the key did not exist before
-    MODIFIED = "modified"  #: the key's value (or lease) changed
-    DELETED = "deleted"  #: the key is gone
-
-
-class Change(NamedTuple):
-    """One key's change: where, what kind, and the key before and after (as KeyValues)."""
-
-    path: tuple[str, ...]
-    kind: ChangeKind
-    old: KeyValue | None
-    new: KeyValue | None
-    codec: Codec
-
-    @property
-    def old_value(self) -> Any:
-        """The old value, decoded (``None`` if the key was created).
-
-        Raises:
-            NotLoadedError: a lazy mount had not loaded the old value (``old.value`` is
-                ``NOT_LOADED``; its revisions are right).
-        """
-        return None if self.old is None else self._decode(self.old.value)
-
-    @property
-    def new_value(self) -> Any:
-        """The new value, decoded (``None`` if the key was deleted).
-
-        Raises:
-            NotLoadedError: a lazy mount's resync found the key changed and did not load
-                the new value (``new.value`` is ``NOT_LOADED``; the node has it unloaded).
-        """
-        return None if self.new is None else self._decode(self.new.value)
-
-    def _decode(self, raw: bytes) -> Any:
-        if raw is NOT_LOADED:
-            raise NotLoadedError(
-                f"the value of {'/'.join(self.path) or 'the root'} was not loaded (a lazy mount)"
-            )
-        return self.codec.decode(raw)
-
-
-@dataclass(frozen=True, slots=True)
-class Update:
-    """What a subscriber receives: the changes of one revision below its node, in key
-    order. ``resync`` marks the changes found by comparing a fresh snapshot after the
-    watch could not resume (compaction, a restored cluster); ``coalesced`` marks a
-    debounced summary of several revisions (``revision`` is the last one)."""
-
-    revision: int
-    changes: tuple[Change, ...]
-    resync: bool = False
-    coalesced: bool = False
+__all__ = ["TreeCore"]
 
 
 class TreeCore:
@@ -96,7 +46,7 @@ class TreeCore:
 
     # --- keys and paths --------------------------------------------------------------------
 
-    def names_of(self, key: bytes) -> tuple[str, ...] | None:
+    def names_of(self, key: bytes) -> Path | None:
         """The path of a key, or ``None`` if the key is not under the mount."""
         if key.startswith(self._sub):
             # "/" is ASCII and surrogateescape works byte by byte: decoding first is the same
@@ -105,7 +55,7 @@ class TreeCore:
             return ()
         return None
 
-    def key_of(self, names: tuple[str, ...]) -> bytes:
+    def key_of(self, names: Path) -> bytes:
         if not names:
             return self.prefix
         return self._sub + b"/".join(encode_name(n) for n in names)
@@ -116,7 +66,7 @@ class TreeCore:
         """Add keys of a snapshot read at ``revision`` to the (empty) tree; call it once per
         page. Keys come sorted, so neighbours share their parent: it is looked up once.
         With ``keys_only`` the values are left unloaded."""
-        parent_names: tuple[str, ...] | None = None
+        parent_names: Path | None = None
         parent = self.root
         with gc_paused():
             for kv in kvs:
@@ -131,7 +81,7 @@ class TreeCore:
                 self.keys += 1
         self.revision = revision
 
-    def fill(self, kvs: Iterable[KeyValue], base: tuple[str, ...]) -> int:
+    def fill(self, kvs: Iterable[KeyValue], base: Path) -> int:
         """Give unloaded nodes at or below ``base`` their values from a read, where the
         read's key has the node's ``mod_revision`` (the same write, so the same value);
         return how many were filled. Nodes changed since are left as they are."""
@@ -141,9 +91,7 @@ class TreeCore:
             names = self.names_of(kv.key)
             if names is None or names[:n] != base:
                 continue
-            node: Node | None = self.root
-            for name in names:
-                node = node.get(name) if node is not None else None
+            node = self.root.find(names)
             if node is not None and node._raw is NOT_LOADED and node._mod == kv.mod_revision:
                 node._raw = kv.value
                 filled += 1
@@ -153,8 +101,8 @@ class TreeCore:
         """Forget a partly loaded snapshot."""
         root = self.root
         root._children = root._raw = None
-        root._create = root._mod = root._version = root._lease = 0
-        root._decoded = _UNDECODED
+        root._mod = 0
+        root._meta = None
         self.keys = 0
 
     def apply(self, events: Iterable[Event], revision: int) -> list[Change]:
@@ -183,7 +131,7 @@ class TreeCore:
         as it is, loaded or not; a new or changed key is left unloaded and its change's
         ``new.value`` is ``NOT_LOADED``."""
         with gc_paused():
-            fresh: dict[tuple[str, ...], KeyValue] = {}
+            fresh: dict[Path, KeyValue] = {}
             for kv in kvs:
                 names = self.names_of(kv.key)
                 if names is not None:
@@ -204,7 +152,7 @@ class TreeCore:
         self.revision = revision
         return changes
 
-    def _put(self, names: tuple[str, ...], kv: KeyValue, keys_only: bool = False) -> Change | None:
+    def _put(self, names: Path, kv: KeyValue, keys_only: bool = False) -> Change | None:
         node = self._make_path(names)
         if keys_only:
             kv = kv._replace(value=NOT_LOADED)
@@ -212,25 +160,21 @@ class TreeCore:
             self._set(node, kv)
             self.keys += 1
             return Change(names, ChangeKind.CREATED, None, kv, self.codec_for(names))
-        old = KeyValue(kv.key, node._raw, node._create, node._mod, node._version, node._lease)
+        old = node._kv(kv.key)
         if (old[2:] == kv[2:]) if keys_only else (old == kv):
             return None  # unchanged (a resync finding the same key; keys only: same revisions)
         self._set(node, kv)
         return Change(names, ChangeKind.MODIFIED, old, kv, self.codec_for(names))
 
-    def _delete(self, names: tuple[str, ...]) -> Change | None:
-        node: Node | None = self.root
-        for name in names:
-            node = node.get(name) if node is not None else None
+    def _delete(self, names: Path) -> Change | None:
+        node = self.root.find(names)
         if node is None or node._raw is None:
             return None  # not in the tree: nothing to do
-        old = KeyValue(
-            self.key_of(names), node._raw, node._create, node._mod, node._version, node._lease
-        )
+        old = node._kv(self.key_of(names))
         codec = self.codec_for(names)
         node._raw = None
-        node._decoded = _UNDECODED
-        node._create = node._mod = node._version = node._lease = 0
+        node._mod = 0
+        node._meta = None
         self.keys -= 1
         self._prune(node)
         return Change(names, ChangeKind.DELETED, old, None, codec)
@@ -239,14 +183,16 @@ class TreeCore:
         """Remove nodes that hold neither a value nor children, upwards."""
         while node._parent is not None and node._raw is None and not node._children:
             parent = node._parent
-            assert parent._children is not None
-            del parent._children[node._name]
-            node._parent = None
-            node = parent
+            children = parent._children
+            if isinstance(children, dict):
+                del children[node._name]
+            else:
+                assert children is not None
+                children = tuple(c for c in children if c is not node)
+            parent._children = children or None
+            node = parent  # (the node keeps its parent: its path, key and root stay known)
 
-    def _make_path(
-        self, names: tuple[str, ...], start: Node | None = None, full: tuple[str, ...] = ()
-    ) -> Node:
+    def _make_path(self, names: Path, start: Node | None = None, full: Path = ()) -> Node:
         """The node at ``names`` below ``start`` (the root), made if missing; ``full`` is
         the whole path when ``start`` is not the root (for the registry)."""
         node = self.root if start is None else start
@@ -254,26 +200,36 @@ class TreeCore:
         base = len(full) - len(names)
         registry = self.registry
         for depth, name in enumerate(names, base + 1):
-            children = node._children
-            if children is None:
-                children = node._children = {}
-            child = children.get(name)
+            child = node._child(name)
             if child is None:
                 cls = (registry.node_class_for(full[:depth]) if registry else None) or Node
                 child = make_node(cls, sys.intern(name), node)
-                children[child._name] = child
+                self._attach(node, child)
             node = child
         return node
 
-    def codec_for(self, names: tuple[str, ...]) -> Codec:
+    @staticmethod
+    def _attach(parent: Node, child: Node) -> None:
+        """Add a child: to the parent's tuple while it is small, else to its dict."""
+        children = parent._children
+        if isinstance(children, dict):
+            children[child._name] = child
+        elif children is None:
+            parent._children = (child,)
+        elif len(children) < SMALL:
+            parent._children = (*children, child)
+        else:
+            parent._children = {c._name: c for c in (*children, child)}
+
+    def codec_for(self, names: Path) -> Codec:
         return self.registry.codec_for(names) if self.registry else STR
 
     @staticmethod
     def _set(node: Node, kv: KeyValue, keys_only: bool = False) -> None:
         node._raw = NOT_LOADED if keys_only else kv.value
-        node._decoded = _UNDECODED
         mod = kv.mod_revision
         node._mod = mod
-        node._create = mod if kv.create_revision == mod else kv.create_revision
-        node._version = kv.version
-        node._lease = kv.lease
+        create, version, lease = kv.create_revision, kv.version, kv.lease
+        node._meta = (
+            None if create == mod and version == 1 and not lease else (create, version, lease)
+        )

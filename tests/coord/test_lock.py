@@ -20,11 +20,9 @@ import pytest
 import trio
 
 import trio_etcd_tree as et
-from trio_etcd_tree._lock import Lock, LockBusyError, LockLostError, lock, try_lock
-from trio_etcd_tree.testing import EtcdCluster, find_etcd, open_fake_etcd
-from trio_etcd_tree.testing.pytest_plugin import EtcdBackend, _binary, _run_on_autojump_clock
-
-autojump = pytest.mark.trio(run=_run_on_autojump_clock)
+from trio_etcd_tree import Lock, LockBusyError, LockLostError, lock, try_lock
+from trio_etcd_tree.testing import EtcdCluster, FakeEtcd, find_etcd
+from trio_etcd_tree.testing.pytest_plugin import EtcdBackend, _binary
 
 
 class WatchCounter:
@@ -68,36 +66,36 @@ class _Counting:
 # --- on the in-memory etcd -------------------------------------------------------------------
 
 
-@autojump
 async def test_twenty_contenders_fifo_exclusive_linear_wakeups(
     monkeypatch: pytest.MonkeyPatch,
+    fake_client: et.Client,
 ) -> None:
     counter = WatchCounter(monkeypatch)
     n = 20
     order: list[int] = []
     holding = 0
     max_holding = 0
-    async with open_fake_etcd() as fake, et.open_client(fake.endpoints, transport=fake) as c:
+    c = fake_client
 
-        async def contender(i: int) -> None:
-            nonlocal holding, max_holding
-            async with lock(c, "/locks/work"):
-                holding += 1
-                max_holding = max(max_holding, holding)
-                order.append(i)
-                await trio.sleep(1)
-                holding -= 1
+    async def contender(i: int) -> None:
+        nonlocal holding, max_holding
+        async with lock(c, "/locks/work"):
+            holding += 1
+            max_holding = max(max_holding, holding)
+            order.append(i)
+            await trio.sleep(1)
+            holding -= 1
 
-        async with trio.open_nursery() as nursery:
-            for i in range(n):
-                nursery.start_soon(contender, i)
-                await trio.sleep(0.01)  # arrival order: i's key exists before i + 1 starts
-        assert order == list(range(n))
-        assert max_holding == 1
-        # each waiter watches only its predecessor and is woken once: n - 1 in all
-        assert counter.opened == n - 1
-        assert counter.wakeups == n - 1
-        assert (await c.range("/locks/work/", prefix=True)).kvs == []
+    async with trio.open_nursery() as nursery:
+        for i in range(n):
+            nursery.start_soon(contender, i)
+            await trio.sleep(0.01)  # arrival order: i's key exists before i + 1 starts
+    assert order == list(range(n))
+    assert max_holding == 1
+    # each waiter watches only its predecessor and is woken once: n - 1 in all
+    assert counter.opened == n - 1
+    assert counter.wakeups == n - 1
+    assert (await c.range("/locks/work/", prefix=True)).kvs == []
 
 
 async def test_lock_basics_on_every_backend(etcd_backend: EtcdBackend) -> None:
@@ -131,76 +129,74 @@ async def test_lock_basics_on_every_backend(etcd_backend: EtcdBackend) -> None:
                 pass  # pragma: no cover
 
 
-@autojump
-async def test_cancelled_waiter_leaves_the_queue() -> None:
-    async with open_fake_etcd() as fake, et.open_client(fake.endpoints, transport=fake) as c:
-        got: list[str] = []
+async def test_cancelled_waiter_leaves_the_queue(fake_client: et.Client) -> None:
+    c = fake_client
+    got: list[str] = []
 
-        async def take(who: str, hold: float) -> None:
+    async def take(who: str, hold: float) -> None:
+        async with lock(c, "L"):
+            got.append(who)
+            await trio.sleep(hold)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(take, "a", 10)
+        await trio.sleep(0.1)
+        with trio.move_on_after(1):
+            await take("b", 0)  # waits behind a, then gives up
+        nursery.start_soon(take, "c", 0)
+        await trio.sleep(0.1)
+        assert len((await c.range("L/", prefix=True)).kvs) == 2  # a and c; b left
+    assert got == ["a", "c"]
+
+
+async def test_waiter_whose_key_is_deleted_raises_lock_lost(fake_client: et.Client) -> None:
+    c = fake_client
+    async with lock(c, "L"), trio.open_nursery() as nursery:
+
+        async def vandal() -> None:
+            await trio.sleep(1)
+            kvs = (await c.range("L/", prefix=True)).kvs
+            await c.delete(kvs[-1].key)  # the waiter's key
+            await trio.sleep(1)
+            await c.delete(kvs[0].key)  # the holder's: wake the waiter
+
+        nursery.start_soon(vandal)
+        with pytest.raises(LockLostError, match="deleted while we waited"):
             async with lock(c, "L"):
-                got.append(who)
-                await trio.sleep(hold)
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(take, "a", 10)
-            await trio.sleep(0.1)
-            with trio.move_on_after(1):
-                await take("b", 0)  # waits behind a, then gives up
-            nursery.start_soon(take, "c", 0)
-            await trio.sleep(0.1)
-            assert len((await c.range("L/", prefix=True)).kvs) == 2  # a and c; b left
-        assert got == ["a", "c"]
+                pytest.fail("our key was deleted")  # pragma: no cover
 
 
-@autojump
-async def test_waiter_whose_key_is_deleted_raises_lock_lost() -> None:
-    async with open_fake_etcd() as fake, et.open_client(fake.endpoints, transport=fake) as c:
-        async with lock(c, "L"), trio.open_nursery() as nursery:
-
-            async def vandal() -> None:
-                await trio.sleep(1)
-                kvs = (await c.range("L/", prefix=True)).kvs
-                await c.delete(kvs[-1].key)  # the waiter's key
-                await trio.sleep(1)
-                await c.delete(kvs[0].key)  # the holder's: wake the waiter
-
-            nursery.start_soon(vandal)
-            with pytest.raises(LockLostError, match="deleted while we waited"):
-                async with lock(c, "L"):
-                    pytest.fail("our key was deleted")  # pragma: no cover
-
-
-@autojump
-async def test_partitioned_holder_loses_the_lock_and_its_guard() -> None:
+@pytest.mark.fake_etcd(members=2, progress_notify_interval=1)
+async def test_partitioned_holder_loses_the_lock_and_its_guard(fake_etcd: FakeEtcd) -> None:
     """A holder cut off from etcd loses the lease: the next waiter gets the lock within the
     TTL, the old holder's block ends with LeaseExpiredError, its guarded write is refused."""
-    async with open_fake_etcd(members=2, progress_notify_interval=1) as fake:
-        async with (
-            et.open_client(fake.endpoints[1], transport=fake) as cut_off,
-            et.open_client(fake.endpoints[0], transport=fake) as other,
-        ):
-            held: list[Lock] = []
-            got_it_at: list[float] = []
+    fake = fake_etcd
+    async with (
+        et.open_client(fake.endpoints[1], transport=fake) as cut_off,
+        et.open_client(fake.endpoints[0], transport=fake) as other,
+    ):
+        held: list[Lock] = []
+        got_it_at: list[float] = []
 
-            async def waiter() -> None:
-                async with lock(other, "L", ttl=5):
-                    got_it_at.append(trio.current_time())
+        async def waiter() -> None:
+            async with lock(other, "L", ttl=5):
+                got_it_at.append(trio.current_time())
 
-            async with trio.open_nursery() as nursery:
-                with pytest.raises(et.LeaseExpiredError):
-                    async with lock(cut_off, "L", ttl=5) as mine:
-                        held.append(mine)
-                        nursery.start_soon(waiter)
-                        await trio.sleep(3)  # progress notifications reach the waiter
-                        fake.member_down(1)
-                        lost_at = trio.current_time()
-                        await trio.sleep_forever()
-            fake.member_up(1)
-            assert got_it_at
-            assert got_it_at[0] - lost_at <= 5
-            refused = await cut_off.txn([held[0].guard()], [et.Put("/data", b"stale")])
-            assert not refused.succeeded
-            assert await other.get("/data") is None
+        async with trio.open_nursery() as nursery:
+            with pytest.raises(et.LeaseExpiredError):
+                async with lock(cut_off, "L", ttl=5) as mine:
+                    held.append(mine)
+                    nursery.start_soon(waiter)
+                    await trio.sleep(3)  # progress notifications reach the waiter
+                    fake.member_down(1)
+                    lost_at = trio.current_time()
+                    await trio.sleep_forever()
+        fake.member_up(1)
+        assert got_it_at
+        assert got_it_at[0] - lost_at <= 5
+        refused = await cut_off.txn([held[0].guard()], [et.Put("/data", b"stale")])
+        assert not refused.succeeded
+        assert await other.get("/data") is None
 
 
 # --- real etcd: a killed holder ---------------------------------------------------------------
@@ -209,7 +205,7 @@ HOLDER = textwrap.dedent(
     """
     import sys, trio
     import trio_etcd_tree as et
-    from trio_etcd_tree._lock import lock
+    from trio_etcd_tree import lock
 
     async def main():
         async with et.open_client(sys.argv[1]) as c, lock(c, sys.argv[2], ttl=2) as held:

@@ -5,35 +5,31 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import AsyncIterator
 
 import pytest
 import trio
 import trio.testing
 
 import trio_etcd_tree as et
-from trio_etcd_tree._node import NOT_LOADED, NotLoadedError
-from trio_etcd_tree.testing import FakeEtcd, open_fake_etcd
+from trio_etcd_tree import NOT_LOADED, NotLoadedError
+from trio_etcd_tree.testing import FakeEtcd
 
 Clock = trio.testing.MockClock
 COMPACTED = "etcdserver: mvcc: required revision has been compacted"
 
 
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeEtcd]:
-    async with open_fake_etcd(members=2, progress_notify_interval=5) as fake:
-        fake.put("/cfg/db/port", "5432")
-        fake.put("/cfg/db/host", "db.internal")
-        fake.put("/cfg/db-x", "a sibling of db, not below it")
-        fake.put("/cfg/web/url", "http://w")
-        fake.put("/cfg-old", "not mounted")
-        yield fake
+pytestmark = pytest.mark.fake_etcd(members=2, progress_notify_interval=5)
 
 
 @pytest.fixture
-async def client(fake: FakeEtcd) -> AsyncIterator[et.Client]:
-    async with et.open_client(fake.endpoints, transport=fake) as client:
-        yield client
+def fake(fake_etcd: FakeEtcd) -> FakeEtcd:
+    """The in-memory etcd (the plugin's ``fake_etcd``) with the keys the tests start from."""
+    fake_etcd.put("/cfg/db/port", "5432")
+    fake_etcd.put("/cfg/db/host", "db.internal")
+    fake_etcd.put("/cfg/db-x", "a sibling of db, not below it")
+    fake_etcd.put("/cfg/web/url", "http://w")
+    fake_etcd.put("/cfg-old", "not mounted")
+    return fake_etcd
 
 
 def value_reads(fake: FakeEtcd) -> list[dict[str, object]]:
@@ -52,9 +48,9 @@ async def next_update(updates: et.Subscription) -> et.Update:
 
 
 async def test_lazy_mount_reads_keys_only(
-    autojump_clock: Clock, fake: FakeEtcd, client: et.Client
+    autojump_clock: Clock, fake: FakeEtcd, fake_client: et.Client
 ) -> None:
-    async with et.mount(client, "/cfg", lazy=True) as root:
+    async with et.mount(fake_client, "/cfg", lazy=True) as root:
         assert value_reads(fake) == []
         port = root["db"]["port"]
         assert port.has_value and not port.loaded
@@ -71,9 +67,9 @@ async def test_lazy_mount_reads_keys_only(
 
 
 async def test_load_a_subtree_at_the_applied_revision(
-    autojump_clock: Clock, fake: FakeEtcd, client: et.Client
+    autojump_clock: Clock, fake: FakeEtcd, fake_client: et.Client
 ) -> None:
-    async with et.mount(client, "/cfg", lazy=True) as root:
+    async with et.mount(fake_client, "/cfg", lazy=True) as root:
         applied = root.revision
         fake.put("/elsewhere", "moves the cluster on, not the tree")
         db = root["db"]
@@ -88,9 +84,9 @@ async def test_load_a_subtree_at_the_applied_revision(
 
 
 async def test_load_is_consistent_with_the_tree_not_the_server(
-    autojump_clock: Clock, fake: FakeEtcd, client: et.Client
+    autojump_clock: Clock, fake: FakeEtcd, fake_client: et.Client
 ) -> None:
-    async with et.mount(client, "/cfg", lazy=True) as root:
+    async with et.mount(fake_client, "/cfg", lazy=True) as root:
         fake.stall_watches()
         fake.put("/cfg/db/port", "6000")  # the tree has not applied this
         await root.load()
@@ -98,9 +94,9 @@ async def test_load_is_consistent_with_the_tree_not_the_server(
 
 
 async def test_a_change_during_the_load_is_not_overwritten(
-    autojump_clock: Clock, fake: FakeEtcd, client: et.Client
+    autojump_clock: Clock, fake: FakeEtcd, fake_client: et.Client
 ) -> None:
-    async with et.mount(client, "/cfg", lazy=True, page_size=1) as root:
+    async with et.mount(fake_client, "/cfg", lazy=True, page_size=1) as root:
         fake.delay_next("/v3/kv/range", 5)  # the load's first page
         async with trio.open_nursery() as nursery:
             nursery.start_soon(root.load)
@@ -114,9 +110,9 @@ async def test_a_change_during_the_load_is_not_overwritten(
 
 
 async def test_compacted_revision_reads_the_current_one(
-    autojump_clock: Clock, fake: FakeEtcd, client: et.Client
+    autojump_clock: Clock, fake: FakeEtcd, fake_client: et.Client
 ) -> None:
-    async with et.mount(client, "/cfg", lazy=True) as root:
+    async with et.mount(fake_client, "/cfg", lazy=True) as root:
         applied = root.revision
         fake.put("/elsewhere", "x")
         fake.compact(fake.revision)
@@ -127,9 +123,9 @@ async def test_compacted_revision_reads_the_current_one(
 
 
 async def test_compaction_while_paging_the_load(
-    autojump_clock: Clock, fake: FakeEtcd, client: et.Client
+    autojump_clock: Clock, fake: FakeEtcd, fake_client: et.Client
 ) -> None:
-    async with et.mount(client, "/cfg", lazy=True, page_size=1) as root:
+    async with et.mount(fake_client, "/cfg", lazy=True, page_size=1) as root:
         # the read at the tree's revision, then the fallback at the current one
         fake.fail_next("/v3/kv/range", code=11, message=COMPACTED, count=2)
         await root.load()
@@ -137,9 +133,9 @@ async def test_compaction_while_paging_the_load(
 
 
 async def test_keys_changed_after_a_fallback_read_come_with_their_events(
-    autojump_clock: Clock, fake: FakeEtcd, client: et.Client
+    autojump_clock: Clock, fake: FakeEtcd, fake_client: et.Client
 ) -> None:
-    async with et.mount(client, "/cfg", lazy=True) as root:
+    async with et.mount(fake_client, "/cfg", lazy=True) as root:
         applied = root.revision
         fake.stall_watches()
         fake.put("/cfg/db/port", "6000")
@@ -167,9 +163,9 @@ async def test_keys_changed_after_a_fallback_read_come_with_their_events(
 
 
 async def test_events_load_what_they_touch(
-    autojump_clock: Clock, fake: FakeEtcd, client: et.Client
+    autojump_clock: Clock, fake: FakeEtcd, fake_client: et.Client
 ) -> None:
-    async with et.mount(client, "/cfg", lazy=True) as root, root.subscribe() as updates:
+    async with et.mount(fake_client, "/cfg", lazy=True) as root, root.subscribe() as updates:
         fake.put("/cfg/db/port", "6000")
         [change] = (await next_update(updates)).changes
         assert change.kind is et.ChangeKind.MODIFIED
@@ -189,9 +185,9 @@ async def test_events_load_what_they_touch(
 
 
 async def test_writes_on_unloaded_nodes(
-    autojump_clock: Clock, fake: FakeEtcd, client: et.Client
+    autojump_clock: Clock, fake: FakeEtcd, fake_client: et.Client
 ) -> None:
-    async with et.mount(client, "/cfg", lazy=True) as root:
+    async with et.mount(fake_client, "/cfg", lazy=True) as root:
         port = root["db"]["port"]
         await port.set("6000")  # guarded by the mod_revision, known without the value
         assert port.value == "6000"
@@ -207,9 +203,9 @@ async def test_writes_on_unloaded_nodes(
 
 
 async def test_wait_value_loads_the_node_only(
-    autojump_clock: Clock, fake: FakeEtcd, client: et.Client
+    autojump_clock: Clock, fake: FakeEtcd, fake_client: et.Client
 ) -> None:
-    async with et.mount(client, "/cfg", lazy=True) as root:
+    async with et.mount(fake_client, "/cfg", lazy=True) as root:
         assert await root["db"]["port"].wait_value("5432") == "5432"
         assert unloaded(root) == ["db/host", "db-x", "web/url"]
         [read] = value_reads(fake)
@@ -220,9 +216,9 @@ async def test_wait_value_loads_the_node_only(
 
 
 async def test_lazy_resync_keeps_what_is_unchanged(
-    autojump_clock: Clock, fake: FakeEtcd, client: et.Client
+    autojump_clock: Clock, fake: FakeEtcd, fake_client: et.Client
 ) -> None:
-    async with et.mount(client, "/cfg", lazy=True) as root, root.subscribe() as updates:
+    async with et.mount(fake_client, "/cfg", lazy=True) as root, root.subscribe() as updates:
         await root["db"].load()
         fake.member_down(0)
         fake.member_down(1)
@@ -259,14 +255,14 @@ async def test_lazy_resync_keeps_what_is_unchanged(
 
 
 async def test_load_of_a_loaded_tree_is_a_checkpoint(
-    autojump_clock: Clock, fake: FakeEtcd, client: et.Client
+    autojump_clock: Clock, fake: FakeEtcd, fake_client: et.Client
 ) -> None:
-    async with et.mount(client, "/cfg") as root:  # not lazy: everything is loaded
+    async with et.mount(fake_client, "/cfg") as root:  # not lazy: everything is loaded
         before = len(fake.calls)
         with trio.testing.assert_checkpoints():
             assert await root.load() is root
         assert len(fake.calls) == before
-    async with et.mount(client, "/cfg", lazy=True) as root:
+    async with et.mount(fake_client, "/cfg", lazy=True) as root:
         await root.load()
         before = len(fake.calls)
         with trio.testing.assert_checkpoints():
@@ -274,8 +270,22 @@ async def test_load_of_a_loaded_tree_is_a_checkpoint(
         assert len(fake.calls) == before
 
 
-async def test_load_after_leaving(autojump_clock: Clock, fake: FakeEtcd, client: et.Client) -> None:
-    async with et.mount(client, "/cfg", lazy=True) as root:
+async def test_load_of_a_node_deleted_meanwhile(
+    autojump_clock: Clock, fake: FakeEtcd, fake_client: et.Client
+) -> None:
+    async with et.mount(fake_client, "/cfg", lazy=True) as root:
+        web = root["web"]
+        await root.wait_revision(fake.delete("/cfg/web/url"))
+        assert "web" not in root
+        before = len(fake.calls)
+        assert await web.load() is web  # nothing of it is in the tree: nothing to read
+        assert len(fake.calls) == before
+
+
+async def test_load_after_leaving(
+    autojump_clock: Clock, fake: FakeEtcd, fake_client: et.Client
+) -> None:
+    async with et.mount(fake_client, "/cfg", lazy=True) as root:
         await root["db"].load()
     await root["db"].load()  # loaded: fine on a frozen tree
     with pytest.raises(et.TreeClosedError):
@@ -283,9 +293,9 @@ async def test_load_after_leaving(autojump_clock: Clock, fake: FakeEtcd, client:
 
 
 async def test_lazy_mount_of_everything(
-    autojump_clock: Clock, fake: FakeEtcd, client: et.Client
+    autojump_clock: Clock, fake: FakeEtcd, fake_client: et.Client
 ) -> None:
-    async with et.mount(client, "/", lazy=True) as root:
+    async with et.mount(fake_client, "/", lazy=True) as root:
         assert not root["cfg-old"].loaded
         await root.load()
         assert root["cfg-old"].value == "not mounted"

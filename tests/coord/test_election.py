@@ -18,19 +18,17 @@ import pytest
 import trio
 
 import trio_etcd_tree as et
-from trio_etcd_tree._election import (
+from trio_etcd_tree import (
     Election,
     Leader,
+    LockLostError,
     NotLeaderError,
     current_leader,
     election,
     observe_leader,
 )
-from trio_etcd_tree._lock import LockLostError
-from trio_etcd_tree.testing import EtcdCluster, find_etcd, open_fake_etcd
-from trio_etcd_tree.testing.pytest_plugin import EtcdBackend, _binary, _run_on_autojump_clock
-
-autojump = pytest.mark.trio(run=_run_on_autojump_clock)
+from trio_etcd_tree.testing import EtcdCluster, FakeEtcd, find_etcd
+from trio_etcd_tree.testing.pytest_plugin import EtcdBackend, _binary
 
 
 async def test_campaign_proclaim_resign(etcd_backend: EtcdBackend) -> None:
@@ -76,122 +74,120 @@ async def test_campaign_proclaim_resign(etcd_backend: EtcdBackend) -> None:
     assert e.revision == 0  # the block resigned
 
 
-@autojump
-async def test_candidates_lead_in_order_and_observers_see_each_leader_once() -> None:
-    async with open_fake_etcd() as fake, et.open_client(fake.endpoints, transport=fake) as c:
-        seen: list[bytes] = []
-        led: list[str] = []
+async def test_candidates_lead_in_order_and_observers_see_each_leader_once(
+    fake_client: et.Client,
+) -> None:
+    c = fake_client
+    seen: list[bytes] = []
+    led: list[str] = []
 
-        async def observer(task_status: trio.TaskStatus[None]) -> None:
-            async with observe_leader(c, "E") as leaders:
-                task_status.started()
-                while True:
-                    seen.append((await leaders.receive()).value)
+    async def observer(task_status: trio.TaskStatus[None]) -> None:
+        async with observe_leader(c, "E") as leaders:
+            task_status.started()
+            while True:
+                seen.append((await leaders.receive()).value)
 
-        async def candidate(i: int) -> None:
-            async with election(c, "E") as e:
-                await e.campaign(f"c{i}")
-                led.append(f"c{i}")
-                await trio.sleep(1)
-                if i == 2:
-                    await e.proclaim("c2 again")
-                    await trio.sleep(1)
-
-        async with trio.open_nursery() as nursery:
-            await nursery.start(observer)
-            async with trio.open_nursery() as candidates:
-                for i in range(5):
-                    candidates.start_soon(candidate, i)
-                    await trio.sleep(0.01)
-            # two candidates that go in one transaction: one change of leader, reported once
-            async with election(c, "E") as a, election(c, "E") as b:
-                await a.campaign("a")
-                async with trio.open_nursery() as inner:
-                    inner.start_soon(b.campaign, "b")
-                    await trio.sleep(0.5)
-                    await c.put(a.key, b"a", lease=a.lease.id)  # same value: not a new leader
-                    await c.txn([], [et.Delete(a.key), et.Delete(b.key)])
-                    inner.cancel_scope.cancel()
-            async with election(c, "E") as z:
-                await z.campaign("z")
-                await trio.sleep(0.5)
-            nursery.cancel_scope.cancel()
-        assert led == ["c0", "c1", "c2", "c3", "c4"]
-        assert seen == [b"c0", b"c1", b"c2", b"c2 again", b"c3", b"c4", b"a", b"z"]
-
-
-@autojump
-async def test_observer_starts_with_the_current_leader() -> None:
-    async with open_fake_etcd() as fake, et.open_client(fake.endpoints, transport=fake) as c:
+    async def candidate(i: int) -> None:
         async with election(c, "E") as e:
-            await e.campaign("now")
-            async with observe_leader(c, "E") as leaders:
-                first = await leaders.receive()
-                assert (first.value, first.key) == (b"now", e.key)
+            await e.campaign(f"c{i}")
+            led.append(f"c{i}")
+            await trio.sleep(1)
+            if i == 2:
+                await e.proclaim("c2 again")
+                await trio.sleep(1)
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(observer)
+        async with trio.open_nursery() as candidates:
+            for i in range(5):
+                candidates.start_soon(candidate, i)
+                await trio.sleep(0.01)
+        # two candidates that go in one transaction: one change of leader, reported once
+        async with election(c, "E") as a, election(c, "E") as b:
+            await a.campaign("a")
+            async with trio.open_nursery() as inner:
+                inner.start_soon(b.campaign, "b")
+                await trio.sleep(0.5)
+                await c.put(a.key, b"a", lease=a.lease.id)  # same value: not a new leader
+                await c.txn([], [et.Delete(a.key), et.Delete(b.key)])
+                inner.cancel_scope.cancel()
+        async with election(c, "E") as z:
+            await z.campaign("z")
+            await trio.sleep(0.5)
+        nursery.cancel_scope.cancel()
+    assert led == ["c0", "c1", "c2", "c3", "c4"]
+    assert seen == [b"c0", b"c1", b"c2", b"c2 again", b"c3", b"c4", b"a", b"z"]
 
 
-@autojump
-async def test_cancelled_campaign_withdraws() -> None:
-    async with open_fake_etcd() as fake, et.open_client(fake.endpoints, transport=fake) as c:
-        async with election(c, "E") as leader, election(c, "E") as follower:
-            await leader.campaign("L")
-            with trio.move_on_after(1):
+async def test_observer_starts_with_the_current_leader(fake_client: et.Client) -> None:
+    c = fake_client
+    async with election(c, "E") as e:
+        await e.campaign("now")
+        async with observe_leader(c, "E") as leaders:
+            first = await leaders.receive()
+            assert (first.value, first.key) == (b"now", e.key)
+
+
+async def test_cancelled_campaign_withdraws(fake_etcd: FakeEtcd, fake_client: et.Client) -> None:
+    fake, c = fake_etcd, fake_client
+    async with election(c, "E") as leader, election(c, "E") as follower:
+        await leader.campaign("L")
+        with trio.move_on_after(1):
+            await follower.campaign("F")
+        assert not follower.is_leader
+        assert await c.get(follower.key) is None
+        # withdrawing fails too (etcd unreachable): the key is left to the lease
+        fake.fail_next("/v3/kv/deleterange", code=14, message="unavailable", count=99)
+        with trio.move_on_after(1):
+            await follower.campaign("F")
+        assert await c.get(follower.key) is not None
+
+
+async def test_campaign_whose_key_is_deleted_raises(fake_client: et.Client) -> None:
+    c = fake_client
+    async with election(c, "E") as leader, election(c, "E") as follower:
+        await leader.campaign("L")
+        async with trio.open_nursery() as nursery:
+
+            async def vandal() -> None:
+                await trio.sleep(1)
+                await c.delete(follower.key)
+                await leader.resign()
+
+            nursery.start_soon(vandal)
+            with pytest.raises(LockLostError):
                 await follower.campaign("F")
-            assert not follower.is_leader
-            assert await c.get(follower.key) is None
-            # withdrawing fails too (etcd unreachable): the key is left to the lease
-            fake.fail_next("/v3/kv/deleterange", code=14, message="unavailable", count=99)
-            with trio.move_on_after(1):
-                await follower.campaign("F")
-            assert await c.get(follower.key) is not None
+        assert not follower.is_leader
 
 
-@autojump
-async def test_campaign_whose_key_is_deleted_raises() -> None:
-    async with open_fake_etcd() as fake, et.open_client(fake.endpoints, transport=fake) as c:
-        async with election(c, "E") as leader, election(c, "E") as follower:
-            await leader.campaign("L")
-            async with trio.open_nursery() as nursery:
+@pytest.mark.fake_etcd(members=2, progress_notify_interval=1)
+async def test_partitioned_leader_is_replaced(fake_etcd: FakeEtcd) -> None:
+    fake = fake_etcd
+    async with (
+        et.open_client(fake.endpoints[1], transport=fake) as cut_off,
+        et.open_client(fake.endpoints[0], transport=fake) as other,
+        observe_leader(other, "E") as leaders,
+        trio.open_nursery() as nursery,
+    ):
+        took_over = trio.Event()
 
-                async def vandal() -> None:
-                    await trio.sleep(1)
-                    await c.delete(follower.key)
-                    await leader.resign()
+        async def follower() -> None:
+            async with election(other, "E", ttl=5) as e:
+                await e.campaign("follower")
+                took_over.set()
 
-                nursery.start_soon(vandal)
-                with pytest.raises(LockLostError):
-                    await follower.campaign("F")
-            assert not follower.is_leader
-
-
-@autojump
-async def test_partitioned_leader_is_replaced() -> None:
-    async with open_fake_etcd(members=2, progress_notify_interval=1) as fake:
-        async with (
-            et.open_client(fake.endpoints[1], transport=fake) as cut_off,
-            et.open_client(fake.endpoints[0], transport=fake) as other,
-            observe_leader(other, "E") as leaders,
-            trio.open_nursery() as nursery,
-        ):
-            took_over = trio.Event()
-
-            async def follower() -> None:
-                async with election(other, "E", ttl=5) as e:
-                    await e.campaign("follower")
-                    took_over.set()
-
-            with pytest.raises(et.LeaseExpiredError):
-                async with election(cut_off, "E", ttl=5) as e:
-                    await e.campaign("first")
-                    guard = e.guard()
-                    nursery.start_soon(follower)
-                    await trio.sleep(2)
-                    fake.member_down(1)
-                    await trio.sleep_forever()
-            await took_over.wait()
-            fake.member_up(1)
-            assert not (await cut_off.txn([guard], [et.Put("/x", b"stale")])).succeeded
-            assert [(await leaders.receive()).value for _ in range(2)] == [b"first", b"follower"]
+        with pytest.raises(et.LeaseExpiredError):
+            async with election(cut_off, "E", ttl=5) as e:
+                await e.campaign("first")
+                guard = e.guard()
+                nursery.start_soon(follower)
+                await trio.sleep(2)
+                fake.member_down(1)
+                await trio.sleep_forever()
+        await took_over.wait()
+        fake.member_up(1)
+        assert not (await cut_off.txn([guard], [et.Put("/x", b"stale")])).succeeded
+        assert [(await leaders.receive()).value for _ in range(2)] == [b"first", b"follower"]
 
 
 # --- real etcd -------------------------------------------------------------------------------
@@ -234,7 +230,7 @@ CANDIDATE = textwrap.dedent(
     """
     import sys, trio
     import trio_etcd_tree as et
-    from trio_etcd_tree._election import election
+    from trio_etcd_tree import election
 
     async def main():
         async with et.open_client(sys.argv[1]) as c, election(c, "kill-me", ttl=2) as e:

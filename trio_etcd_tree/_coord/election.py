@@ -16,32 +16,20 @@ from typing import TYPE_CHECKING, final
 
 import trio
 
-from ._errors import EtcdError
-from ._keys import KeyLike, key_bytes
-from ._lock import contender_key, create_key, name_prefix, wait_turn
-from ._txn import Compare, Delete, Put
-from ._types import EventType, KeyValue
-from ._util import open_service_nursery
+from .._core.errors import EtcdError, NotLeaderError
+from .._core.keys import KeyLike, key_bytes
+from .._core.txn import Compare, Delete, Put
+from .._core.types import EventType, KeyValue
+from .._core.util import open_service_nursery
+from .session import contender_key, create_key, name_prefix, wait_turn
 
 if TYPE_CHECKING:
-    from ._client import Client, Lease
+    from .._client import Client, Lease
 
-__all__ = [
-    "Election",
-    "Leader",
-    "NotLeaderError",
-    "current_leader",
-    "election",
-    "observe_leader",
-]
+__all__ = ["Election", "Leader", "current_leader", "election", "observe_leader"]
 
 # How long resigning after a cancelled campaign may take before we leave it to the lease.
 _RESIGN_DEADLINE = 5.0
-
-
-class NotLeaderError(EtcdError):
-    """:meth:`Election.proclaim` was called by a candidate that is not (or no longer) the
-    leader."""
 
 
 @dataclass(frozen=True, slots=True)

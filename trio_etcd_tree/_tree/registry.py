@@ -17,16 +17,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar, final
+from typing import TypeVar, final
 
-from ._codecs import STR, Codec
-
-if TYPE_CHECKING:
-    from ._node import Node
+from .._core.codecs import STR, Codec
+from .node import Node
 
 __all__ = ["TypeRegistry"]
 
-N = TypeVar("N", bound="type[Node]")
+N = TypeVar("N", bound=type[Node])
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,11 +89,10 @@ class TypeRegistry:
             raise ValueError("register a codec, a node_class, or both")
         if codec is not None and not isinstance(codec, Codec):
             raise TypeError(f"not a codec (needs name, decode, encode): {codec!r}")
-        if node_class is not None:
-            from ._node import Node
-
-            if not (isinstance(node_class, type) and issubclass(node_class, Node)):
-                raise TypeError(f"a node class must subclass Node: {node_class!r}")
+        if node_class is not None and not (
+            isinstance(node_class, type) and issubclass(node_class, Node)
+        ):
+            raise TypeError(f"a node class must subclass Node: {node_class!r}")
         segments = tuple(pattern.strip("/").split("/")) if pattern.strip("/") else ()
         for segment in segments:
             if ("*" in segment and segment not in ("*", "**")) or segment == "":

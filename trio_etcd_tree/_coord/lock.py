@@ -22,37 +22,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, final
 
-import trio
-
-from ._errors import EtcdError
-from ._keys import KeyLike, key_bytes
-from ._txn import Compare, Get, Put
-from ._types import KeyValue, RangeResult
+from .._core.keys import KeyLike
+from .._core.txn import Compare
+from .session import contend, name_prefix
 
 if TYPE_CHECKING:
-    from ._client import Client, Lease
+    from .._client import Client, Lease
 
-__all__ = ["Lock", "LockBusyError", "LockLostError", "lock", "try_lock"]
-
-
-class LockBusyError(EtcdError, trio.WouldBlock):
-    """:func:`try_lock` found the lock held (or queued for) by someone else.
-
-    It is a :class:`trio.WouldBlock` as well as an :class:`EtcdError`, the way trio's own
-    ``*_nowait`` calls report that they would have to wait.
-
-    Attributes:
-        holder: the key of the current holder.
-    """
-
-    def __init__(self, message: str, *, holder: bytes, request: str = "") -> None:
-        super().__init__(message, request=request)
-        self.holder = holder
-
-
-class LockLostError(EtcdError):
-    """Our key disappeared while we were queued for the lock or campaigning (deleted by
-    someone else, or its lease expired before we heard of it)."""
+__all__ = ["Lock", "lock", "try_lock"]
 
 
 @final
@@ -87,90 +64,6 @@ class Lock:
                 ...  # we no longer hold the lock; nothing was written
         """
         return Compare.create_revision(self.key) == self.revision
-
-
-def contender_key(prefix: bytes, lease_id: int) -> bytes:
-    """etcd's ``fmt.Sprintf("%s%x", pfx, leaseID)``."""
-    return prefix + f"{lease_id:x}".encode()
-
-
-def name_prefix(name: KeyLike) -> tuple[bytes, bytes]:
-    """The name as bytes and its key prefix, ``name + b"/"``."""
-    raw = key_bytes(name)
-    if not raw:
-        raise ValueError("a lock or election needs a non-empty name")
-    return raw, raw + b"/"
-
-
-async def create_key(client: Client, key: bytes, value: bytes, lease_id: int) -> KeyValue:
-    """Create ``key`` with the lease unless it exists; return the key as it now stands.
-
-    Cancellation: a checkpoint; cancelled after sending, the key may have been created
-    (it goes with its lease).
-    """
-    result = await client.txn(
-        [Compare.create_revision(key) == 0],
-        [Put(key, value, lease=lease_id)],
-        [Get(key)],
-    )
-    if result.succeeded:
-        return KeyValue(key, value, result.revision, result.revision, 1, lease_id)
-    found = result.responses[0]
-    assert isinstance(found, RangeResult)  # the failure branch is one Get of an existing key
-    return found.kvs[0]
-
-
-async def queue(client: Client, prefix: bytes) -> RangeResult:
-    """Every contender's key under ``prefix``, oldest first.
-
-    Cancellation: a checkpoint; a read.
-    """
-    # etcd's Mutex asks for just the predecessor (sort by create revision, descending,
-    # limit 1, max_create_revision = ours - 1); Client.range has no max_create_revision,
-    # so we read the keys (without values) and pick it here.
-    return await client.range(
-        prefix, prefix=True, keys_only=True, sort_target="CREATE", sort_order="ASCEND"
-    )
-
-
-async def wait_turn(
-    client: Client, prefix: bytes, key: bytes, revision: int, *, wait: bool = True
-) -> None:
-    """Return once no key under ``prefix`` is older than ours (we are first in line).
-
-    Waits for the deletion of our predecessor only, then looks again. With ``wait=False``
-    raises :class:`LockBusyError` instead of waiting. Raises :class:`LockLostError` if our
-    own key is gone.
-
-    Cancellation: a checkpoint; cancelling leaves our key queued (the caller removes it).
-    """
-    while True:
-        result = await queue(client, prefix)
-        earlier = [kv for kv in result.kvs if kv.create_revision < revision]
-        if not any(kv.key == key for kv in result.kvs):
-            raise LockLostError(
-                "our key was deleted while we waited (its lease expired, or someone deleted it)",
-                request=f"wait for {prefix!r}",
-            )
-        if not earlier:
-            return
-        if not wait:
-            raise LockBusyError(
-                f"held by {earlier[0].key!r}", holder=earlier[0].key, request=repr(prefix)
-            )
-        await wait_deleted(client, earlier[-1].key, result.revision)
-
-
-async def wait_deleted(client: Client, key: bytes, revision: int) -> None:
-    """Wait until ``key`` is deleted after ``revision`` (at once if it already was).
-
-    Cancellation: a checkpoint; nothing to undo.
-    """
-    async with client.watch(key, start_revision=revision + 1, filters=["NOPUT"]) as stream:
-        while True:
-            response = await stream.receive()
-            if response.events:
-                return
 
 
 @asynccontextmanager
@@ -219,7 +112,5 @@ async def _hold(client: Client, name: KeyLike, ttl: int, *, wait: bool) -> Async
     # key: that is the release, whether we got the lock, were cancelled while waiting, or
     # failed.
     async with client.lease(ttl) as lease:
-        key = contender_key(prefix, lease.id)
-        kv = await create_key(client, key, b"", lease.id)
-        await wait_turn(client, prefix, key, kv.create_revision, wait=wait)
-        yield Lock(raw, key, kv.create_revision, lease)
+        key, revision = await contend(client, prefix, lease.id, b"", wait=wait)
+        yield Lock(raw, key, revision, lease)
