@@ -20,7 +20,11 @@
     ├── DecodeError             a node's bytes do not decode with its codec (.raw kept)
     ├── TreeClosedError         the mount was left (also a trio.ClosedResourceError)
     ├── SubscriptionOverflow    a subscriber fell too far behind (also trio.BrokenResourceError)
-    └── MirrorError             the mirror cannot go on (the cause is chained)
+    ├── MirrorError             the mirror cannot go on (the cause is chained)
+    │
+    │   YAML documents (``parse_yaml``, ``load_yaml``; also ValueError):
+    └── DocumentError           a document that cannot be written (.source, .line, .column)
+        └── DocumentLimitError  over a limit (.limit names the option, .maximum its value)
 
 Every error says what was asked (``request``, e.g. ``"put b'/cfg/a'"``), of which endpoint,
 and what the server said (``code`` is the gRPC status code, ``server_message`` its text).
@@ -42,6 +46,8 @@ __all__ = [
     "CompactedError",
     "ConflictError",
     "DecodeError",
+    "DocumentError",
+    "DocumentLimitError",
     "EtcdError",
     "FutureRevisionError",
     "InvalidRequestError",
@@ -213,3 +219,51 @@ class SubscriptionOverflow(EtcdError, trio.BrokenResourceError):
 class MirrorError(EtcdError):
     """The mirror cannot go on (for example the user lost permission to read the subtree);
     raised out of the ``mount`` block. ``__cause__`` holds the underlying error."""
+
+
+class DocumentError(EtcdError, ValueError):
+    """A YAML document that cannot be written to etcd; nothing was written.
+
+    The message says where (``file:line:column`` or the path in the document) and why.
+
+    Attributes:
+        source: the file's name (``"<stdin>"``, ``"<document>"``), if known.
+        line, column: where in the file (1-based), if known.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        source: str | None = None,
+        line: int | None = None,
+        column: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.source = source
+        self.line = line
+        self.column = column
+
+
+class DocumentLimitError(DocumentError):
+    """A document over one of the limits that keep a load bounded (its size, nesting
+    depth, alias expansion, key count, a value's size).
+
+    Attributes:
+        limit: the option that sets the limit (``"max_depth"``; the tools' ``--max-depth``).
+        maximum: its value.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        limit: str,
+        maximum: int,
+        source: str | None = None,
+        line: int | None = None,
+        column: int | None = None,
+    ) -> None:
+        super().__init__(message, source=source, line=line, column=column)
+        self.limit = limit
+        self.maximum = maximum
