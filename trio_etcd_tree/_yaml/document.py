@@ -239,13 +239,11 @@ class _Builder:
     def scalar(self, event: Any, stack: list[_Collection]) -> object:
         tag, text = event.tag, event.value
         as_key = bool(stack) and stack[-1].is_map and stack[-1].key is _OPEN
-        if (
-            len(text) > self.limits.max_value_bytes
-            and len(text.encode()) > self.limits.max_value_bytes
-        ):
+        limit = self.limits.max_value_bytes
+        if len(text) * 4 > limit and (len(text) > limit or len(text.encode()) > limit):
             raise limit_error(
                 "max_value_bytes",
-                self.limits.max_value_bytes,
+                limit,
                 f"a value of {len(text.encode())} bytes",
                 self.name,
                 event.start_mark,
@@ -265,7 +263,7 @@ class _Builder:
         if tag in _SCALAR_TAGS:
             try:
                 return tagged_value(yaml.ScalarNode(tag, text))
-            except yaml.YAMLError as exc:
+            except (yaml.YAMLError, ValueError) as exc:
                 raise _error(
                     self.name, event.start_mark, f"not a {tag.rsplit(':', 1)[1]}: {exc}"
                 ) from None
@@ -339,6 +337,8 @@ class _Builder:
 
 
 def _show(key: object) -> str:
+    if key is None:
+        return "null (~)"
     return repr(str(key)) if isinstance(key, str) else repr(key)
 
 

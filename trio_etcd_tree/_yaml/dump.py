@@ -62,7 +62,7 @@ async def dump_yaml(
         if counted is None:
             counted = await client.range(below, end, count_only=True, revision=read_at)
         progress.start("reading", counted.count + len(own.kvs))
-        progress.done = len(own.kvs)
+        progress.advance(len(own.kvs))
     stream.write(HEADER.format(prefix=show_bytes(path or b"/"), revision=read_at))
     wrote = False
     if path and own.kvs:
@@ -108,10 +108,10 @@ async def dump_yaml(
                 if kvs:
                     flush(kvs[-1].key[skip:])
             if progress is not None:
-                progress.done += len(kvs)
+                progress.advance(len(kvs))
     flush(None)
     if not wrote:
         stream.write("{}\n")
     if progress is not None:
-        progress.phase = "done"
+        progress.finish()
     return read_at

@@ -277,7 +277,7 @@ async def apply_plan(
             return
         applied.append((result.revision, len(chunks[i])))
         if progress is not None:
-            progress.done += len(chunks[i])
+            progress.advance(len(chunks[i]))
 
     async with trio.open_nursery() as nursery:
         for i in range(len(chunks)):
@@ -286,7 +286,7 @@ async def apply_plan(
                 break
             nursery.start_soon(commit, i)
     if progress is not None:
-        progress.phase = "done"
+        progress.finish()
     if failed:
         landed = sum(n for _, n in applied)
         first = failed[0]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import trio
 
@@ -15,18 +15,41 @@ class Progress:
 
     Pass one in (``progress=Progress()``) and read it from another task: the work updates
     it as pages are read or transactions applied, and never waits for the reader. The
-    tools draw their progress line from it.
+    tools draw their progress line from it; :meth:`wait_changed` wakes on each update.
     """
 
     phase: str = ""  #: what is being done: "reading", "writing", "done"
     done: int = 0  #: keys read or written so far
     total: int | None = None  #: keys in all, once known
     started: float | None = None  #: trio time the phase started
+    _changed: trio.Event = field(default_factory=trio.Event, repr=False, compare=False)
 
     def start(self, phase: str, total: int | None) -> None:
         """Begin a phase of ``total`` keys (``None``: not known)."""
         self.phase, self.done, self.total = phase, 0, total
         self.started = trio.current_time()
+        self._wake()
+
+    def advance(self, keys: int) -> None:
+        """Count ``keys`` more keys done."""
+        self.done += keys
+        self._wake()
+
+    def finish(self) -> None:
+        """The work is over (done or failed)."""
+        self.phase = "done"
+        self._wake()
+
+    async def wait_changed(self) -> None:
+        """Wait for the next update.
+
+        Cancellation: a plain wait; nothing to undo.
+        """
+        await self._changed.wait()
+
+    def _wake(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
 
     def rate(self) -> float | None:
         """Keys a second in this phase so far, once it has taken measurable time."""
