@@ -23,7 +23,7 @@ import httpx
 import trio
 
 from .._client import Client, open_client
-from .._errors import EtcdError
+from .._errors import EtcdError, UnavailableError
 from .._yaml.progress import Progress
 
 if TYPE_CHECKING:
@@ -335,7 +335,11 @@ def one_line(error: BaseException, endpoints: list[str] | None = None) -> str:
         text = error.message
         if error.endpoint:
             text += f" (endpoint {error.endpoint})"
-        elif endpoints and not getattr(error, "source", None):
+        elif (
+            endpoints
+            and isinstance(error, UnavailableError)
+            and not any(e in text for e in endpoints)
+        ):
             text += f" (endpoints {','.join(endpoints)})"
         if error.server_message and error.server_message not in error.message:
             text += f"; the server said: {error.server_message}"

@@ -214,16 +214,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
             if_revision = recorded
         async with common.connect(setup) as client:
-            planned = await load_yaml(
-                client,
-                args.prefix,
-                document,
-                prune=args.prune,
-                if_revision=if_revision,
-                dry_run=True,
-                types=types,
-                max_request_bytes=args.max_request_bytes,
-            )
+            try:
+                planned = await load_yaml(
+                    client,
+                    args.prefix,
+                    document,
+                    prune=args.prune,
+                    if_revision=if_revision,
+                    dry_run=True,
+                    types=types,
+                    max_request_bytes=args.max_request_bytes,
+                )
+            except DocumentError as exc:  # a path in the document: say which file too
+                raise DocumentError(f"{name}: {exc}", source=name) from None
             plan = planned.plan
             n = plan.transactions(**split)
             if args.dry_run:
