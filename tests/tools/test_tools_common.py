@@ -193,11 +193,11 @@ def test_usage_errors_are_one_line(capsys: pytest.CaptureFixture[str]) -> None:
 def test_error_lines() -> None:
     error = et.UnavailableError("no answer within 1 s", request="range b'/x'..b'/y'")
     assert common.one_line(error, ["http://h:1"]) == "no answer within 1 s (endpoints http://h:1)"
-    error = et.PermissionDeniedError(
+    denied = et.PermissionDeniedError(
         "permission denied", endpoint="http://h:1", server_message="etcdserver: denied"
     )
-    error.add_note("loading under /x: at least 3 of 9 keys were written")
-    assert common.one_line(error) == (
+    denied.add_note("loading under /x: at least 3 of 9 keys were written")
+    assert common.one_line(denied) == (
         "permission denied (endpoint http://h:1); the server said: etcdserver: denied; "
         "loading under /x: at least 3 of 9 keys were written"
     )

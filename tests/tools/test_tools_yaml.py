@@ -54,7 +54,7 @@ def etcdctl(ctl: list[str], *args: str) -> bytes:
 
 def keys(ctl: list[str], path: str) -> dict[bytes, bytes]:
     """Every key under the path (and the path's own), as etcdctl sees them."""
-    out = {}
+    out: dict[bytes, bytes] = {}
     for args in ([path], [path + "/", "--prefix"]):
         got = json.loads(etcdctl(ctl, "get", *args, "-w", "json"))
         out.update(

@@ -91,11 +91,24 @@ def _strings(data: Mapping[Any, Any]) -> dict[str, Any]:
 
 
 def _scalar(value: object) -> str:
+    """A value as the text a key gets: a string as written; anything else (a list, a
+    tagged scalar) as YAML."""
     if isinstance(value, str):
-        return value
+        return str(value)
     if isinstance(value, bool | int | float) or value is None:
         return yaml.safe_dump(value).removesuffix("\n...\n").strip()
-    return yaml.safe_dump(value, sort_keys=False).rstrip("\n")
+    return yaml.safe_dump(_plain(value), sort_keys=False).rstrip("\n")
+
+
+def _plain(value: object) -> object:
+    """``value`` with the parser's string subclass (``Plain``) turned into ``str``."""
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {_plain(k): _plain(v) for k, v in value.items()}
+    return value
 
 
 def _setup(prefix: str, data: dict[str, Any]) -> Callable[[et.Client], Any]:
