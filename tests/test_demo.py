@@ -70,19 +70,16 @@ def test_serve_keeps_an_etcd_running_until_ctrl_c(
 ) -> None:
     seen: list[str] = []
 
-    def use_it() -> None:
+    async def use_it() -> None:
         printed = capsys.readouterr()
         endpoint = printed.out.removeprefix("export ETCDCTL_ENDPOINTS=").strip()
         seen.extend([endpoint, printed.err])
 
-        async def check() -> None:
-            async with et.open_client(endpoint) as client:
-                await client.put("/tried", "yes")
+        async with et.open_client(endpoint) as client:
+            await client.put("/tried", "yes")
+        raise KeyboardInterrupt  # Ctrl-C
 
-        trio.run(check)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(demo, "_wait", use_it)
+    monkeypatch.setattr(trio, "sleep_forever", use_it)
     assert demo.serve_main([]) == 0
     assert seen[0].startswith("http://127.0.0.1:")
     assert "is running at" in seen[1] and "Ctrl-C stops it" in seen[1]

@@ -94,6 +94,18 @@ def test_settings_from_options_and_variables(monkeypatch: pytest.MonkeyPatch) ->
     )
 
 
+def test_has_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    def no_tty(path: str, flags: int) -> int:
+        raise OSError(6, "No such device or address")
+
+    monkeypatch.setattr(os, "open", no_tty)
+    assert common.has_terminal() is False
+    monkeypatch.setattr(os, "open", lambda path, flags: os.dup(0))
+    assert common.has_terminal() is True
+
+
 def test_passwords(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (settings("--user", "u", "--password", "p").password) == "p"
     assert settings("--user", "u:p:q").password == "p:q"
@@ -122,7 +134,6 @@ def test_passwords(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("getpass.getpass", eof)
     assert usage_error("--user", "root") == "--user root: no password given"
     assert usage_error("--password", "p") == "--password needs --user (or ETCDCTL_USER)"
-    assert isinstance(common.has_terminal(), bool)
 
 
 def test_tls_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -138,6 +138,7 @@ def test_report_ends_with_the_stream() -> None:
 
 
 def test_options(capsys: pytest.CaptureFixture[str]) -> None:
+    assert etcdmon._start("5") == 5
     with pytest.raises(SystemExit):
         etcdmon.main(["--help"])
     assert "--from-revision 1200" in capsys.readouterr().out

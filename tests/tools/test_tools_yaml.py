@@ -126,7 +126,8 @@ def test_a_realistic_config_reaches_etcd_as_written(
     assert {k[len(q) :]: v for k, v in keys(ctl, q).items()} == {
         k[len(p) :]: v for k, v in stored.items()
     }
-    assert etcd2yaml.main([*conn, q, "-o", str(again)]) == 0
+    revision = int(dump.read_text().split()[5])
+    assert etcd2yaml.main([*conn, q, "-o", str(again), "--revision", str(revision + 1)]) == 0
     assert dump.read_text().split("\n", 1)[1] == again.read_text().split("\n", 1)[1]
     text = dump.read_text()
     assert '  country: "NO"\n' in text and '  mode: "0755"\n' in text
@@ -329,7 +330,7 @@ def test_one_line_failures(
         (yaml2etcd, [str(good), "/x", "--if-revision", "0"]),
         (yaml2etcd, [str(good), "/x", "--max-depth", "0"]),
         (yaml2etcd, [str(good), "/x", "--max-depth", "many"]),
-        (etcd2yaml, ["/x", "--revision", "-5"]),
+        (etcd2yaml, ["/x", "--revision=-5"]),
         (etcd2yaml, ["/x", "--revision", "latest"]),
         (etcd2yaml, ["/x", "--endpoints", "http://[::1"]),
         (etcd2yaml, ["/x", "--command-timeout", "1m30"]),

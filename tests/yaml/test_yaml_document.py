@@ -227,6 +227,13 @@ copies: [*b, *b]
     with pytest.raises(y.DocumentError, match=r"^f.yaml:2:3: a merge \(<<\) takes a mapping"):
         y.parse_yaml("a:\n  <<: x\n", "f.yaml")
     assert y.parse_yaml("a:\n  !!merge <<: {b: 1}\n") == {"a": {"b": "1"}}
+    # anchored scalars, as values and as keys
+    assert y.parse_yaml("a: &x 1\nb: *x\nk: &k key\n? *k\n: 2\n") == {
+        "a": "1",
+        "b": "1",
+        "k": "key",
+        "key": "2",
+    }
 
 
 @pytest.mark.parametrize(

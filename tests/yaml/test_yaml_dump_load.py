@@ -291,6 +291,10 @@ def test_load_if_revision() -> None:
         with pytest.raises(et.ConflictError, match=r"^load: /r/c changed since revision"):
             await y.load_yaml(client, "/r", {"a": 3}, if_revision=r3)
         r4 = (await client.put("/r", "own")).revision
+        await y.load_yaml(client, "/r", {None: "own", "a": 2}, if_revision=r4)  # unchanged
+        # the root path: every key starting with /
+        everything = await y.plan_load(client, "/", {"r": {"a": 2}})
+        assert everything.unchanged == 1 and everything.revision == r4
         await client.delete("/r")
         with pytest.raises(et.ConflictError, match=r"^load: /r changed since revision"):
             await y.load_yaml(client, "/r", {"a": 3}, if_revision=r4)
