@@ -14,7 +14,7 @@ import trio
 import trio.testing
 
 import trio_etcd_tree as et
-from trio_etcd_tree._cli import common
+from trio_etcd_tree._cli import common, output
 from trio_etcd_tree._yaml import Progress
 
 
@@ -263,8 +263,8 @@ def test_progress_line_on_a_terminal_only() -> None:
     async def main() -> None:
         progress = Progress()
         tty, pipe = Terminal(), io.StringIO()
-        async with common.progress_line(progress, "tool", tty):
-            async with common.progress_line(progress, "tool", pipe):
+        async with output.progress_line(progress, "tool", tty):
+            async with output.progress_line(progress, "tool", pipe):
                 progress.start("writing", 1000)
                 await trio.sleep(0.5)
                 assert tty.getvalue() == ""  # nothing in the first second
@@ -276,18 +276,39 @@ def test_progress_line_on_a_terminal_only() -> None:
         assert tty.getvalue().endswith("\r\x1b[K")
         assert pipe.getvalue() == ""
         quick = Terminal()
-        async with common.progress_line(progress, "tool", quick):
+        async with output.progress_line(progress, "tool", quick):
             pass
         assert quick.getvalue() == ""
         progress = Progress()
-        assert common.describe(progress, "t") == "t:  0 keys"
+        assert output.describe(progress, "t") == "t:  0 keys"
 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
 
 
 def test_json_field() -> None:
     record: dict[str, object] = {}
-    common.json_field(record, "a", b"text")
-    common.json_field(record, "b", b"\xff")
-    common.json_field(record, "c", None)
+    output.json_field(record, "a", b"text")
+    output.json_field(record, "b", b"\xff")
+    output.json_field(record, "c", None)
     assert record == {"a": "text", "b_base64": "/w==", "c": None}
+
+
+def test_a_user_without_a_password_or_a_terminal_is_one_line() -> None:
+    """As a cron job or CI would run it: no controlling terminal, stdin not a terminal."""
+    import subprocess
+    import sys
+
+    tool = Path(__file__).parent.parent.parent / "tools" / "etcd2yaml.py"
+    done = subprocess.run(
+        [sys.executable, str(tool), "--user", "root", "/x"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        start_new_session=True,  # no controlling terminal
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    assert done.returncode == 2
+    assert done.stderr == (
+        "etcd2yaml: --user root: no password given and no terminal to ask for it "
+        "(give --user NAME:PASSWORD, --password or ETCDCTL_PASSWORD)\n"
+    )

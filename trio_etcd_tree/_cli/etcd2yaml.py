@@ -11,7 +11,7 @@ from collections.abc import Iterator, Sequence
 from typing import TextIO
 
 from .._yaml import Progress, dump_yaml
-from . import common
+from . import common, output
 
 EXAMPLES = """\
   etcd2yaml /cfg                       # the key /cfg and everything under /cfg/, to stdout
@@ -34,21 +34,16 @@ the form (docs/tools.rst has the details):
 """
 
 
-def _revision(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a revision number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"a revision is at least 1, not {value}")
-    return value
-
-
 def _parser() -> common.Parser:
     p = common.parser("etcd2yaml", "Dump the keys under PATH as YAML.", EXAMPLES)
     p.add_argument("prefix", metavar="PATH", help='the subtree, e.g. "/cfg"')
     p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
-    p.add_argument("--revision", type=_revision, default=0, help="dump as of this past revision")
+    p.add_argument(
+        "--revision",
+        type=common.positive("revision"),
+        default=0,
+        help="dump as of this past revision",
+    )
     p.add_argument("--raw", action="store_true", help="every UTF-8 value as a quoted string")
     p.add_argument("--page-size", type=int, default=10_000, help=argparse.SUPPRESS)
     return p
@@ -87,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     async def dump() -> int:
         with _output(args.output) as stream:
             async with common.connect(setup) as client:
-                async with common.progress_line(progress, "etcd2yaml"):
+                async with output.progress_line(progress, "etcd2yaml"):
                     revision = await dump_yaml(
                         client,
                         args.prefix,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Sequence
@@ -15,7 +14,7 @@ from .._errors import CompactedError, UnavailableError
 from .._keys import show_bytes, subtree_path, subtree_range, subtree_segments
 from .._types import Event, EventType
 from .._watch import ConnectionState, WatchStream
-from . import common
+from . import common, output
 
 EXAMPLES = """\
   etcdmon /cfg                        # from now on: REVISION ACTION KEY VALUE
@@ -35,16 +34,6 @@ current revision. No change is printed twice.
 """
 
 
-def _start(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a revision number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"a revision is at least 1, not {value}")
-    return value
-
-
 def _parser() -> common.Parser:
     p = common.parser(
         "etcdmon",
@@ -54,7 +43,13 @@ def _parser() -> common.Parser:
     )
     p.add_argument("prefix", metavar="PATH", help='the subtree, e.g. "/cfg"')
     p.add_argument("--json", action="store_true", help="the same as -w json")
-    p.add_argument("--from-revision", type=_start, default=0, metavar="N", help="replay from N")
+    p.add_argument(
+        "--from-revision",
+        type=common.positive("revision"),
+        default=0,
+        metavar="N",
+        help="replay from N",
+    )
     p.add_argument("--prev", action="store_true", help="show old values of changes too")
     return p
 
@@ -65,11 +60,11 @@ def format_event(event: Event, revision: int, *, prev: bool = False, as_json: bo
     action = event.type.name
     if as_json:
         record: dict[str, object] = {"revision": revision, "action": action}
-        common.json_field(record, "key", event.kv.key)
+        output.json_field(record, "key", event.kv.key)
         if event.type is EventType.PUT:
-            common.json_field(record, "value", event.kv.value)
+            output.json_field(record, "value", event.kv.value)
         if prev or event.type is EventType.DELETE:
-            common.json_field(record, "prev_value", old)
+            output.json_field(record, "prev_value", old)
         return json.dumps(record, ensure_ascii=False)
     head = f"{revision} {action} {show_bytes(event.kv.key)}"
     if event.type is EventType.DELETE:
@@ -173,7 +168,7 @@ async def monitor(
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     setup = common.usage("etcdmon", lambda: common.settings(args))
-    output = common.usage(
+    form = common.usage(
         "etcdmon", lambda: common.write_out(args, "json" if args.json else "simple")
     )
 
@@ -186,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 sys.stderr,
                 from_revision=args.from_revision,
                 prev=args.prev,
-                as_json=output == "json",
+                as_json=form == "json",
             )
         return 0  # pragma: no cover -- monitor runs until interrupted or an error
 

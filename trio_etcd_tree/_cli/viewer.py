@@ -25,7 +25,7 @@ import yaml
 import trio_etcd_tree as et
 
 from .._yaml import parse_yaml
-from . import common
+from . import common, output
 
 __all__ = ["DEMO_DATA", "load_data", "main"]
 
@@ -149,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
     with contextlib.ExitStack() as stack:
         if setup is None:
-            cluster = stack.enter_context(common.embedded_etcd("etcd-tree"))
+            cluster = stack.enter_context(output.embedded_etcd("etcd-tree"))
             setup = common.Settings(cluster.endpoints)
             fill = _setup(args.prefix, DEMO_DATA if data is None else data)
         else:

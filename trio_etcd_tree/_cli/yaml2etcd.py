@@ -25,7 +25,7 @@ from .._yaml import (
     recorded_revision,
 )
 from .._yaml.document import limit_error
-from . import common
+from . import common, output
 
 EXAMPLES = """\
   yaml2etcd cfg.yaml /cfg                  # add and change keys: /cfg and under /cfg/
@@ -64,15 +64,7 @@ _CODECS: dict[str, Codec] = {c.name: c for c in (STR, BYTES, INT, FLOAT, BOOL, J
 
 
 def _revision(text: str) -> int | str:
-    if text == "recorded":
-        return text
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"a revision number or 'recorded', not {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"a revision is at least 1, not {value}")
-    return value
+    return text if text == "recorded" else common.positive("revision")(text)
 
 
 def _type(text: str) -> tuple[str, Codec]:
@@ -83,16 +75,6 @@ def _type(text: str) -> tuple[str, Codec]:
             f"{text!r}: give PATTERN=CODEC, CODEC one of {', '.join(_CODECS)}"
         )
     return pattern, codec
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
 
 
 def _parser() -> common.Parser:
@@ -123,14 +105,23 @@ def _parser() -> common.Parser:
     )
     d = Limits()
     g = p.add_argument_group("limits")
-    g.add_argument("--max-txn-ops", type=_positive, default=MAX_TXN_OPS, help="the server's")
     g.add_argument(
-        "--max-request-bytes", type=_positive, default=MAX_REQUEST_BYTES, help="the server's"
+        "--max-txn-ops", type=common.positive("limit"), default=MAX_TXN_OPS, help="the server's"
     )
-    g.add_argument("--max-document-bytes", type=_positive, default=d.max_document_bytes)
-    g.add_argument("--max-depth", type=_positive, default=d.max_depth)
-    g.add_argument("--max-keys", type=_positive, default=d.max_keys)
-    g.add_argument("--max-alias-expansion", type=_positive, default=d.max_alias_expansion)
+    g.add_argument(
+        "--max-request-bytes",
+        type=common.positive("limit"),
+        default=MAX_REQUEST_BYTES,
+        help="the server's",
+    )
+    g.add_argument(
+        "--max-document-bytes", type=common.positive("limit"), default=d.max_document_bytes
+    )
+    g.add_argument("--max-depth", type=common.positive("limit"), default=d.max_depth)
+    g.add_argument("--max-keys", type=common.positive("limit"), default=d.max_keys)
+    g.add_argument(
+        "--max-alias-expansion", type=common.positive("limit"), default=d.max_alias_expansion
+    )
     return p
 
 
@@ -162,7 +153,7 @@ def _json(plan: LoadPlan, transactions: int, dry_run: bool, revision: int) -> st
         record: dict[str, object] = {"op": change["op"]}
         for name in ("key", "value", "prev_value"):
             if name in change:
-                common.json_field(record, name, change[name])  # type: ignore[arg-type]
+                output.json_field(record, name, change[name])  # type: ignore[arg-type]
         records.append(record)
     return json.dumps(
         {
@@ -182,7 +173,7 @@ def _json(plan: LoadPlan, transactions: int, dry_run: bool, revision: int) -> st
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     setup = common.usage("yaml2etcd", lambda: common.settings(args))
-    output = common.usage("yaml2etcd", lambda: common.write_out(args, "simple"))
+    form = common.usage("yaml2etcd", lambda: common.write_out(args, "simple"))
     limits = Limits(
         max_document_bytes=args.max_document_bytes,
         max_depth=args.max_depth,
@@ -230,7 +221,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             plan = planned.plan
             n = plan.transactions(**split)
             if args.dry_run:
-                if output == "json":
+                if form == "json":
                     print(_json(plan, n, True, plan.revision))
                     return 0
                 for line in plan.diff():
@@ -251,7 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     file=sys.stderr,
                     flush=True,
                 )
-            async with common.progress_line(progress, "yaml2etcd"):
+            async with output.progress_line(progress, "yaml2etcd"):
                 result = await apply_plan(
                     client,
                     plan,
@@ -260,7 +251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     progress=progress,
                     **split,
                 )
-        if output == "json":
+        if form == "json":
             print(_json(plan, result.transactions, False, result.revision))
         elif plan.empty:
             print(f"nothing to change at revision {plan.revision}: {plan.summary()}")
