@@ -279,6 +279,10 @@ def test_progress_line_on_a_terminal_only() -> None:
         async with output.progress_line(progress, "tool", quick):
             pass
         assert quick.getvalue() == ""
+        shared = Terminal()  # the data goes to the same terminal: no line between it
+        async with output.progress_line(progress, "tool", shared, beside=shared):
+            await trio.sleep(2)
+        assert shared.getvalue() == ""
         progress = Progress()
         assert output.describe(progress, "t") == "t:  0 keys"
 

@@ -82,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     async def dump() -> int:
         with _output(args.output) as stream:
             async with common.connect(setup) as client:
-                async with output.progress_line(progress, "etcd2yaml"):
+                async with output.progress_line(progress, "etcd2yaml", beside=stream):
                     revision = await dump_yaml(
                         client,
                         args.prefix,

@@ -32,13 +32,19 @@ def embedded_etcd(prog: str) -> Iterator[EtcdCluster]:
 
 @asynccontextmanager
 async def progress_line(
-    progress: Progress, label: str, stream: TextIO | None = None, *, after: float = 1.0
+    progress: Progress,
+    label: str,
+    stream: TextIO | None = None,
+    *,
+    after: float = 1.0,
+    beside: TextIO | None = None,
 ) -> AsyncIterator[None]:
     """While the block runs, a progress line on ``stream`` (stderr) if it is a terminal,
     once the work has taken ``after`` seconds: done and total, the rate, the time left.
-    The line is cleared at the end; nothing at all is written to a pipe or a file."""
+    The line is cleared at the end; nothing at all is written to a pipe or a file, nor
+    when the data goes to the terminal too (``beside``: where the data goes)."""
     out = stream or sys.stderr
-    if not out.isatty():
+    if not out.isatty() or (beside is not None and beside.isatty()):
         yield
         return
     shown = False
