@@ -19,7 +19,7 @@ def programs(path: Path) -> list[tuple[str, str]]:
     found = []
     for match in re.finditer(r"\.\. code-block:: python\n\n((?:    .*\n|\n)+)", text):
         source = "\n".join(line[4:] for line in match.group(1).splitlines())
-        if "ETCD_ENDPOINTS" in source:
+        if "ETCDCTL_ENDPOINTS" in source:
             line = text[: match.start()].count("\n") + 1
             found.append((f"{path.name}:{line}", source))
     return found
@@ -42,7 +42,7 @@ def test_program_runs(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setenv("ETCD_ENDPOINTS", ",".join(etcd_servers.get(version).endpoints))
+    monkeypatch.setenv("ETCDCTL_ENDPOINTS", ",".join(etcd_servers.get(version).endpoints))
     exec(compile(source, where, "exec"), {"__name__": "__main__"})
     printed = capsys.readouterr().out
     for expected in re.findall(r"print\(.*\)\s+# (\[.*\])", source):

@@ -40,7 +40,6 @@ LAYERS: dict[str, int] = {
 }
 
 
-
 def module_name(path: Path) -> str:
     parts = list(path.relative_to(ROOT.parent).with_suffix("").parts)
     if parts[-1] == "__init__":

@@ -202,7 +202,7 @@ def test_text_helpers() -> None:
     assert pretty_value(b"a: 1\nb: [x]") == "a: 1\nb:\n- x"
     assert pretty_value(b"plain text") == "plain text"
     assert pretty_value(b"a: [") == "a: ["
-    assert pretty_value(b"\xff\xfe") == "b'\\xff\\xfe'"
+    assert pretty_value(b"\xff\xfe") == '"\\xff\\xfe"'  # escaped bytes, never a repr
     assert parse_path("/cfg/db/port", b"/cfg") == ("db", "port")
     assert parse_path("/cfg", b"/cfg") == ()
     assert parse_path("db/port/", b"/cfg") == ("db", "port")

@@ -37,6 +37,8 @@ from ._core.errors import (
     CompactedError as CompactedError,
     ConflictError as ConflictError,
     DecodeError as DecodeError,
+    DocumentError as DocumentError,
+    DocumentLimitError as DocumentLimitError,
     EtcdError as EtcdError,
     FutureRevisionError as FutureRevisionError,
     InvalidRequestError as InvalidRequestError,
@@ -94,7 +96,7 @@ from ._tree.registry import TypeRegistry as TypeRegistry
 from ._tree.subscribe import Subscription as Subscription
 from ._tree.transaction import Transaction as Transaction
 from ._yaml import (
-    DocumentError as DocumentError,
+    Limits as Limits,
     LoadPlan as LoadPlan,
     LoadResult as LoadResult,
     dump_yaml as dump_yaml,
@@ -102,6 +104,7 @@ from ._yaml import (
     parse_yaml as parse_yaml,
     plan_load as plan_load,
 )
+from ._yaml.progress import Progress as Progress
 
 __version__ = "0.1.0.dev0"
 
@@ -129,6 +132,7 @@ __all__ = [
     "Delete",
     "DeleteResult",
     "DocumentError",
+    "DocumentLimitError",
     "Election",
     "EtcdError",
     "Event",
@@ -142,6 +146,7 @@ __all__ = [
     "LeaseExpiredError",
     "LeaseGrant",
     "LeaseInfo",
+    "Limits",
     "LoadPlan",
     "LoadResult",
     "Lock",
@@ -157,6 +162,7 @@ __all__ = [
     "NotLoadedError",
     "Page",
     "PermissionDeniedError",
+    "Progress",
     "ProtocolError",
     "Put",
     "PutResult",

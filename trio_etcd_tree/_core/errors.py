@@ -28,9 +28,13 @@
     │   locks and elections:
     ├── LockBusyError           ``try_lock`` found the lock taken (also a trio.WouldBlock)
     ├── LockLostError           our contender key vanished while we waited
-    └── NotLeaderError          ``proclaim`` or ``guard`` by a candidate that does not lead
+    ├── NotLeaderError          ``proclaim`` or ``guard`` by a candidate that does not lead
+    │
+    │   YAML documents (``parse_yaml``, ``load_yaml``; also ValueError):
+    └── DocumentError           a document that cannot be written (.source, .line, .column)
+        └── DocumentLimitError  over a limit (.limit names the option, .maximum its value)
 
-Every error says what was asked (``request``, e.g. ``"put b'/cfg/a'"``), of which endpoint,
+Every error says what was asked (``request``, e.g. ``"put /cfg/a"``), of which endpoint,
 and what the server said (``code`` is the gRPC status code, ``server_message`` its text).
 A failed compare in a transaction is not an error: it is a normal ``TxnResult``.
 
@@ -54,6 +58,8 @@ __all__ = [
     "CompactedError",
     "ConflictError",
     "DecodeError",
+    "DocumentError",
+    "DocumentLimitError",
     "EtcdError",
     "FutureRevisionError",
     "InvalidRequestError",
@@ -294,3 +300,51 @@ class LockLostError(EtcdError):
 class NotLeaderError(EtcdError):
     """:meth:`Election.proclaim` was called by a candidate that is not (or no longer) the
     leader."""
+
+
+class DocumentError(EtcdError, ValueError):
+    """A YAML document that cannot be written to etcd; nothing was written.
+
+    The message says where (``file:line:column`` or the path in the document) and why.
+
+    Attributes:
+        source: the file's name (``"<stdin>"``, ``"<document>"``), if known.
+        line, column: where in the file (1-based), if known.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        source: str | None = None,
+        line: int | None = None,
+        column: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.source = source
+        self.line = line
+        self.column = column
+
+
+class DocumentLimitError(DocumentError):
+    """A document over one of the limits that keep a load bounded (its size, nesting
+    depth, alias expansion, key count, a value's size).
+
+    Attributes:
+        limit: the option that sets the limit (``"max_depth"``; the tools' ``--max-depth``).
+        maximum: its value.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        limit: str,
+        maximum: int,
+        source: str | None = None,
+        line: int | None = None,
+        column: int | None = None,
+    ) -> None:
+        super().__init__(message, source=source, line=line, column=column)
+        self.limit = limit
+        self.maximum = maximum

@@ -1,10 +1,25 @@
-"""Keys are bytes; these helpers turn what users pass into them."""
+"""Keys are bytes; these helpers turn what users pass into them, and say what a path covers.
+
+The path model (the same for ``mount``, the YAML tools, etcdmon and the viewer): a path
+``/cfg`` covers the key ``/cfg`` itself and every key under ``/cfg/``, never ``/cfgother``
+nor ``/cfg-old``; ``/cfg/`` is the same path, and ``/`` (or the empty path) covers every
+key that starts with ``/``.
+"""
 
 from __future__ import annotations
 
 from typing import TypeAlias
 
-__all__ = ["KeyLike", "key_bytes", "key_text", "prefix_end", "range_end_for"]
+__all__ = [
+    "KeyLike",
+    "key_bytes",
+    "prefix_end",
+    "range_end_for",
+    "show_bytes",
+    "subtree_path",
+    "subtree_range",
+    "subtree_segments",
+]
 
 KeyLike: TypeAlias = bytes | str
 """A key as users may give it: raw bytes, or text that is encoded as UTF-8."""
@@ -41,10 +56,58 @@ def range_end_for(key: bytes, range_end: KeyLike | None, prefix: bool) -> bytes 
     return None if range_end is None else key_bytes(range_end)
 
 
-def key_text(key: bytes) -> str:
-    """A key as text for messages and displays: UTF-8 where it decodes, backslash escapes
-    for bytes that do not and for unprintable characters (never a ``b'...'`` repr)."""
-    text = key.decode("utf-8", "backslashreplace")
-    if text.isprintable():
+def subtree_path(path: KeyLike) -> bytes:
+    """A path as the path model takes it: ``"/cfg/"`` and ``"/cfg"`` are ``b"/cfg"``;
+    ``"/"`` and ``""`` are ``b""`` (every key starting with ``/``)."""
+    raw = key_bytes(path)
+    return raw.rstrip(b"/") if raw.strip(b"/") else b""
+
+
+def subtree_range(path: bytes) -> tuple[bytes, bytes]:
+    """One key range holding ``path`` (from :func:`subtree_path`) and every key under it.
+
+    The range also holds keys that are not under the path (``/cfg-old`` for ``/cfg``):
+    filter them out with :func:`subtree_segments`.
+    """
+    return (path or b"/", prefix_end(path + b"/"))
+
+
+def subtree_segments(path: bytes, key: bytes) -> tuple[bytes, ...] | None:
+    """Where ``key`` is under ``path`` (from :func:`subtree_path`): its segments below the
+    path (``()`` for the path's own key), or ``None`` if it is not under the path."""
+    if key == path and path:
+        return ()
+    below = path + b"/"
+    if key.startswith(below):
+        return tuple(key[len(below) :].split(b"/"))
+    return None
+
+
+def show_bytes(data: bytes) -> str:
+    """Bytes for a message or a one-line display, never a Python repr: a plain word as it
+    is (``/cfg/db``, ``5432``); anything else double-quoted, with ``\\``, ``\\"``,
+    ``\\n``, ``\\t``, ``\\r``, ``\\xNN`` for bytes that are not UTF-8 and for control
+    characters, and ``\\uNNNN`` for other unprintable characters (``"a b"``,
+    ``"\\xff"``, ``""``)."""
+    text = data.decode("utf-8", "surrogateescape")
+    if text and text.isprintable() and not _SPECIAL.intersection(text):
         return text
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return '"' + "".join(_escape(c) for c in text) + '"'
+
+
+_SPECIAL = frozenset(" \"'\\")
+_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def _escape(char: str) -> str:
+    known = _ESCAPES.get(char)
+    if known is not None:
+        return known
+    if char.isprintable():
+        return char
+    code = ord(char)
+    if 0xDC80 <= code <= 0xDCFF:  # a byte that is not UTF-8 (surrogateescape)
+        return f"\\x{code - 0xDC00:02x}"
+    if code < 0x80:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"

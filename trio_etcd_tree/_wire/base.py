@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Generic, Protocol, TypeVar, runtime_checkable
 
 import trio
 
-from .._core.keys import key_text
+from .._core.keys import show_bytes
 from .._core.txn import Compare, Get, Op, Txn
 from .._core.types import (
     DeleteResult,
@@ -112,8 +112,8 @@ class Request(Generic[R_co]):
 
 def _span(verb: str, key: bytes, range_end: bytes | None) -> str:
     if range_end is None:
-        return f"{verb} {key_text(key)}"
-    return f"{verb} {key_text(key)}..{key_text(range_end)}"
+        return f"{verb} {show_bytes(key)}"
+    return f"{verb} {show_bytes(key)}..{show_bytes(range_end)}"
 
 
 @dataclass(frozen=True, slots=True)
