@@ -18,8 +18,8 @@ from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, NoReturn, TextIO, TypeVar
+from urllib.parse import urlsplit
 
-import httpx
 import trio
 
 from .._client import Client, open_client
@@ -131,10 +131,11 @@ def endpoints(text: str, tls: bool) -> list[str]:
             continue
         url = given if "://" in given else scheme + given
         try:
-            parsed = httpx.URL(url)
-        except httpx.InvalidURL as exc:
+            parsed = urlsplit(url)
+            parsed.port  # noqa: B018  (raises for a port that is not a number)
+        except ValueError as exc:
             raise ValueError(f"not an endpoint: {given!r} ({exc})") from None
-        if parsed.scheme not in ("http", "https") or not parsed.host:
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
             raise ValueError(f"not an endpoint: {given!r} (say host:port or http://host:port)")
         urls.append(url)
     if not urls:
@@ -264,36 +265,14 @@ def _reason(exc: OSError | ssl.SSLError) -> str:
     return exc.strerror or str(exc)
 
 
-class _Transport(httpx.AsyncBaseTransport):
-    """The network, with the TLS setup and a connect timeout (``--dial-timeout``)."""
-
-    def __init__(self, verify: ssl.SSLContext | bool, dial_timeout: float) -> None:
-        self._inner = httpx.AsyncHTTPTransport(
-            verify=verify,
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=32),
-        )
-        self._dial = dial_timeout
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        timeout = dict(request.extensions.get("timeout", {}))
-        timeout["connect"] = self._dial
-        request.extensions["timeout"] = timeout
-        return await self._inner.handle_async_request(request)
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-
 def connect(setup: Settings, **options: Any) -> AbstractAsyncContextManager[Client]:
     """``open_client`` with the settings (``options`` go to it as they are)."""
-    options.setdefault(
-        "transport",
-        _Transport(setup.verify if setup.verify is not None else True, setup.dial_timeout),
-    )
     return open_client(
         setup.endpoints,
         username=setup.username,
         password=setup.password,
+        ssl_context=setup.verify,
+        dial_timeout=setup.dial_timeout,
         request_deadline=setup.command_timeout,
         **options,
     )

@@ -58,6 +58,7 @@ class GatewayTransport:
     Args:
         verify: the TLS setup for ``https://`` endpoints (an ``ssl.SSLContext``, or True
             for the system's CAs).
+        dial_timeout: seconds to open a connection (None: no limit but the client's).
         http_transport: an httpx transport to use instead of the network (the in-memory
             etcd, :class:`trio_etcd_tree.testing.FakeEtcd`, is one).
     """
@@ -66,6 +67,7 @@ class GatewayTransport:
         self,
         *,
         verify: ssl.SSLContext | bool = True,
+        dial_timeout: float | None = None,
         http_transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         # httpcore's connection pool reports through its trace hook how far a request got;
@@ -74,7 +76,7 @@ class GatewayTransport:
         self._http = httpx.AsyncClient(
             transport=http_transport,
             verify=verify,
-            timeout=httpx.Timeout(None),
+            timeout=httpx.Timeout(None, connect=dial_timeout),
             limits=httpx.Limits(max_connections=None, max_keepalive_connections=32),
         )
 
