@@ -28,6 +28,16 @@ def programs(path: Path) -> list[tuple[str, str]]:
 PROGRAMS = [p for doc in DOCUMENTS for p in programs(doc)]
 
 
+def example_test_module() -> str:
+    """The complete test module that docs/testing.rst shows (run by tests/test_wheel.py)."""
+    text = (ROOT / "docs" / "testing.rst").read_text()
+    match = re.search(r"\.\. code-block:: python\n\n((?:    .*\n|\n)+)", text)
+    assert match is not None
+    source = "\n".join(line[4:] for line in match.group(1).splitlines())
+    assert source.startswith("# test_example.py")
+    return source + "\n"
+
+
 def test_the_tutorial_has_programs() -> None:
     assert len([p for p in PROGRAMS if p[0].startswith("TUTORIAL")]) >= 6
 

@@ -37,8 +37,9 @@ def tree_lines(classes: dict[type[BaseException], str]) -> list[str]:
 
     def line(cls: type[BaseException], depth: int) -> list[str]:
         others = [b for b in cls.__bases__ if b not in classes and b is not Exception]
-        also = ", ".join(f"``{b.__module__}.{b.__qualname__}``".replace("builtins.", "")
-                         for b in others)
+        also = ", ".join(
+            f"``{b.__module__}.{b.__qualname__}``".replace("builtins.", "") for b in others
+        )
         summary = (inspect.getdoc(cls) or "").split("\n\n")[0].replace("\n", " ")
         text = f":exc:`~{classes[cls]}`"
         if also:
@@ -65,11 +66,12 @@ class ExceptionTree(SphinxDirective):
     def run(self) -> list[nodes.Node]:
         classes = exported_exceptions(list(self.arguments))
         lines = tree_lines(classes)
-        for cls, name in sorted(classes.items(), key=lambda item: item[1]):
+        for name in sorted(classes.values()):
             lines += [f".. autoexception:: {name}", "   :members:", ""]
         container = nodes.container()
-        self.state.nested_parse(StringList(lines, source=self.get_source_info()[0]),
-                                self.content_offset, container)
+        self.state.nested_parse(
+            StringList(lines, source=self.get_source_info()[0]), self.content_offset, container
+        )
         return container.children
 
 
