@@ -72,7 +72,7 @@ class ExceptionTree(SphinxDirective):
         self.state.nested_parse(
             StringList(lines, source=self.get_source_info()[0]), self.content_offset, container
         )
-        return container.children
+        return list(container.children)
 
 
 def setup(app: Sphinx) -> dict[str, Any]:

@@ -1,8 +1,9 @@
 """pytest fixtures for testing with etcd: real servers and the in-memory one.
 
 Installing trio-etcd-tree registers it with pytest (a ``pytest11`` entry point named
-after this module; ``-p no:trio_etcd_tree.testing.pytest_plugin`` turns it off). It needs pytest-trio in trio
-mode (``trio_mode = true``); ``pip install 'trio-etcd-tree[testing]'`` brings both. Fixtures:
+after this module; ``-p no:trio_etcd_tree.testing.pytest_plugin`` turns it off). It needs
+pytest-trio in trio mode (``trio_mode = true``); ``pip install 'trio-etcd-tree[testing]'``
+brings both. Fixtures:
 
 ``etcd_backend``
     One etcd to test against, parametrized over the in-memory
