@@ -59,6 +59,7 @@ nitpick_ignore_regex = [
     ("py:class", r"pytest\..*|MonkeyPatch|FixtureRequest|Config|Parser|Item|Session"),
 ]
 
+toc_object_entries = False  # the sidebar lists sections, not every class
 autodoc_member_order = "bysource"
 autodoc_typehints = "signature"
 autodoc_typehints_format = "short"
@@ -71,7 +72,7 @@ napoleon_use_ivar = True  # "Attributes:" as fields: autodoc documents the attri
 
 html_theme = "alabaster"
 html_title = f"trio-etcd-tree {release}"
-html_static_path: list[str] = []
+html_static_path = ["_static"]  # custom.css, which alabaster loads
 html_theme_options = {
     "description": "etcd v3 for Trio: a client, a live mirrored tree, coordination, tools",
     "fixed_sidebar": True,

@@ -33,6 +33,7 @@ import hashlib
 import json
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import trio
@@ -176,14 +177,13 @@ def plot_benchmark(name: str) -> None:
     raw = (DATA / f"bench_{name}.json").read_bytes()
     data = json.loads(raw)
     rows = [row for row in data["rows"] if row["ratio"] is not None]
-    labels, parent = [], ""
-    for row in rows:
-        metric = row["metric"]
-        if not metric.startswith(" "):
-            parent = metric
-            labels.append(metric)
-        else:
-            labels.append(f"{parent.split(' (')[0]}: {metric.strip()}")
+    # a row indented in the table belongs to the row above it: "... : what it adds"
+    labels = [
+        textwrap.shorten(row["metric"].strip(), 70, placeholder="...")
+        if not row["metric"].startswith(" ")
+        else "… " + textwrap.shorten(row["metric"].strip(), 66, placeholder="...")
+        for row in rows
+    ]
     ratios = [row["ratio"] for row in rows]
     colors = []
     for row in rows:
@@ -193,25 +193,59 @@ def plot_benchmark(name: str) -> None:
             colors.append("#4c9a4c")
         else:
             colors.append("#c0504d")
-    fig, ax = plt.subplots(figsize=(10, 0.32 * len(rows) + 1.6))
-    y = range(len(rows))
-    ax.barh(list(y), ratios, color=colors)
+    from matplotlib.patches import Patch
+    from matplotlib.ticker import FixedLocator, NullLocator
+
+    fig, ax = plt.subplots(figsize=(8.5, 0.3 * len(rows) + 2.2))
+    y = list(range(len(rows)))
+    # each bar runs from 1 (the baseline) to the row's ratio
+    ax.barh(y, [r - 1 for r in ratios], left=1, color=colors, height=0.7)
     ax.axvline(1.0, color="black", linewidth=0.8)
-    ax.set_yticks(list(y), labels, fontsize=8)
+    ax.set_yticks(y, labels, fontsize=7.5)
     ax.invert_yaxis()
     ax.set_xscale("log")
-    ax.set_xlabel("ours / baseline (median); left of 1: ours smaller (time, CPU) or slower (rate)")
+    low = min(0.5, min(ratios) / 1.3)
+    high = max(2.0, max(ratios) * 1.6)
+    ax.set_xlim(low, high)
+    ticks = [x for x in (0.125, 0.25, 0.5, 1, 2, 4, 8, 16, 32) if low <= x <= high]
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xticklabels([f"{x:g}" for x in ticks], fontsize=8)
+    ax.set_xlabel("ours / baseline, median (log scale)", fontsize=8)
     for i, row in enumerate(rows):
-        ax.text(ratios[i], i, f" {ratios[i]:.2f}  {row['verdict']}", va="center", fontsize=7)
-    settings = ", ".join(f"{k}={v}" for k, v in data["settings"].items())
+        ax.text(
+            max(ratios[i], 1.0) * 1.03,
+            i,
+            f"{ratios[i]:.2f}  {row['verdict']}",
+            va="center",
+            fontsize=6.5,
+        )
+    settings = textwrap.fill(", ".join(f"{k}={v}" for k, v in data["settings"].items()), 90)
     ax.set_title(
-        f"{data['script']}: {data['title']}\n{settings}; python {data['python']}, "
-        f"{data['cpus']} CPUs. green: target met, red: missed, grey: for information",
-        fontsize=8,
+        f"{data['script']}: {data['title']}\n{settings}\n"
+        f"python {data['python']}, trio {data['trio']}, httpx {data['httpx']}, "
+        f"{data['cpus']} CPUs",
+        fontsize=7.5,
+    )
+    ax.legend(
+        handles=[
+            Patch(color="#4c9a4c", label="target met"),
+            Patch(color="#c0504d", label="target missed"),
+            Patch(color="#b0b0b0", label="for information"),
+        ],
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.16),
+        ncol=3,
+        fontsize=7,
+        frameon=False,
     )
     fig.tight_layout()
     path = FIGURES / f"bench-{name}.svg"
-    fig.savefig(path, metadata={"Description": f"source sha256 {sha256(raw)}", "Date": None})
+    fig.savefig(
+        path,
+        bbox_inches="tight",
+        metadata={"Description": f"source sha256 {sha256(raw)}", "Date": None},
+    )
     plt.close(fig)
     print(f"wrote {path}")
 
