@@ -9,7 +9,8 @@ Writes into docs/figures/:
 
 * ``mount-states.dot/.svg``: the states of a mount (the members of ``MountState``) and what
   moves it between them (``MOUNT_TRANSITIONS`` below, each edge naming the code that takes
-  it; tests/test_figures.py checks that the states are exactly ``MountState``'s).
+  it; tests/test_figures.py checks that the states are exactly ``MountState``'s, and that
+  what a mount on the in-memory etcd goes through is drawn).
 * ``lock-queue.dot/.svg``: the queue of a lock as etcd holds it, read from etcd after four
   contenders called ``lock()`` on the in-memory etcd: the keys in create-revision order,
   and who watches whom (each waiter its predecessor, as ``_lock.py`` does).
@@ -63,6 +64,7 @@ MOUNT_TRANSITIONS: list[tuple[str, str, str]] = [
     ("DISCONNECTED", "CLOSED", ""),
     ("RESYNCING", "CLOSED", ""),
     ("SYNCED", RAISES, "any other EtcdError\n(lost permission, ...)"),
+    ("DISCONNECTED", RAISES, ""),
     ("RESYNCING", RAISES, ""),
 ]
 """Every way ``root.state`` changes. ``mount()`` and "raises" are not states: before the

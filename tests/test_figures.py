@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import itertools
 import json
 import re
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+import trio
 
 import trio_etcd_tree as et
+from trio_etcd_tree.testing import open_fake_etcd
 
 ROOT = Path(__file__).parent.parent
 FIGURES = ROOT / "docs" / "figures"
@@ -59,6 +62,71 @@ def test_the_mount_diagram_has_exactly_the_states_of_a_mount() -> None:
 def test_the_diagrams_are_drawn_from_their_dot_source(name: str) -> None:
     dot = FIGURES / f"{name}.dot"
     assert f"source sha256 {sha256(dot)}" in (FIGURES / f"{name}.svg").read_text()
+
+
+async def test_a_mount_moves_along_the_edges_of_the_diagram(autojump_clock: object) -> None:
+    """Drive a mount on the in-memory etcd through a disconnect, a compaction while
+    disconnected, a new cluster id and a refused read, recording each state it passes."""
+    start, raises = make_figures.START, make_figures.RAISES
+    path: list[str] = [start]
+    moved = trio.Event()
+
+    async def record(root: et.Root) -> None:  # root.state, looked at every 10 ms
+        nonlocal moved
+        while True:
+            if root.state.name != path[-1]:
+                path.append(root.state.name)
+                moved.set()
+                moved = trio.Event()
+            await trio.sleep(0.01)
+
+    async def reach(root: et.Root, state: et.MountState) -> None:
+        with trio.fail_after(120):
+            while path[-1] != state.name:
+                await moved.wait()
+
+    async with open_fake_etcd() as fake, et.open_client(fake.endpoints, transport=fake) as client:
+        fake.put("/m/a", "1")
+        with pytest.raises(et.MirrorError):
+            async with et.mount(client, "/m") as root, trio.open_nursery() as nursery:
+                nursery.start_soon(record, root)
+                fake.member_down(0)
+                await reach(root, et.MountState.DISCONNECTED)
+                fake.member_up(0)
+                await reach(root, et.MountState.SYNCED)
+                # compacted while disconnected: the watch cannot resume
+                fake.member_down(0)
+                await reach(root, et.MountState.DISCONNECTED)
+                fake.put("/m/a", "2")
+                fake.compact(fake.put("/m/b", "3"))
+                fake.delay_next("/v3/kv/range", 5)  # the snapshot takes a while: RESYNCING shows
+                fake.member_up(0)
+                await reach(root, et.MountState.RESYNCING)
+                await reach(root, et.MountState.SYNCED)
+                # the cluster id changes under a live watch; the fresh snapshot is refused
+                fake.new_cluster_id()
+                fake.delay_next("/v3/kv/range", 5)
+                fake.fail_next("/v3/kv/range", code=7, message="etcdserver: permission denied")
+                fake.put("/m/c", "4")
+                await reach(root, et.MountState.RESYNCING)
+                await trio.sleep_forever()
+        path.append(raises)
+        async with et.mount(client, "/m") as root:
+            path += [start, "SYNCED"]
+        path.append(root.state.name)
+
+    edges = set(itertools.pairwise(path)) - {(raises, start)}
+    assert edges == {
+        (start, "SYNCED"),
+        ("SYNCED", "DISCONNECTED"),
+        ("DISCONNECTED", "SYNCED"),
+        ("DISCONNECTED", "RESYNCING"),
+        ("RESYNCING", "SYNCED"),
+        ("SYNCED", "RESYNCING"),
+        ("RESYNCING", raises),
+        ("SYNCED", "CLOSED"),
+    }
+    assert edges <= {(source, target) for source, target, _ in make_figures.MOUNT_TRANSITIONS}
 
 
 def test_the_mount_diagram_is_drawn_from_the_transition_table() -> None:
