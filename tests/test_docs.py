@@ -42,6 +42,15 @@ def test_the_tutorial_has_programs() -> None:
     assert len([p for p in PROGRAMS if p[0].startswith("TUTORIAL")]) >= 6
 
 
+def test_every_complete_program_is_run() -> None:
+    """A program that runs trio is one of PROGRAMS (none is skipped for how it reads the
+    endpoint)."""
+    for doc in DOCUMENTS:
+        blocks = re.findall(r"\.\. code-block:: python\n\n((?:    .*\n|\n)+)", doc.read_text())
+        complete = [b for b in blocks if "trio.run(" in b]
+        assert len(complete) == len(programs(doc)), doc.name
+
+
 @pytest.mark.parametrize("version", ["3.4", "3.5"])
 @pytest.mark.parametrize(("where", "source"), PROGRAMS, ids=[p[0] for p in PROGRAMS])
 def test_program_runs(
