@@ -1,5 +1,6 @@
 """The package as a user gets it: the built wheel in a fresh virtualenv outside the checkout.
 
+The sdist and the wheel carry the LICENSE and the metadata (license, classifiers, extras).
 ``python -m pip install`` the wheel, then each tool's ``--help`` and the tutorial's first
 program against a real etcd 3.5; then the ``testing`` extra and the docs' example test
 module run by pytest with no ``-p`` (the ``pytest11`` entry point) in a fresh directory.
@@ -11,7 +12,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tarfile
 import tomllib
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -45,8 +48,19 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 def test_the_wheel_installs_and_runs(tmp_path: Path, etcd_servers: Servers) -> None:
     dist = tmp_path / "dist"
-    run(sys.executable, "-m", "build", "--wheel", "--outdir", dist, ROOT, cwd=tmp_path)
+    run(sys.executable, "-m", "build", "--sdist", "--wheel", "--outdir", dist, ROOT, cwd=tmp_path)
     (wheel,) = dist.glob("trio_etcd_tree-*.whl")
+    (sdist,) = dist.glob("trio_etcd_tree-*.tar.gz")
+    with tarfile.open(sdist) as tar:
+        assert any(name.endswith("/LICENSE") for name in tar.getnames())
+    with zipfile.ZipFile(wheel) as whl:
+        names = whl.namelist()
+        assert any(name.endswith(".dist-info/licenses/LICENSE") for name in names)
+        (metadata,) = [n for n in names if n.endswith(".dist-info/METADATA")]
+        text = whl.read(metadata).decode()
+    assert "License-Expression: MIT" in text
+    assert "Classifier: Programming Language :: Python :: 3.11" in text
+    assert "Provides-Extra: testing" in text and "Provides-Extra: test\n" not in text
 
     venv = tmp_path / "venv"
     run(sys.executable, "-m", "venv", venv, cwd=tmp_path)
