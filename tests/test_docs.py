@@ -66,3 +66,27 @@ def test_program_runs(
     printed = capsys.readouterr().out
     for expected in re.findall(r"print\(.*\)\s+# (\[.*\])", source):
         assert expected in printed
+
+
+def test_every_public_name_has_a_reference_entry() -> None:
+    """Each name in ``trio_etcd_tree.__all__`` and ``trio_etcd_tree.testing.__all__`` is in
+    the API reference of some page (exceptions: in the tree the errors page draws)."""
+    import trio_etcd_tree
+    import trio_etcd_tree.testing
+
+    documented = set()
+    for page in (ROOT / "docs").glob("*.rst"):
+        for names in re.findall(
+            r"^\s*\.\. (?:auto\w+|class|function|data|exception):: ([^\n(]+)",
+            page.read_text(),
+            re.MULTILINE,
+        ):
+            documented |= {name.strip().rsplit(".", 1)[-1] for name in names.split()}
+        for line in re.findall(r"^\s{10}(\w+)$", page.read_text(), re.MULTILINE):
+            documented.add(line)  # further names of a multi-name ``.. data::``
+    for module in (trio_etcd_tree, trio_etcd_tree.testing):
+        for name in module.__all__:
+            obj = getattr(module, name)
+            if isinstance(obj, type) and issubclass(obj, BaseException):
+                continue  # .. exception-tree:: documents every exported exception
+            assert name in documented, f"{module.__name__}.{name} is in no reference section"
