@@ -6,6 +6,10 @@
 #   build of docs/ with warnings as errors and every cross-reference checked, and the test
 #   suite (in-memory etcd, real etcd 3.4 and 3.5, the built wheel in a fresh virtualenv)
 #   under coverage, which must reach 100% of the lines and branches of trio_etcd_tree/.
+# The figures under docs/figures are committed, so neither the docs build nor CI needs
+# Graphviz or a benchmark run: tests/test_figures.py checks that each one matches what it
+# was drawn from, and `python docs/make_figures.py` (Graphviz's dot, matplotlib) draws
+# them again.
 # Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
