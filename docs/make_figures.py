@@ -127,12 +127,12 @@ async def lock_queue_kvs() -> list[et.KeyValue]:
 def lock_queue_dot(kvs: list[et.KeyValue]) -> str:
     lines = [
         "digraph lock_queue {",
-        '  graph [rankdir=LR, fontname="Helvetica", nodesep=0.4, ranksep=0.8, bgcolor="white"];',
+        '  graph [rankdir=TB, fontname="Helvetica", nodesep=0.4, ranksep=0.45, bgcolor="white"];',
         '  node [shape=box, style="rounded,filled", fontname="Courier", fontsize=11,'
         ' color="#3b5b92"];',
         '  edge [fontname="Helvetica", fontsize=9];',
-        f"  label=\"the keys under {LOCK_NAME}/, each created with its contender's lease;"
-        ' the lowest create revision holds the lock";',
+        f"  label=\"the keys under {LOCK_NAME}/, each created\\nwith its contender's lease;"
+        ' the lowest\\ncreate revision holds the lock";',
         "  labelloc=b; fontsize=10;",
     ]
     for i, kv in enumerate(kvs):
@@ -140,7 +140,7 @@ def lock_queue_dot(kvs: list[et.KeyValue]) -> str:
         fill = "#d8f0d8" if i == 0 else "#eef3fb"
         label = f"{kv.key.decode()}\\ncreate revision {kv.create_revision}\\n{role}"
         lines.append(f'  k{i} [label="{label}", fillcolor="{fill}"];')
-    # drawn from the holder on the left; each arrow points at the key its waiter watches
+    # drawn from the holder at the top; each arrow points at the key its waiter watches
     edge = '[dir=back, label="watches for\\nits deletion", color="#3b5b92"]'
     lines += [f"  k{i - 1} -> k{i} {edge};" for i in range(1, len(kvs))]
     lines.append("}")
