@@ -76,7 +76,8 @@ html_static_path = ["_static"]  # custom.css, which alabaster loads
 html_theme_options = {
     "description": "etcd v3 for Trio: a client, a live mirrored tree, coordination, tools",
     "fixed_sidebar": True,
-    "page_width": "1100px",
+    "page_width": "1240px",
+    "body_max_width": "none",
     "sidebar_width": "230px",
 }
 
