@@ -504,6 +504,7 @@ def parse_args(argv: list[str]) -> tuple[Settings, str | None, list[str]]:
     parser.add_argument("--interval", type=float, default=0.01, help="seconds between puts")
     parser.add_argument("--endpoints", help="use this etcd instead of starting one")
     parser.add_argument("--quick", action="store_true", help="a smaller run, under a minute")
+    parser.add_argument("--json", metavar="FILE", help=bc.JSON_HELP)
     parser.add_argument(
         "--only",
         default="mount,memory,watch,latency",
@@ -619,6 +620,11 @@ def main(argv: list[str]) -> None:
             misses.append(sub if sub == parent else f"{parent}: {sub}")
     print(f"{len(misses)} target(s) missed" + (": " + "; ".join(misses) if misses else ""))
     print(f"total {time.perf_counter() - started:.1f} s")
+    json_file = bc.json_option(argv)
+    if json_file is not None:
+        bc.write_json(
+            json_file, "bench_mount.py", f"mount() vs raw httpx + trio; {server}", settings, rows
+        )
 
 
 if __name__ == "__main__":

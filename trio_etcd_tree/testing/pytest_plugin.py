@@ -1,10 +1,13 @@
 """pytest fixtures for testing with etcd: real servers and the in-memory one.
 
-Enable it with ``-p trio_etcd_tree.testing.pytest_plugin`` (or ``pytest_plugins = [...]`` in
-a conftest). It needs pytest-trio in trio mode. Fixtures:
+Installing trio-etcd-tree registers it with pytest (a ``pytest11`` entry point named
+after this module; ``-p no:trio_etcd_tree.testing.pytest_plugin`` turns it off). It needs
+pytest-trio in trio mode (``trio_mode = true``); ``pip install 'trio-etcd-tree[testing]'``
+brings both. Fixtures:
 
 ``etcd_backend``
-    One etcd to test against, parametrized over the in-memory :class:`FakeEtcd` and every
+    One etcd to test against, parametrized over the in-memory
+    :class:`~trio_etcd_tree.testing.FakeEtcd` and every
     real etcd version asked for (``--etcd-versions``, default ``3.4,3.5``). Real servers are
     started once per session (single node, loopback, temporary data dir) and shared: each
     test gets its own key ``prefix``. Tests marked ``real_only`` skip the fake.
