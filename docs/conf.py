@@ -44,10 +44,10 @@ nitpick_ignore_regex = [
     # Private helper types that appear in public signatures (``KeyLike`` is ``bytes | str``,
     # ``Op`` one of Get/Put/Delete/Txn, ``N`` a Node subclass): not part of the API.
     ("py:class", r"trio_etcd_tree(\.testing)?\._.*"),
-    ("py:class", r"KeyLike|Op|OpResult|N|Connection"),
+    ("py:class", r"KeyLike|Op|OpResult|N|Connection|PathLike|Plain"),
     # Private helpers that public docstrings name (the YAML layer's recorded_revision,
     # document_keys and LoadPlan.diff's show): not part of the API.
-    ("py:func", r"recorded_revision|document_keys|show"),
+    ("py:func", r"recorded_revision|document_keys|show|show_bytes|apply_plan"),
     ("py:.*", r"(trio|httpx|pytest|_pytest|textual|ssl|os|enum|typing|collections\.abc)\..*"),
     ("py:.*", r"(contextlib\.)?(AbstractAsyncContextManager|AbstractContextManager)"),
     ("py:class", r"(Any|Callable|Awaitable|Iterator|AsyncIterator|Iterable|Mapping|Sequence)"),

@@ -309,7 +309,8 @@ class DocumentError(EtcdError, ValueError):
 
     Attributes:
         source: the file's name (``"<stdin>"``, ``"<document>"``), if known.
-        line, column: where in the file (1-based), if known.
+        line: where in the file (1-based), if known.
+        column: likewise.
     """
 
     def __init__(

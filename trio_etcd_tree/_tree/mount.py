@@ -169,7 +169,7 @@ async def mount(
 
     Raises:
         MirrorError: the mirror cannot go on (lost permission, say); out of the block.
-        Whatever the block raises comes out unchanged.
+            Whatever the block raises comes out unchanged.
 
     After the block the tree is a frozen snapshot: reads work, writes raise
     :class:`TreeClosedError`, subscriptions have ended.
