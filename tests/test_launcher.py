@@ -291,6 +291,9 @@ def test_snapshot_tools_must_exist(tmp_path: Path) -> None:
         cluster.members = [member]
         with pytest.raises(EtcdNotFoundError, match="no etcdctl beside the etcd binary"):
             cluster.snapshot_save(tmp_path / "snap.db")
+        cluster.binary = _binary_or_skip("3.5")
+        with pytest.raises(RuntimeError, match=r"^etcdutl snapshot restore failed:\n"):
+            cluster.snapshot_restore(tmp_path / "no-such-snapshot.db")
 
 
 # -- TLS ------------------------------------------------------------------------------------------

@@ -185,6 +185,13 @@ def find_etcd(version: str | None = None) -> EtcdBinary:
     )
 
 
+def _run(args: list[str]) -> None:
+    result = subprocess.run(args, capture_output=True, text=True, timeout=60, check=False)
+    if result.returncode:
+        output = (result.stdout + result.stderr).strip()
+        raise RuntimeError(f"{Path(args[0]).name} {args[1]} {args[2]} failed:\n{output}")
+
+
 def _tool(path: Path | None, name: str) -> Path:
     if path is None:
         raise EtcdNotFoundError(f"no {name} beside the etcd binary; {_INSTALL_HINT}")
@@ -475,16 +482,11 @@ class EtcdCluster:
 
         Raises:
             EtcdNotFoundError: no etcdctl beside the etcd binary.
-            subprocess.CalledProcessError: etcdctl failed (its output is in the error).
+            RuntimeError: etcdctl failed (the message ends with its output).
         """
         endpoint = next(m.client_url for m in self.members if m.running)
         tool = _tool(self.binary.etcdctl, "etcdctl")
-        subprocess.run(
-            [str(tool), f"--endpoints={endpoint}", "snapshot", "save", str(path)],
-            capture_output=True,
-            check=True,
-            timeout=60,
-        )
+        _run([str(tool), f"--endpoints={endpoint}", "snapshot", "save", str(path)])
 
     def snapshot_restore(self, path: Path, timeout: float = 30) -> None:
         """Stop every member, replace its data by the snapshot at ``path`` (``etcdutl
@@ -493,7 +495,7 @@ class EtcdCluster:
 
         Raises:
             EtcdNotFoundError: no etcdutl beside the etcd binary (etcd 3.4 has none).
-            subprocess.CalledProcessError: etcdutl failed (its output is in the error).
+            RuntimeError: etcdutl failed (the message ends with its output).
             EtcdStartError: a member did not become healthy again.
         """
         tool = _tool(self.binary.etcdutl, "etcdutl")
@@ -503,17 +505,14 @@ class EtcdCluster:
             member.stop()
         for member in self.members:
             shutil.rmtree(member.data_dir, ignore_errors=True)
-            subprocess.run(
+            _run(
                 [
                     str(tool),
                     *("snapshot", "restore", str(path), "--data-dir", str(member.data_dir)),
                     *("--name", member.name, "--initial-cluster", initial_cluster),
                     *("--initial-cluster-token", token),
                     *("--initial-advertise-peer-urls", member.peer_url),
-                ],
-                capture_output=True,
-                check=True,
-                timeout=60,
+                ]
             )
         self.start_all(timeout)
 
