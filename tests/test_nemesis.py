@@ -259,28 +259,44 @@ def test_stale_rule() -> None:
     frozen = FaultRecord(Fault(1, "freeze", "client", 12), 0, "http://a", 101.0, 113.0)
     cut = FaultRecord(Fault(20, "partition", "leader", 3), 1, "http://b", 120.0, 123.0)
     running = FaultRecord(Fault(30, "freeze", "leader", 9), 1, "http://b", 130.0)
-    states = [
+    writes = [  # acknowledged by other writers, on healthy members, during the freeze
+        _write("put", {"/n/w1/k0": "w1.1"}, revision=10, done=101.5, process="w1"),
+        _write("put", {"/n/w1/k0": "w1.2"}, revision=11, done=104.0, process="w1"),
+        _write("put", {"/n/w1/k0": "w1.3"}, revision=12, done=110.0, process="w1"),
+    ]
+    states = [  # m stays on the frozen member, then moves
         StateChange("m", 100.0, "synced", "http://a"),
-        StateChange("m", 102.0, "synced", "http://a"),
         StateChange("m", 108.0, "disconnected", "http://a"),
         StateChange("m", 109.0, "synced", "http://b"),
         StateChange("other", 100.0, "synced", "http://b"),
     ]
-    # synced on the frozen member until 108, 2 s past the 5 s bound
-    violations = check(
-        _history(faults=[frozen, cut, running], states=states), _final({}), synced_bound=5
-    )
-    assert [(v.rule, v.at) for v in violations] == [("stale", 6.0)]
+    deliveries = [
+        Delivery("m", 100.5, 9, False, {}),
+        Delivery("m", 109.5, 12, True, {"/n/w1/k0": "w1.3"}),  # resumed elsewhere
+        *(Delivery("other", op.done + 0.1, op.revision, False, op.writes) for op in writes),
+    ]
+    lists = {"writes": writes, "states": states, "deliveries": deliveries}
+    final = _final({"/n/w1/k0": ("w1.3", 12)})
+    violations = check(_history(faults=[frozen, cut, running], **lists), final, synced_bound=5)
+    assert [(v.rule, v.at) for v in violations] == [("stale", 6.5)]
     assert violations[0].message == (
-        "mount m said synced on http://a (freeze client, member 0) from 2.00s to 8.00s, "
-        "though it was frozen from 1.00s to 13.00s (bound 5s)"
+        "mount m said synced at 6.50s (on http://a) but had delivered revision 9, 5s after "
+        "revision 10 was acknowledged, while member 0 (http://a) was frozen from 1.00s to "
+        "13.00s (freeze client)"
     )
-    assert _rules(_history(faults=[frozen], states=states[2:]), _final({})) == []
-    assert _rules(_history(faults=[frozen], states=states), _final({}), bound=20) == []
+    # within a longer bound m said "disconnected", or had moved and caught up
+    assert check(_history(faults=[frozen], **lists), final, synced_bound=6.5) == []
+    assert check(_history(faults=[frozen], **lists), final, synced_bound=20) == []
     # a quiet mount (no requests of its own) has its own bound
-    quiet = _history(faults=[frozen], states=states, quiet=["m"])
-    assert check(quiet, _final({}), synced_bound=5, quiet_bound=7.5) == []
-    assert [v.rule for v in check(quiet, _final({}), synced_bound=20, quiet_bound=5)] == ["stale"]
+    quiet = _history(faults=[frozen], quiet=["m"], **lists)
+    assert check(quiet, final, synced_bound=5, quiet_bound=8) == []
+    assert [v.rule for v in check(quiet, final, synced_bound=20, quiet_bound=5)] == ["stale"]
+    # a mount that never delivered anything
+    silent = [StateChange("s", 100.0, "synced", "http://a")]
+    violations = check(
+        _history(faults=[frozen], writes=writes, states=silent), final, synced_bound=5
+    )
+    assert "had delivered nothing" in violations[0].message
 
 
 def test_crash_rule() -> None:
@@ -350,6 +366,7 @@ async def test_a_nemesis_request_that_fails_is_recorded() -> None:
                 schedule,
                 history,
                 start=trio.current_time(),
+                end=trio.current_time() + 10,
                 client_of_first=client,
                 seed=1,
             )
@@ -361,6 +378,22 @@ async def test_a_nemesis_request_that_fails_is_recorded() -> None:
             assert details[1] == "no lease to revoke"
             assert details[3] == "nothing to defragment in memory"
             assert [r.member for r in history.faults] == [None, None, 1, 0]
+            late = [Fault(0, "freeze", "leader", 5), Fault(1, "freeze", "leader", 5)]
+            start = trio.current_time()
+            await faults.run_nemesis(
+                target,
+                client,
+                late,
+                history,
+                start=start,
+                end=start + 6,
+                client_of_first=client,
+                seed=1,
+            )  # the first takes until 5 s: the second would end at 10, past the end
+            assert history.notes == [
+                "1 faults left out: earlier ones took longer than scheduled and the run's "
+                "end came first"
+            ]
             # looking for the leader skips members that are down or do not answer
             fake.member_down(0)
             assert await faults._leader_by_status(client, fake.endpoints, [True] * 3) == 0

@@ -18,10 +18,11 @@ time, so the first is the earliest thing that went wrong. The rules:
   acknowledged write (no two holders at once).
 * ``leader``: at most one leader per election term, and the terms of successive leaders
   grow (etcd's elections go by the candidates' create revisions).
-* ``stale``: a mount does not say ``synced`` while the member its client uses is frozen or
-  cut off for longer than the bound (one for mounts whose client makes requests, which meet
-  the member's silence at once, a longer one for quiet mounts, whose watch alone must
-  notice it).
+* ``stale``: while a member is frozen or cut off, a mount that says ``synced`` a bound after
+  a write was acknowledged has delivered that write (the bound: one for mounts whose client
+  makes requests, which meet the member's silence at once, a longer one for quiet mounts,
+  whose watch alone must notice it). A mount whose watch is on a healthy member keeps up
+  and passes; one stuck on the hurt member must stop saying ``synced`` within the bound.
 * ``crash``: no workload ended with an unexpected error.
 
 Writes acknowledged while a restore was under way may be gone (the restore sends the
@@ -31,7 +32,9 @@ epoch (between restores).
 
 from __future__ import annotations
 
+import bisect
 import itertools
+import math
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -129,7 +132,11 @@ def _trees(final: FinalState) -> Iterable[Violation]:
 
 
 def _subscribers(history: History) -> Iterable[Violation]:
-    known = _acknowledged(history, [*history.writes, *history.fences])
+    known: dict[int, list[int]] = defaultdict(list)  # epoch -> revisions, sorted
+    for epoch, revision in _acknowledged(history, [*history.writes, *history.fences]):
+        known[epoch].append(revision)
+    for revisions in known.values():
+        revisions.sort()
     by_mount: dict[str, list[Delivery]] = defaultdict(list)
     for delivery in history.deliveries:
         by_mount[delivery.mount].append(delivery)
@@ -149,7 +156,7 @@ def _next_update(
     name: str,
     previous: Delivery,
     delivery: Delivery,
-    known: list[tuple[int, int]],
+    known: dict[int, list[int]],
 ) -> Iterable[Violation]:
     if delivery.revision <= previous.revision:
         yield Violation(
@@ -161,11 +168,9 @@ def _next_update(
     epoch = history.epoch(previous.at)
     if history.epoch(delivery.at) != epoch:
         return
-    missed = sorted(
-        revision
-        for e, revision in known
-        if e == epoch and previous.revision < revision < delivery.revision
-    )
+    revisions = known.get(epoch, [])
+    first = bisect.bisect_right(revisions, previous.revision)
+    missed = revisions[first : bisect.bisect_left(revisions, delivery.revision)]
     if missed:
         yield Violation(
             "gap",
@@ -323,29 +328,54 @@ def _leaders(history: History) -> Iterable[Violation]:
 
 
 def _stale(history: History, busy: float, quiet: float) -> Iterable[Violation]:
-    by_mount: dict[str, list[StateChange]] = defaultdict(list)
+    """While a member is frozen or cut off: a mount that says ``synced`` a bound after a
+    write was acknowledged must have delivered that write's revision by then."""
+    windows = [
+        r for r in history.faults if r.fault.kind in _HURT and r.healed and r.member is not None
+    ]
+    ops: list[WriteOp | FenceWrite] = [*history.writes, *history.fences]
+    acked = sorted(
+        (op.done, op.revision)
+        for op in ops
+        if op.outcome == "ok" and not history.rolled_back(op.done)
+    )
+    deliveries: dict[str, list[Delivery]] = defaultdict(list)
+    for delivery in history.deliveries:
+        if delivery.revision >= 0:
+            deliveries[delivery.mount].append(delivery)
+    states: dict[str, list[StateChange]] = defaultdict(list)
     for change in history.states:
-        by_mount[change.mount].append(change)
-    for record in history.faults:
-        if record.fault.kind not in ("freeze", "partition") or not record.healed:
-            continue
-        t0 = history.started
-        for name, changes in by_mount.items():
-            bound = quiet if name in history.quiet else busy
-            start, end = record.started + bound, record.healed
-            if end <= start:
-                continue
-            for change, until in zip(changes, [c.at for c in changes[1:]] + [end], strict=True):
-                synced = change.state == "synced" and change.endpoint == record.endpoint
-                if synced and change.at < end and until > start:
-                    yield Violation(
-                        "stale",
-                        max(change.at, start),
-                        f"mount {name} said synced on {record.endpoint} "
-                        f"({record.fault.kind} {record.fault.role}, member {record.member}) "
-                        f"from {max(change.at, record.started) - t0:.2f}s to "
-                        f"{min(until, end) - t0:.2f}s, though it was {_HURT[record.fault.kind]} "
-                        f"from {record.started - t0:.2f}s to {record.healed - t0:.2f}s "
-                        f"(bound {bound:g}s)",
-                    )
-                    break
+        states[change.mount].append(change)
+    for name, changes in states.items():
+        bound = quiet if name in history.quiet else busy
+        times = [d.at for d in deliveries[name]]
+        state_times = [c.at for c in changes]
+        for record in windows:
+            first = bisect.bisect_left(acked, (record.started, -1))
+            stop = bisect.bisect_right(acked, (record.healed - bound, math.inf))
+            for done, revision in acked[first:stop]:
+                at = done + bound
+                where = bisect.bisect_right(state_times, at) - 1
+                index = bisect.bisect_right(times, at) - 1
+                last = deliveries[name][index] if index >= 0 else None
+                state = changes[where]
+                if (
+                    where < 0
+                    or state.state != "synced"
+                    or history.epoch(at) != history.epoch(done)
+                    or (last is not None and history.epoch(last.at) != history.epoch(done))
+                    or (last is not None and last.revision >= revision)
+                ):
+                    continue
+                t0 = history.started
+                shown = "nothing" if last is None else f"revision {last.revision}"
+                yield Violation(
+                    "stale",
+                    at,
+                    f"mount {name} said synced at {at - t0:.2f}s (on {state.endpoint}) but had "
+                    f"delivered {shown}, {bound:g}s after revision {revision} was acknowledged, "
+                    f"while member {record.member} ({record.endpoint}) was "
+                    f"{_HURT[record.fault.kind]} from {record.started - t0:.2f}s to "
+                    f"{record.healed - t0:.2f}s ({record.fault.kind} {record.fault.role})",
+                )
+                break  # one violation per mount and fault

@@ -299,19 +299,28 @@ async def run_nemesis(
     history: History,
     *,
     start: float,
+    end: float,
     client_of_first: Client,
     seed: int,
 ) -> None:
     """Apply ``schedule`` (fault times are seconds after ``start``), one fault at a time.
 
     A fault that fails to start (the nemesis's own request fails) is recorded with the
-    error and the run goes on; every fault is healed before the next.
+    error and the run goes on; every fault is healed before the next. Faults that take
+    longer than scheduled (a restore of a whole cluster, say) delay the later ones; those
+    that would then last past ``end`` are left out (a note in the history says how many).
 
     Cancellation: heals the fault in progress (shielded) and returns.
     """
     rng = random.Random(seed)
-    for fault in schedule:
+    for done, fault in enumerate(schedule):
         await trio.sleep_until(start + fault.at)
+        if trio.current_time() + fault.duration > end:
+            history.notes.append(
+                f"{len(schedule) - done} faults left out: earlier ones took longer than "
+                "scheduled and the run's end came first"
+            )
+            return
         member: int | None = None
         if fault.role == "leader":
             member = await target.leader(client)

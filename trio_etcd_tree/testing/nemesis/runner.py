@@ -114,7 +114,7 @@ class Report:
             f"fenced counter writes: {len(h.fences)} "
             f"({', '.join(f'{k} {n}' for k, n in sorted(fences.items()))}); "
             f"leader terms: {len(h.leaders)}; updates delivered: {len(h.deliveries)}",
-            *self.notes,
+            *self.history.notes,
             f"violations: {len(self.violations)}",
         ]
         return "\n".join(lines)
@@ -227,6 +227,7 @@ async def run(target: Target, options: Options, notes: Sequence[str] = ()) -> Re
                         schedule,
                         history,
                         start=start,
+                        end=work.end,
                         client_of_first=clients[names[0]],
                         seed=options.seed,
                     ),
