@@ -17,7 +17,7 @@ EXPECTED = [
     "the tree shows it: web has 4 replicas",
     "guarded write: db/port = 5433",
     "conflict caught, nothing written: transaction on the root: refused: changed since the "
-    "tree read it: b'/demo-",
+    "tree read it: /demo-",
     "an atomic transaction changed four keys at one revision",
     "    host: db2.internal",
     "    audit: true",

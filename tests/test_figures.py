@@ -99,17 +99,21 @@ async def test_a_mount_moves_along_the_edges_of_the_diagram(autojump_clock: obje
                 await reach(root, et.MountState.DISCONNECTED)
                 fake.put("/m/a", "2")
                 fake.compact(fake.put("/m/b", "3"))
-                fake.delay_next("/v3/kv/range", 5)  # the snapshot takes a while: RESYNCING shows
+                fake.delay_next("/v3/kv/range", 2)  # the snapshot takes a while: RESYNCING shows
                 fake.member_up(0)
                 await reach(root, et.MountState.RESYNCING)
                 await reach(root, et.MountState.SYNCED)
                 # the cluster id changes under a live watch; the fresh snapshot is refused
                 fake.new_cluster_id()
-                fake.delay_next("/v3/kv/range", 5)
-                fake.fail_next("/v3/kv/range", code=7, message="etcdserver: permission denied")
+                fake.delay_next("/v3/kv/range", 2)  # (less than attempt_timeout)
+                # refused for the whole range and for the subtree alone (the limited mode)
+                fake.fail_next(
+                    "/v3/kv/range", code=7, message="etcdserver: permission denied", count=2
+                )
                 fake.put("/m/c", "4")
                 await reach(root, et.MountState.RESYNCING)
-                await trio.sleep_forever()
+                with trio.fail_after(600):
+                    await trio.sleep_forever()
         path.append(raises)
         async with et.mount(client, "/m") as root:
             path += [start, "SYNCED"]

@@ -749,3 +749,39 @@ async def test_transaction_on_the_whole_keyspace(
         async with root.transaction() as txn:
             txn.delete((), recursive=True)
         assert len(root) == 0
+
+
+async def test_a_write_undone_by_a_restore_is_not_reported_as_shown(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Found by the fault-injection suite (nemesis finding 3): a write applied just before
+    the cluster is restored from an older backup used to return a revision of the restored
+    history, as if the tree showed it."""
+    async with open_fake_etcd() as fake, et.open_client(fake.endpoints, transport=fake) as client:
+        async with et.mount(client, "/n") as root, trio.open_nursery() as nursery:
+            fake.put("/n/x", "0")
+            await root.wait_revision(fake.revision)
+            backup = fake.revision
+            outcome: list[object] = []
+
+            async def write() -> None:
+                try:
+                    outcome.append(await root.set("a", "1"))
+                except et.EtcdError as error:
+                    outcome.append(error)
+
+            fake.stall_watches()  # the write is applied; its echo does not come
+            nursery.start_soon(write)
+            await trio.testing.wait_all_tasks_blocked()
+            applied = fake.get("/n/a")
+            assert applied is not None
+            fake.restore(backup)  # the cluster goes back: the write is undone
+            fake.new_cluster_id()
+            while fake.revision < applied["mod_revision"] + 1:  # the new history goes on
+                fake.put("/n/y", str(fake.revision))
+            await root.wait_revision(fake.revision)
+            await trio.testing.wait_all_tasks_blocked()
+            [error] = outcome
+            assert isinstance(error, et.ClusterChangedError)
+            assert error.outcome_unknown
+            assert root.get("a") is None  # the tree shows the restored history

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, final
 import trio
 
 from .._core.errors import EtcdError, NotLeaderError
-from .._core.keys import KeyLike, key_bytes
+from .._core.keys import KeyLike, key_bytes, show_bytes
 from .._core.txn import Compare, Delete, Put
 from .._core.types import EventType, KeyValue
 from .._core.util import open_service_nursery
@@ -102,7 +102,7 @@ class Election:
         Raises :class:`NotLeaderError` if we are not the leader now.
         """
         if not self._revision:
-            raise NotLeaderError("not the leader", request=f"guard {self.key!r}")
+            raise NotLeaderError("not the leader", request=f"guard {show_bytes(self.key)}")
         return Compare.create_revision(self.key) == self._revision
 
     async def campaign(self, value: bytes | str) -> None:
@@ -143,12 +143,15 @@ class Election:
         raw = key_bytes(value)
         if not self._revision:
             await trio.lowlevel.checkpoint()
-            raise NotLeaderError("only the leader can proclaim", request=f"proclaim {raw!r}")
+            raise NotLeaderError(
+                "only the leader can proclaim", request=f"proclaim {show_bytes(raw)}"
+            )
         result = await self._client.txn([self.guard()], [Put(self.key, raw, lease=self.lease.id)])
         if not result.succeeded:
             self._revision = 0
             raise NotLeaderError(
-                "our key is gone: we are no longer the leader", request=f"proclaim {raw!r}"
+                "our key is gone: we are no longer the leader",
+                request=f"proclaim {show_bytes(raw)}",
             )
         self._value = raw
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .._core.errors import LockBusyError, LockLostError
-from .._core.keys import KeyLike, key_bytes
+from .._core.keys import KeyLike, key_bytes, show_bytes
 from .._core.txn import Compare, Get, Put
 from .._core.types import KeyValue, RangeResult
 
@@ -105,13 +105,15 @@ async def wait_turn(
         if not any(kv.key == key for kv in result.kvs):
             raise LockLostError(
                 "our key was deleted while we waited (its lease expired, or someone deleted it)",
-                request=f"wait for {prefix!r}",
+                request=f"wait for {show_bytes(prefix)}",
             )
         if not earlier:
             return
         if not wait:
             raise LockBusyError(
-                f"held by {earlier[0].key!r}", holder=earlier[0].key, request=repr(prefix)
+                f"held by {show_bytes(earlier[0].key)}",
+                holder=earlier[0].key,
+                request=f"lock {show_bytes(prefix)}",
             )
         await wait_deleted(client, earlier[-1].key, result.revision)
 

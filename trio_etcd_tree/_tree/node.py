@@ -216,6 +216,9 @@ class Node(NodeView["Node"]):
             ConflictError: a guard failed; ``current`` is what the server holds now.
             TooLargeError: more keys than one transaction may hold; nothing was written.
             TreeClosedError: the mount was left.
+            ClusterChangedError: the cluster was restored or replaced after the write was
+                applied and before the tree showed it: the write is not in the history the
+                tree now shows (``outcome_unknown`` is set).
 
         Cancellation: a checkpoint. Cancelled before the request is sent, nothing is
         written; after, the write may have been applied (the tree will show it if so).
@@ -340,6 +343,9 @@ class Root(Node):
 
         Raises:
             TreeClosedError: the mount was left before the revision arrived.
+            ClusterChangedError: the cluster was restored from a backup or replaced
+                meanwhile (the tree resynced to it): ``revision`` belongs to a history the
+                tree no longer shows.
 
         Cancellation: a checkpoint; nothing to undo.
         """

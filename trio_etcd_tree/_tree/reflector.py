@@ -39,7 +39,7 @@ from .._core.errors import (
     PermissionDeniedError,
     TreeClosedError,
 )
-from .._core.keys import prefix_end
+from .._core.keys import prefix_end, show_bytes
 from .._core.types import KeyValue, Page, WatchResponse
 from .._core.util import Backoff
 from .changes import MountState, MountStatistics, Update
@@ -72,6 +72,7 @@ class Reflector:
         self._stream: WatchStream | None = None
         self._earlier_reconnects = 0
         self.resyncs = 0
+        self.histories = 0  # how often the cluster's history was replaced (a restore)
         self.revisions_applied = 0
         self.events_applied = 0
         self.closed = False
@@ -159,7 +160,7 @@ class Reflector:
             while True:
                 try:
                     await self._follow(ready)
-                except (CompactedError, ClusterChangedError):
+                except (CompactedError, ClusterChangedError) as exc:
                     self.set_state(MountState.RESYNCING)
                     self.resyncs += 1
                     kvs, revision = await self._snapshot()
@@ -167,9 +168,15 @@ class Reflector:
                     del kvs
                     if changes:
                         self._publish(Update(revision, tuple(changes), resync=True))
+                    if isinstance(exc, ClusterChangedError):
+                        # revisions waited for are of a history the tree no longer shows
+                        self.histories += 1
+                        self.waiters.history_replaced()
                     self.advance(revision)
         except EtcdError as exc:
-            raise MirrorError(f"the mirror of {self.core.prefix!r} cannot go on: {exc}") from exc
+            raise MirrorError(
+                f"the mirror of {show_bytes(self.core.prefix)} cannot go on: {exc}"
+            ) from exc
 
     async def _load(self) -> None:
         """Fill the empty tree page by page (parsing overlaps with the server's work)."""
@@ -250,7 +257,8 @@ class Reflector:
     def check_open(self) -> None:
         if self.closed:
             raise TreeClosedError(
-                f"the mount of {self.core.prefix!r} was left: the tree is a frozen snapshot"
+                f"the mount of {show_bytes(self.core.prefix)} was left: the tree is a frozen"
+                " snapshot"
             )
 
     # --- loading (lazy mounts) -------------------------------------------------------------
@@ -294,20 +302,33 @@ class Reflector:
 
     # --- waiting ---------------------------------------------------------------------------
 
-    async def wait_revision(self, revision: int) -> None:
-        if self.core.revision >= revision:
+    async def wait_revision(self, revision: int, *, history: int | None = None) -> None:
+        """Wait until the tree shows ``revision`` (see ``Root.wait_revision``). With
+        ``history`` (``self.histories`` when the revision was made), raise
+        ClusterChangedError if the cluster's history was replaced since: the revision is
+        then of a history the tree no longer shows."""
+        if self.core.revision >= revision and history in (None, self.histories):
             await trio.lowlevel.checkpoint()
             return
-        self.check_open()
-        event = self.waiters.for_revision(revision)
         # a revision of a change elsewhere brings no event: when none comes, ask the server
         backoff = Backoff(base=CONFIRM_AFTER, cap=CONFIRM_AFTER * 32)
         changed_at = -1  # the tree's revision when the server last said "changed since"
-        while not event.is_set():
+        while True:
+            if history not in (None, self.histories):
+                raise ClusterChangedError(
+                    f"the cluster was restored or replaced while waiting for revision "
+                    f"{revision}: the tree now shows another history, in which that revision"
+                    " means nothing",
+                    outcome_unknown=True,
+                )
+            if self.core.revision >= revision:
+                return
+            self.check_open()
+            event = self.waiters.for_revision(revision)
             with trio.move_on_after(backoff.next_delay()):
                 await event.wait()
             if event.is_set():
-                break
+                continue  # applied, or the history replaced, or the mount left
             unchanged = await self._unchanged_until(revision)
             if unchanged and self._state is MountState.SYNCED:  # (a resync sets its own)
                 self.advance(revision)
@@ -317,8 +338,6 @@ class Reflector:
                     # asked twice, and the watch brought none of those changes meanwhile
                     stream.reopen("the server has changes the watch did not deliver")
                 changed_at = self.core.revision
-        if self.core.revision < revision:
-            self.check_open()
 
     async def _unchanged_until(self, revision: int) -> bool | None:
         """Whether no key under the mount changed after the tree's revision up to

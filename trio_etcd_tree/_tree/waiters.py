@@ -51,6 +51,13 @@ class Waiters:
                 for event in waiters.pop(change.path, ()):
                     event.set()
 
+    def history_replaced(self) -> None:
+        """Wake every revision waiter: the revisions they wait for are of a history the
+        cluster no longer has (each then finds the history changed and raises)."""
+        for _, _, event in self._revisions:
+            event.set()
+        self._revisions.clear()
+
     def close(self) -> None:
         """Wake everyone (the mount was left)."""
         for _, _, event in self._revisions:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from .._core.errors import ConflictError, TooLargeError
+from .._core.keys import show_bytes
 from .._core.txn import Compare, Delete, Get, Op, Put
 from .._core.types import KeyValue, RangeResult
 from .paths import Path, flatten, show
@@ -74,10 +75,7 @@ class Writer:
         key = self.key_of(names)
         node = self.core.root.find(names)
         if (node is None or not node.has_value) and not recursive:
-            raise LookupError(
-                f"{key.decode('utf-8', 'backslashreplace')!r} has no value to delete "
-                "(use recursive=True)"
-            )
+            raise LookupError(f"{show_bytes(key)} has no value to delete (use recursive=True)")
         own = bool(key) and (bool(names) or self.reflector.with_root_key)
         ops: list[Op] = [Delete(key)] if own else []
         if recursive:
@@ -164,12 +162,14 @@ class Writer:
                 "nothing was written",
                 request=what,
             )
+        history = self.reflector.histories
         result = await self.client.txn(compares, ops, failure)
         if not result.succeeded:
             raise self._conflict(
                 result.responses, guarded, known_revisions, since, what, result.revision
             )
-        await self.reflector.wait_revision(result.revision)
+        # read-your-writes, in the history the write was made in
+        await self.reflector.wait_revision(result.revision, history=history)
         return result.revision
 
     def _conflict(
@@ -194,7 +194,7 @@ class Writer:
                 if kv.mod_revision > since:
                     conflicts.setdefault(kv.key, kv)
         described = ", ".join(
-            f"{k!r} ({'gone' if v is None else f'now at revision {v.mod_revision}'})"
+            f"{show_bytes(k)} ({'gone' if v is None else f'now at revision {v.mod_revision}'})"
             for k, v in conflicts.items()
         )
         return ConflictError(

@@ -14,9 +14,9 @@ brings both. Fixtures:
 ``etcd_servers``
     The session's real servers (session scope, synchronous): ``etcd_servers.get("3.5")``.
 ``fake_etcd``
-    An in-memory :class:`~trio_etcd_tree.testing.FakeEtcd` of the test's own; options of ``open_fake_etcd`` come
-    from the marker ``@pytest.mark.fake_etcd(members=2, ...)`` (on the test, its class or
-    its module). A test using it runs on an autojump clock.
+    An in-memory :class:`~trio_etcd_tree.testing.FakeEtcd` of the test's own; options of
+    ``open_fake_etcd`` come from the marker ``@pytest.mark.fake_etcd(members=2, ...)`` (on
+    the test, its class or its module). A test using it runs on an autojump clock.
 ``fake_client``
     A :class:`~trio_etcd_tree.Client` connected to ``fake_etcd``.
 
