@@ -62,7 +62,7 @@ class Options:
             the first request that meets the member leaves it and takes the watch along,
             with room for a loaded machine.
         quiet_bound: the same for an observer's mount (no requests of its own, its watch
-            must notice alone): the watch's ``heartbeat`` (30 s) plus ``attempt_timeout``,
+            must notice alone): the watch's ``heartbeat`` (10 s) plus ``attempt_timeout``,
             with the same room.
         max_fault: cap on one fault's duration.
     """
@@ -78,7 +78,7 @@ class Options:
     write_timeout: float = 15.0
     catch_up: float = 60.0
     synced_bound: float = 10.0
-    quiet_bound: float = 40.0
+    quiet_bound: float = 20.0
     max_fault: float | None = None
 
     def schedule(self) -> list[Fault]:
