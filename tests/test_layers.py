@@ -8,7 +8,8 @@ layers, lowest first::
     client    _client/
     testing   testing/ (beside the client: fake and real etcd for tests)
     domain    _tree/, _coord/, _yaml/ (or the flat _yaml)
-    tools     _cli/ and the package's own ``__init__`` (the public names)
+    tools     _cli/, testing/nemesis/ (the fault-injection suite) and the package's own
+              ``__init__`` (the public names)
 
 A module may import from its own layer and the layers below. Where a lower layer needs to
 call a higher one, it defines a small Protocol the higher one implements.
@@ -36,6 +37,7 @@ LAYERS: dict[str, int] = {
     "_coord": 4,
     "_yaml": 4,
     "_cli": 5,
+    "testing.nemesis": 5,  # the fault-injection suite drives the whole library, as the tools do
     "": 5,  # trio_etcd_tree/__init__.py: the public names
 }
 
@@ -95,7 +97,9 @@ def import_graph() -> dict[str, set[str]]:
 
 
 def layer(module: str) -> int:
-    parts = module.split(".")[1:2]
+    parts = module.split(".")[1:3]
+    if ".".join(parts) in LAYERS:  # a subpackage with a layer of its own
+        return LAYERS[".".join(parts)]
     top = parts[0] if parts else ""
     if top not in LAYERS:
         pytest.fail(f"{module} is in no layer: add {top!r} to LAYERS in {__file__}")
