@@ -42,7 +42,7 @@ import math
 import ssl
 import urllib.parse
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Final, final
@@ -243,6 +243,11 @@ class GrpcConnection:
     def open_streams(self) -> int:
         return len(self._streams)
 
+    def start_soon(self, fn: Callable[[], Awaitable[object]]) -> None:
+        """Run ``fn`` in the connection's nursery: it is cancelled when the connection ends."""
+        assert self._nursery is not None
+        self._nursery.start_soon(fn)
+
     async def unary(
         self,
         method: Method,
@@ -299,15 +304,18 @@ class GrpcConnection:
         self._h2.initiate_connection()
         self._h2.increment_flow_control_window(WINDOW - 65535)
         self._last_read = trio.current_time()
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            nursery.start_soon(self._reader)
-            nursery.start_soon(self._writer)
-            nursery.start_soon(self._keepalive)
-            self._kick()
-            task_status.started()
-            await self.closed.wait()
-            nursery.cancel_scope.cancel()
+        # the readers of long-lived streams run in the outer nursery: when the connection
+        # fails they see the error on their stream and end by themselves
+        async with trio.open_nursery() as streams:
+            self._nursery = streams
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._reader)
+                nursery.start_soon(self._writer)
+                nursery.start_soon(self._keepalive)
+                self._kick()
+                task_status.started()
+                await self.closed.wait()
+                nursery.cancel_scope.cancel()
         await trio.aclose_forcefully(self._transport)
 
     def _fail(self, error: EtcdError) -> None:
@@ -317,7 +325,7 @@ class GrpcConnection:
         self._error = error
         for stream in list(self._streams.values()):
             if not stream.ended and stream.error is None:
-                stream.error = _copy(error)
+                stream.error = copy_error(error)
             stream.notify()
         self._more_capacity()
         self.closed.set()
@@ -453,7 +461,7 @@ class GrpcConnection:
         h2c = self._h2
         while True:
             if self._error is not None:
-                raise _copy(self._error)
+                raise copy_error(self._error)
             if self._draining:
                 raise _lost(self.endpoint, "the connection is going away")
             if h2c.open_outbound_streams < h2c.remote_settings.max_concurrent_streams:
@@ -518,7 +526,7 @@ class GrpcConnection:
         if stream.error is not None:
             raise stream.error
         if self._error is not None:
-            raise _copy(self._error)
+            raise copy_error(self._error)
 
     def _cancel(self, stream: _Stream) -> None:
         """Forget a stream we leave early; tell the server with RST_STREAM CANCEL."""
@@ -568,6 +576,7 @@ class GrpcStream:
         self._connection = connection
         self._stream = stream
         self._closed = False
+        self._send_lock = trio.Lock()  # a message held up by flow control stays in one piece
 
     @property
     def state(self) -> CallState:
@@ -579,7 +588,8 @@ class GrpcStream:
         Raises:
             UnavailableError: the stream or the connection is broken.
         """
-        await self._connection._send(self._stream, frame(message), end_stream=False)
+        async with self._send_lock:
+            await self._connection._send(self._stream, frame(message), end_stream=False)
 
     async def receive(self, request_desc: str) -> bytes:
         """The next message.
@@ -613,14 +623,18 @@ class GrpcStream:
         messages = self._stream.messages
         return messages.popleft() if messages else None
 
-    async def aclose(self) -> None:
-        """Reset the stream (RST_STREAM CANCEL) unless it already ended.
-
-        Cancellation: the stream is closed even when this is cancelled.
-        """
+    def close(self) -> None:
+        """Reset the stream (RST_STREAM CANCEL) unless it already ended."""
         if not self._closed:
             self._closed = True
             self._connection._cancel(self._stream)
+
+    async def aclose(self) -> None:
+        """:meth:`close`, as a checkpoint.
+
+        Cancellation: the stream is closed even when this is cancelled.
+        """
+        self.close()
         await trio.lowlevel.checkpoint()
 
 
@@ -643,7 +657,7 @@ def _lost(
     return error
 
 
-def _copy(error: EtcdError) -> EtcdError:
+def copy_error(error: EtcdError) -> EtcdError:
     """A fresh instance for each failed call (one exception object must not be raised from
     several tasks: each raise rewrites its traceback)."""
     copy = type(error)(
