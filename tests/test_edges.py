@@ -11,10 +11,11 @@ import trio
 import trio.testing
 
 import trio_etcd_tree as et
-from trio_etcd_tree import _gateway as gw
-from trio_etcd_tree._client import _has_writes
 from trio_etcd_tree._keys import key_bytes, prefix_end, range_end_for
 from trio_etcd_tree._util import Backoff, gc_paused, open_service_nursery
+from trio_etcd_tree._wire import errors as wire_errors
+from trio_etcd_tree._wire.base import _has_writes
+from trio_etcd_tree._wire.gateway import codec as gw
 from trio_etcd_tree.testing.pytest_plugin import EtcdBackend, _binary
 
 
@@ -46,8 +47,8 @@ def test_has_writes() -> None:
 
 
 def test_cancel_reasons_and_stream_results() -> None:
-    assert gw.cancel_reason_fields("just words") == (None, "just words")
-    assert gw.cancel_reason_fields("rpc error: code = Weird desc = x") == (None, "x")
+    assert wire_errors.cancel_reason_fields("just words") == (None, "just words")
+    assert wire_errors.cancel_reason_fields("rpc error: code = Weird desc = x") == (None, "x")
     with pytest.raises(et.ProtocolError, match="without a result"):
         gw.stream_result({"what": 1}, "watch")
 

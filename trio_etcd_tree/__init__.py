@@ -6,7 +6,14 @@ The public names are re-exported here from private modules named after what they
 
 from __future__ import annotations
 
-from ._client import Client as Client, open_client as open_client
+from ._client import (
+    Client as Client,
+    ConnectionState as ConnectionState,
+    Lease as Lease,
+    WatchStatistics as WatchStatistics,
+    WatchStream as WatchStream,
+    open_client as open_client,
+)
 from ._codecs import (
     BOOL as BOOL,
     BYTES as BYTES,
@@ -44,7 +51,6 @@ from ._errors import (
     UnavailableError as UnavailableError,
 )
 from ._keys import prefix_end as prefix_end
-from ._lease import Lease as Lease
 from ._lock import (
     Lock as Lock,
     LockBusyError as LockBusyError,
@@ -87,11 +93,6 @@ from ._types import (
     Status as Status,
     TxnResult as TxnResult,
     WatchResponse as WatchResponse,
-)
-from ._watch import (
-    ConnectionState as ConnectionState,
-    WatchStatistics as WatchStatistics,
-    WatchStream as WatchStream,
 )
 from ._yaml import (
     DocumentError as DocumentError,

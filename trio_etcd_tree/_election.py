@@ -24,8 +24,7 @@ from ._types import EventType, KeyValue
 from ._util import open_service_nursery
 
 if TYPE_CHECKING:
-    from ._client import Client
-    from ._lease import Lease
+    from ._client import Client, Lease
 
 __all__ = [
     "Election",

@@ -2,8 +2,10 @@
 
 ::
 
-    EtcdError                   every error below; .request, .endpoint, .code, .server_message
+    EtcdError                   every error below; .request, .endpoint, .code, .server_message,
+    │                           .outcome_unknown (a failed write that may have been applied)
     ├── UnavailableError        no server answered: transport failure, 503, no leader, deadline
+    │                           (.kind says which)
     ├── AuthenticationError     wrong user name or password, or a token the server refuses
     ├── PermissionDeniedError   the user may not do this
     ├── CompactedError          the revision asked for was compacted (.compact_revision)
@@ -25,6 +27,10 @@
 Every error says what was asked (``request``, e.g. ``"put b'/cfg/a'"``), of which endpoint,
 and what the server said (``code`` is the gRPC status code, ``server_message`` its text).
 A failed compare in a transaction is not an error: it is a normal ``TxnResult``.
+
+``outcome_unknown`` tells, for a write that failed, whether it may have been applied: it is
+false only when the request certainly did not take effect (it was never sent, or the server
+refused it), and true when the request may have reached the server and its answer was lost.
 """
 
 from __future__ import annotations
@@ -66,7 +72,12 @@ class EtcdError(Exception):
         code: the gRPC status code the server gave, if any.
         server_message: the server's own words, if any.
         http_status: the HTTP status of the answer, if there was one.
+        outcome_unknown: for a write: true when it may have been applied (the request may
+            have reached the server, and no answer says what happened); false when it was
+            certainly not applied. Reads leave it false.
     """
+
+    outcome_unknown: bool = False
 
     def __init__(
         self,
@@ -77,8 +88,10 @@ class EtcdError(Exception):
         code: int | None = None,
         server_message: str | None = None,
         http_status: int | None = None,
+        outcome_unknown: bool = False,
     ) -> None:
         super().__init__(message)
+        self.outcome_unknown = outcome_unknown
         self.message = message
         self.request = request
         self.endpoint = endpoint
@@ -104,10 +117,39 @@ class UnavailableError(EtcdError):
     """No server could be reached or none answered in time.
 
     ``outcome_unknown`` is true when a write was sent but its answer was lost: it may or
-    may not have been applied.
+    may not have been applied. ``kind`` says what failed last:
+
+    * ``"connect"``: no connection could be made (refused, no route): nothing was sent;
+    * ``"tls"``: the TLS handshake failed (a setup error: not repeated): nothing was sent;
+    * ``"lost"``: the connection broke, or the answer could not be read, after the request
+      may have been sent;
+    * ``"timeout"``: no answer within ``attempt_timeout`` or the request's deadline;
+    * ``"server"``: the server answered that it cannot serve now (no leader, too many
+      requests, a request that timed out inside the cluster).
     """
 
-    outcome_unknown: bool = False
+    def __init__(
+        self,
+        message: str,
+        *,
+        kind: str = "server",
+        request: str = "",
+        endpoint: str | None = None,
+        code: int | None = None,
+        server_message: str | None = None,
+        http_status: int | None = None,
+        outcome_unknown: bool = False,
+    ) -> None:
+        super().__init__(
+            message,
+            request=request,
+            endpoint=endpoint,
+            code=code,
+            server_message=server_message,
+            http_status=http_status,
+            outcome_unknown=outcome_unknown,
+        )
+        self.kind = kind
 
 
 class AuthenticationError(EtcdError):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TypeAlias
 
-__all__ = ["KeyLike", "key_bytes", "prefix_end", "range_end_for"]
+__all__ = ["KeyLike", "key_bytes", "key_text", "prefix_end", "range_end_for"]
 
 KeyLike: TypeAlias = bytes | str
 """A key as users may give it: raw bytes, or text that is encoded as UTF-8."""
@@ -39,3 +39,12 @@ def range_end_for(key: bytes, range_end: KeyLike | None, prefix: bool) -> bytes 
             raise ValueError("give either prefix=True or range_end, not both")
         return prefix_end(key)
     return None if range_end is None else key_bytes(range_end)
+
+
+def key_text(key: bytes) -> str:
+    """A key as text for messages and displays: UTF-8 where it decodes, backslash escapes
+    for bytes that do not and for unprintable characters (never a ``b'...'`` repr)."""
+    text = key.decode("utf-8", "backslashreplace")
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

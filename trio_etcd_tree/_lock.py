@@ -30,8 +30,7 @@ from ._txn import Compare, Get, Put
 from ._types import KeyValue, RangeResult
 
 if TYPE_CHECKING:
-    from ._client import Client
-    from ._lease import Lease
+    from ._client import Client, Lease
 
 __all__ = ["Lock", "LockBusyError", "LockLostError", "lock", "try_lock"]
 

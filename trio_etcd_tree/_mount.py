@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, final
 
 import trio
 
-from ._client import Client
+from ._client import Client, ConnectionState, Lease, WatchStream
 from ._errors import (
     ClusterChangedError,
     CompactedError,
@@ -48,7 +48,6 @@ from ._errors import (
     TreeClosedError,
 )
 from ._keys import KeyLike, key_bytes, prefix_end
-from ._lease import Lease
 from ._node import _PRIVATE, NOT_LOADED, Node, current_value, flatten
 from ._registry import TypeRegistry
 from ._subscribe import Subscription, Subscriptions
@@ -56,7 +55,6 @@ from ._tree import TreeCore, Update
 from ._txn import Compare, Delete, Get, Op, Put
 from ._types import KeyValue, RangeResult, WatchResponse
 from ._util import Backoff, open_service_nursery
-from ._watch import ConnectionState, WatchStream
 
 if TYPE_CHECKING:
     from ._codecs import Codec

@@ -29,7 +29,7 @@ from ._types import KeyValue
 if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
 
-    from ._lease import Lease
+    from ._client import Lease
     from ._mount import Root
     from ._subscribe import Subscription
 

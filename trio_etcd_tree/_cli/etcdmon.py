@@ -11,10 +11,9 @@ from typing import TextIO
 
 import trio
 
-from .._client import Client
+from .._client import Client, ConnectionState, WatchStream
 from .._errors import CompactedError
 from .._types import Event, EventType
-from .._watch import ConnectionState, WatchStream
 from .._yaml import show
 from . import common
 

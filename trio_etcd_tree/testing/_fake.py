@@ -527,6 +527,7 @@ class _WatchStream(httpx.AsyncByteStream):
         self.watchers: dict[int, _Watcher] = {}
         self.next_id = 0
         self.stalled = False
+        self.frozen: list[bytes] | None = None  # held while the member is frozen
         self.ended = False
         self.send, self.receive = trio.open_memory_channel[bytes | _Break](math.inf)
         self.first: bytes | _Break | None = None
@@ -535,8 +536,16 @@ class _WatchStream(httpx.AsyncByteStream):
     # -- producing
 
     def emit(self, result: Json) -> None:
-        if not (self.stalled or self.ended):
+        if self.frozen is not None:
+            self.frozen.append(_dumps({"result": result}) + b"\n")
+        elif not (self.stalled or self.ended):
             self.send.send_nowait(_dumps({"result": result}) + b"\n")
+
+    def thaw(self) -> None:
+        held, self.frozen = self.frozen or [], None
+        for line in held:
+            if not self.ended:
+                self.send.send_nowait(line)
 
     def end(self, how: _Break | None) -> None:
         """Stop serving: drop the watchers, and end the body the given way (None = plain EOF)."""
@@ -761,6 +770,9 @@ class FakeEtcd(httpx.AsyncBaseTransport):
         self._down: set[int] = set()
         self._faults: list[_Fault] = []
         self._delays: list[_Fault] = []
+        self._lost: list[_Fault] = []
+        self._frozen: set[int] = set()
+        self._thawed = trio.Event()
         self._streams: set[_WatchStream] = set()
         self._auth: _Auth | None = None
         self._raft_index = 4
@@ -882,6 +894,28 @@ class FakeEtcd(httpx.AsyncBaseTransport):
 
     def member_up(self, index: int) -> None:
         self._down.discard(index)
+
+    def freeze_member(self, index: int) -> None:
+        """The member stops answering, as a process stopped with SIGSTOP does: connections
+        are still accepted and requests still sent, but nothing comes back (its open watch
+        streams fall silent) until :meth:`thaw_member`; then it serves what it was sent."""
+        self._frozen.add(index)
+        for stream in self._streams:
+            if stream.member == index and stream.frozen is None:
+                stream.frozen = []
+
+    def thaw_member(self, index: int) -> None:
+        self._frozen.discard(index)
+        self._thawed.set()
+        self._thawed = trio.Event()
+        for stream in list(self._streams):
+            if stream.member == index:
+                stream.thaw()
+
+    def lose_answers(self, path: str | None, count: int = 1) -> None:
+        """Serve the next ``count`` requests to ``path`` (None: any), then break the
+        connection instead of answering: the request took effect, its answer is lost."""
+        self._lost.append(_Fault(path, count))
 
     def enable_auth(
         self,
@@ -1257,17 +1291,45 @@ class FakeEtcd(httpx.AsyncBaseTransport):
         path = request.url.path
         self.calls.append(FakeCall(self.endpoints[member], path, body))
         delay = self._take(self._delays, path)
-        if delay is not None:
-            await trio.sleep(delay.seconds)
-            member = self._member_of(request)
+        if delay is None and member not in self._frozen:
+            return await self._handle(member, request, path, body)
+        # The server has the request: it serves it in its own time, whether or not the
+        # client is still waiting for the answer (a write may land after the client gave up).
+        answer: list[httpx.Response | httpx.TransportError] = []
+        done = trio.Event()
+
+        async def serve() -> None:
+            if delay is not None:
+                await trio.sleep(delay.seconds)
+            while member in self._frozen:
+                await self._thawed.wait()
+            try:
+                answer.append(await self._handle(self._member_of(request), request, path, body))
+            except httpx.TransportError as exc:  # went down meanwhile, or lost the answer
+                answer.append(exc)
+            done.set()
+
+        self._nursery.start_soon(serve)
+        await done.wait()
+        if isinstance(answer[0], httpx.TransportError):
+            raise answer[0]
+        return answer[0]
+
+    async def _handle(
+        self, member: int, request: httpx.Request, path: str, body: bytes
+    ) -> httpx.Response:
         fault = self._take(self._faults, path)
         if fault is not None:
-            return error_response(fault.code, fault.message, fault.status)
-        self._expire_leases()
-        try:
-            return await self._serve(_Ctx(member, request.headers), request, path, body)
-        except FakeError as exc:
-            return error_response(exc.code, exc.message)
+            response = error_response(fault.code, fault.message, fault.status)
+        else:
+            self._expire_leases()
+            try:
+                response = await self._serve(_Ctx(member, request.headers), request, path, body)
+            except FakeError as exc:
+                response = error_response(exc.code, exc.message)
+        if self._take(self._lost, path) is not None:
+            raise httpx.ReadError("[Errno 104] Connection reset by peer", request=request)
+        return response
 
     async def _serve(
         self, ctx: _Ctx, request: httpx.Request, path: str, body: bytes

@@ -26,7 +26,6 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 import pytest
 import trio.testing
 
@@ -67,8 +66,9 @@ class EtcdBackend:
         return self.fake is not None
 
     @property
-    def transport(self) -> httpx.AsyncBaseTransport | None:
-        return self.fake
+    def transport(self) -> object:
+        """What ``open_client(transport=...)`` takes to reach this etcd."""
+        return self.fake if self.fake is not None else "gateway"
 
     def client(self, **options: Any) -> AbstractAsyncContextManager[Client]:
         """``async with backend.client() as client``: a client to this etcd."""

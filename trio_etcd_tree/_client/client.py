@@ -6,15 +6,13 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from os import PathLike
 from typing import Literal, final
+from urllib.parse import urlsplit
 
-import httpx
+import trio
 
-from . import _gateway as gw
-from ._connection import Connection, Credentials, ssl_context
-from ._keys import KeyLike, key_bytes, range_end_for
-from ._lease import Lease, open_lease
-from ._txn import Compare, Get, Op, Txn
-from ._types import (
+from .._keys import KeyLike, key_bytes, range_end_for
+from .._txn import Compare, Op
+from .._types import (
     DeleteResult,
     KeyValue,
     LeaseGrant,
@@ -26,7 +24,25 @@ from ._types import (
     Status,
     TxnResult,
 )
-from ._watch import WatchStream, open_watch
+from .._wire import (
+    CompactRequest,
+    DeleteRangeRequest,
+    LeaseGrantRequest,
+    LeaseKeepAliveRequest,
+    LeaseLeasesRequest,
+    LeaseRevokeRequest,
+    LeaseTimeToLiveRequest,
+    MemberListRequest,
+    PutRequest,
+    RangeRequest,
+    StatusRequest,
+    TxnRequest,
+    open_transport,
+    tls_context,
+)
+from .connection import Connection, Credentials
+from .lease import Lease, open_lease
+from .watch import WatchStream, open_watch
 
 __all__ = ["Client", "open_client"]
 
@@ -49,49 +65,90 @@ async def open_client(
     client_cert: str | PathLike[str] | None = None,
     client_key: str | PathLike[str] | None = None,
     request_deadline: float = 10.0,
-    transport: httpx.AsyncBaseTransport | None = None,
+    attempt_timeout: float = 5.0,
+    transport: str | object = "gateway",
 ) -> AsyncIterator[Client]:
     """Open a client to an etcd v3 cluster, for the life of the ``async with`` block.
 
     Args:
         endpoints: one URL or several (``"http://127.0.0.1:2379"``, or comma-separated as
-            etcdctl takes them). Requests go to the first that answers; a dead member is
-            skipped (see :class:`Connection`'s failover rules in the docs).
-        username, password: authenticate with these; the token is renewed when the server
-            stops accepting it.
+            etcdctl takes them; ``host:port`` means ``http://host:port``). Requests go to
+            the first healthy endpoint; one that fails is skipped for a while (see
+            :ref:`failover`).
+        username, password: authenticate with these; the token is renewed (once per
+            request) when the server stops accepting it.
         ca_cert: the CA that signed the servers' certificates (for ``https://``).
         client_cert, client_key: our own certificate, for servers that ask for one.
-        request_deadline: seconds a unary request may take when the caller set no deadline
-            of their own (etcd can otherwise wait forever, e.g. on a stale token).
-        transport: an httpx transport to use instead of the network, such as
-            :class:`trio_etcd_tree.testing.FakeEtcd`.
+        request_deadline: seconds a unary request may take, all attempts included, when
+            the caller set no deadline of their own (etcd can otherwise wait forever, e.g.
+            on a stale token).
+        attempt_timeout: seconds one endpoint may take to start answering before it is
+            marked unhealthy and the request moves on (if it safely can).
+        transport: ``"gateway"`` (etcd's HTTP/JSON gateway), or a transport object: an
+            httpx transport such as :class:`trio_etcd_tree.testing.FakeEtcd` is carried by
+            the gateway.
+
+    Raises:
+        ValueError: at once, for an endpoint that is not a URL, or options that do not go
+            together.
 
     Cancellation: entering does no I/O (authentication happens on the first request);
     leaving closes the connections and never blocks on the network.
     """
-    if isinstance(endpoints, str):
-        endpoints = [e.strip() for e in endpoints.split(",") if e.strip()]
+    urls = _endpoint_urls(endpoints)
     if (username is None) != (password is None):
         raise ValueError("give both username and password, or neither")
+    if client_key is not None and client_cert is None:
+        raise ValueError("client_key needs client_cert")
+    if not attempt_timeout > 0:
+        raise ValueError("attempt_timeout must be > 0")
     credentials = (
         Credentials(username, password) if username is not None and password is not None else None
     )
-    verify = ssl_context(
+    tls = tls_context(
         None if ca_cert is None else str(ca_cert),
         None if client_cert is None else str(client_cert),
         None if client_key is None else str(client_key),
     )
-    http = httpx.AsyncClient(
-        transport=transport,
-        verify=verify,
-        timeout=httpx.Timeout(None),
-        limits=httpx.Limits(max_connections=None, max_keepalive_connections=32),
-    )
-    async with http:
+    wire = open_transport(transport, tls)
+    try:
         connection = Connection(
-            endpoints, http=http, credentials=credentials, request_deadline=request_deadline
+            wire,
+            urls,
+            credentials=credentials,
+            request_deadline=request_deadline,
+            attempt_timeout=attempt_timeout,
         )
         yield Client._create(connection)
+    finally:
+        with trio.CancelScope(shield=True):
+            await wire.aclose()
+
+
+def _endpoint_urls(endpoints: str | Sequence[str]) -> list[str]:
+    """The endpoints as URLs: a scheme added where missing, anything else refused at once."""
+    if isinstance(endpoints, str):
+        endpoints = endpoints.split(",")
+    urls = []
+    for given in endpoints:
+        text = given.strip().rstrip("/")
+        if not text:
+            continue
+        if "://" not in text:
+            text = "http://" + text
+        try:
+            parts = urlsplit(text)
+            parts.port  # noqa: B018  (raises for a port that is not a number)
+        except ValueError as exc:
+            raise ValueError(f"endpoint {given.strip()!r} is not a URL: {exc}") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.path:
+            raise ValueError(
+                f"endpoint {given.strip()!r} is not an http:// or https:// URL of a host (and port)"
+            )
+        urls.append(text)
+    if not urls:
+        raise ValueError("at least one endpoint is needed")
+    return urls
 
 
 @final
@@ -114,13 +171,17 @@ class Client:
 
     @property
     def endpoints(self) -> list[str]:
-        """All endpoints, in the order they are tried."""
-        return list(self._conn.endpoints)
+        """All endpoints, as given."""
+        return list(self._conn.endpoints.urls)
 
     @property
     def endpoint(self) -> str:
         """The endpoint requests go to first (it changes when one fails)."""
-        return self._conn.endpoint
+        return self._conn.endpoints.current
+
+    def endpoint_healthy(self, endpoint: str) -> bool:
+        """Whether ``endpoint`` is in use, or skipped for a while after it failed."""
+        return self._conn.endpoints.healthy(endpoint)
 
     # --- KV --------------------------------------------------------------------------------
 
@@ -165,7 +226,7 @@ class Client:
         """
         k = key_bytes(key)
         end = range_end_for(k, range_end, prefix)
-        body = gw.range_request(
+        request = RangeRequest(
             k,
             end,
             limit=limit,
@@ -177,8 +238,7 @@ class Client:
             serializable=serializable,
             min_mod_revision=min_mod_revision,
         )
-        data = await self._conn.call("/v3/kv/range", body, _what("range", k, end), idempotent=True)
-        return gw.range_result(data)
+        return await self._conn.call(request)
 
     async def range_pages(
         self,
@@ -212,15 +272,13 @@ class Client:
         start = k
         limit = min(page_size, FIRST_PAGE)
         while True:
-            body = gw.range_request(start, end, limit=limit, revision=revision, keys_only=keys_only)
-            data = await self._conn.call(
-                "/v3/kv/range", body, _what("range", start, end), idempotent=True
-            )
+            request = RangeRequest(start, end, limit=limit, revision=revision, keys_only=keys_only)
+            result = await self._conn.call(request)
             if not revision:
-                revision = gw.header(data).revision
-            page = gw.kvs(data.get("kvs"))
+                revision = result.header.revision
+            page = result.kvs
             yield Page(revision, page)
-            if not data.get("more") or not page:
+            if not result.more or not page:
                 return
             start = page[-1].key + b"\0"
             size = sum(len(kv.key) + len(kv.value) for kv in page)
@@ -242,9 +300,7 @@ class Client:
         have been applied.
         """
         k = key_bytes(key)
-        body = gw.put_request(k, key_bytes(value), lease=lease, prev_kv=prev_kv)
-        data = await self._conn.call("/v3/kv/put", body, _what("put", k), idempotent=False)
-        return gw.put_result(data)
+        return await self._conn.call(PutRequest(k, key_bytes(value), lease, prev_kv))
 
     async def delete(
         self,
@@ -261,11 +317,7 @@ class Client:
         """
         k = key_bytes(key)
         end = range_end_for(k, range_end, prefix)
-        body = gw.delete_request(k, end, prev_kv=prev_kv)
-        data = await self._conn.call(
-            "/v3/kv/deleterange", body, _what("delete", k, end), idempotent=False
-        )
-        return gw.delete_result(data)
+        return await self._conn.call(DeleteRangeRequest(k, end, prev_kv))
 
     async def txn(
         self,
@@ -284,11 +336,7 @@ class Client:
         Cancellation: a checkpoint. Cancelled after the request was sent, the transaction
         may have been applied.
         """
-        body = gw.txn_request(compare, success, failure)
-        what = f"txn ({len(compare)} compares, {len(success)}/{len(failure)} operations)"
-        writes = _has_writes(success) or _has_writes(failure)
-        data = await self._conn.call("/v3/kv/txn", body, what, idempotent=not writes)
-        return gw.txn_result(data)
+        return await self._conn.call(TxnRequest(tuple(compare), tuple(success), tuple(failure)))
 
     async def compact(self, revision: int, *, physical: bool = False) -> None:
         """Compact the history up to ``revision``: older revisions can no longer be read or
@@ -296,10 +344,7 @@ class Client:
 
         Cancellation: a checkpoint; compaction may have started.
         """
-        body: gw.Json = {"revision": revision}
-        if physical:
-            body["physical"] = True
-        await self._conn.call("/v3/kv/compaction", body, f"compact at {revision}", idempotent=True)
+        await self._conn.call(CompactRequest(revision, physical))
 
     # --- watch -----------------------------------------------------------------------------
 
@@ -355,9 +400,8 @@ class Client:
 
     async def _probe(self, endpoint: str) -> int:
         """A linearizable count of one key on one endpoint: is it there, at which revision?"""
-        body = gw.range_request(b"\0", count_only=True)
-        data = await self._conn.call("/v3/kv/range", body, "probe", idempotent=True, only=endpoint)
-        return gw.header(data).revision
+        result = await self._conn.call(RangeRequest(b"\0", count_only=True), only=endpoint)
+        return result.header.revision
 
     # --- leases ----------------------------------------------------------------------------
 
@@ -369,12 +413,7 @@ class Client:
         Cancellation: a checkpoint; cancelled after sending, a lease may have been granted
         (it expires on its own).
         """
-        body: gw.Json = {"TTL": ttl}
-        if id:
-            body["ID"] = str(id)
-        what = f"grant lease of {ttl} s"
-        data = await self._conn.call("/v3/lease/grant", body, what, idempotent=False)
-        return LeaseGrant(int(data["ID"]), int(data.get("TTL", 0)), gw.header(data))
+        return await self._conn.call(LeaseGrantRequest(ttl, id))
 
     async def lease_revoke(self, id: int) -> None:  # noqa: A002
         """Revoke a lease: every key attached to it is deleted, in one revision.
@@ -383,40 +422,28 @@ class Client:
 
         Cancellation: a checkpoint; cancelled after sending, the lease may be gone.
         """
-        await self._conn.call(
-            "/v3/lease/revoke", {"ID": str(id)}, f"revoke lease {id}", idempotent=True
-        )
+        await self._conn.call(LeaseRevokeRequest(id))
 
     async def lease_keep_alive_once(self, id: int) -> int:  # noqa: A002
         """Renew a lease once; returns its new TTL, 0 if the lease no longer exists.
 
         Cancellation: a checkpoint; a renewal may have happened.
         """
-        what = f"keep lease {id} alive"
-        data = await self._conn.call("/v3/lease/keepalive", {"ID": str(id)}, what, idempotent=True)
-        # a streaming endpoint: one {"result": ...} (or in-stream {"error": ...}) per request
-        return int(gw.stream_result(data, what).get("TTL", 0))
+        return await self._conn.call(LeaseKeepAliveRequest(id))
 
     async def lease_time_to_live(self, id: int, *, keys: bool = False) -> LeaseInfo:  # noqa: A002
         """The lease's remaining TTL (-1 if it does not exist), granted TTL, and keys.
 
         Cancellation: a checkpoint; a read.
         """
-        body: gw.Json = {"ID": str(id)}
-        if keys:
-            body["keys"] = True
-        data = await self._conn.call(
-            "/v3/lease/timetolive", body, f"lease {id} ttl", idempotent=True
-        )
-        return gw.lease_info(data)
+        return await self._conn.call(LeaseTimeToLiveRequest(id, keys))
 
     async def leases(self) -> list[int]:
         """The ids of every lease the cluster holds.
 
         Cancellation: a checkpoint; a read.
         """
-        data = await self._conn.call("/v3/lease/leases", {}, "list leases", idempotent=True)
-        return [int(item["ID"]) for item in data.get("leases", ())]
+        return await self._conn.call(LeaseLeasesRequest())
 
     def lease(self, ttl: int) -> AbstractAsyncContextManager[Lease]:
         """``async with client.lease(ttl) as lease:`` a lease kept alive while the block runs.
@@ -441,37 +468,14 @@ class Client:
 
         Cancellation: a checkpoint; a read.
         """
-        if endpoint is None:
-            data = await self._conn.call("/v3/maintenance/status", {}, "status", idempotent=True)
-        else:
-            data = await self._conn.call(
-                "/v3/maintenance/status", {}, "status", idempotent=True, only=endpoint
-            )
-        return gw.status(data)
+        return await self._conn.call(StatusRequest(), only=endpoint)
 
     async def members(self) -> list[Member]:
         """The cluster's members.
 
         Cancellation: a checkpoint; a read.
         """
-        data = await self._conn.call("/v3/cluster/member/list", {}, "member list", idempotent=True)
-        return gw.members(data)
+        return await self._conn.call(MemberListRequest())
 
 
 _PRIVATE = object()
-
-
-def _what(verb: str, key: bytes, range_end: bytes | None = None) -> str:
-    if range_end is None:
-        return f"{verb} {key!r}"
-    return f"{verb} {key!r}..{range_end!r}"
-
-
-def _has_writes(ops: Sequence[Op]) -> bool:
-    for op in ops:
-        if isinstance(op, Txn):
-            if _has_writes(op.success) or _has_writes(op.failure):
-                return True
-        elif not isinstance(op, Get):
-            return True
-    return False

@@ -4,18 +4,28 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, final
+from typing import Protocol, final
 
 import trio
 
-from ._errors import EtcdError, LeaseExpiredError, NotFoundError
-from ._types import LeaseInfo
-from ._util import Backoff, open_service_nursery
-
-if TYPE_CHECKING:
-    from ._client import Client
+from .._errors import EtcdError, LeaseExpiredError, NotFoundError
+from .._types import LeaseGrant, LeaseInfo
+from .._util import Backoff, open_service_nursery
 
 __all__ = ["Lease", "open_lease"]
+
+
+class LeaseCalls(Protocol):
+    """What a lease needs of the client (``Client`` has these)."""
+
+    async def lease_grant(self, ttl: int) -> LeaseGrant: ...
+
+    async def lease_revoke(self, id: int) -> None: ...  # noqa: A002
+
+    async def lease_keep_alive_once(self, id: int) -> int: ...  # noqa: A002
+
+    async def lease_time_to_live(self, id: int, *, keys: bool = False) -> LeaseInfo: ...  # noqa: A002
+
 
 # How long revoking a lease on the way out may take before we let it expire instead.
 _REVOKE_DEADLINE = 5.0
@@ -33,7 +43,7 @@ class Lease:
         renewals: how many renewals got through.
     """
 
-    def __init__(self, client: Client, id: int, ttl: int) -> None:  # noqa: A002
+    def __init__(self, client: LeaseCalls, id: int, ttl: int) -> None:  # noqa: A002
         self._client = client
         self.id = id
         self.ttl = ttl
@@ -80,7 +90,7 @@ class Lease:
 
 
 @asynccontextmanager
-async def open_lease(client: Client, ttl: int) -> AsyncIterator[Lease]:
+async def open_lease(client: LeaseCalls, ttl: int) -> AsyncIterator[Lease]:
     """The context manager behind ``Client.lease``."""
     if ttl < 1:
         raise ValueError("a lease's ttl must be at least 1 second")

@@ -1,8 +1,8 @@
 """Watch streams that do not die: resume, failover, stall detection, compaction.
 
-One watch is one HTTP request to ``/v3/watch`` whose answer streams ``{"result": ...}``
-lines for as long as it stays open (the gateway cannot add a watch to a running request:
-httpx sends the whole body before it reads the answer). What we rely on:
+A :class:`WatchStream` follows one watch across connections: the transport
+(:mod:`trio_etcd_tree._wire`) carries one connection's messages, this module decides where
+to (re)open it and from which revision. What we rely on:
 
 * Revisions are global and monotonic, and events of one revision arrive in one message.
   After a break we reopen the watch at the last *complete* revision + 1: the last event's
@@ -15,12 +15,17 @@ httpx sends the whole body before it reads the answer). What we rely on:
   events), so we never ask for one.
 * A compacted start revision is reported as ``canceled`` with ``compact_revision`` after
   ``created``, and the stream stays open: we close it and raise :class:`CompactedError`.
-* A member that lost quorum keeps a plain watch open and silent. The request header
-  ``Grpc-Metadata-hasleader: true`` (what clientv3's WithRequireLeader sends) makes the
-  gateway end such a stream with "no leader", so we fail over.
-* A stream that is silent for ``heartbeat`` seconds is checked with a linearizable read on
-  the same member; if that fails the stream is reopened elsewhere. ``stall_timeout``
-  reopens a silent stream unconditionally (set it above the server's progress interval).
+* A member that lost quorum keeps a plain watch open and silent; the transports ask the
+  server to end such a stream with "no leader" (clientv3's WithRequireLeader), so we fail
+  over.
+* The member must confirm a new watch within the client's ``attempt_timeout``. A stream
+  that is silent for ``heartbeat`` seconds is checked with a linearizable read on the same
+  member; if that fails the stream is reopened elsewhere. ``stall_timeout`` reopens a
+  silent stream unconditionally (set it above the server's progress interval).
+* When any request marks the stream's endpoint unhealthy (no answer within
+  ``attempt_timeout``, a refused or broken connection), the stream moves at once. So a
+  member that stops answering is left within ``attempt_timeout`` of the first request that
+  meets it, and within ``heartbeat + attempt_timeout`` by a watch on its own.
 * A restored cluster shows up as a new ``cluster_id`` or as a revision below what we have
   already seen (confirmed with a linearizable read, as a lagging follower can briefly be
   behind): :class:`ClusterChangedError`.
@@ -29,28 +34,25 @@ httpx sends the whole body before it reads the answer). What we rely on:
 from __future__ import annotations
 
 import enum
-import json
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import aclosing, asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import NoReturn, cast, final
+from typing import NoReturn, final
 
-import httpx
 import trio
 
-from . import _gateway as gw
-from ._connection import Connection
-from ._errors import (
+from .._errors import (
     AuthenticationError,
     ClusterChangedError,
     CompactedError,
     EtcdError,
     PermissionDeniedError,
-    ProtocolError,
     UnavailableError,
 )
-from ._types import WatchResponse
-from ._util import Backoff, open_service_nursery
+from .._types import WatchResponse
+from .._util import Backoff, open_service_nursery
+from .._wire import WatchCreateRequest, WatchMessage
+from .connection import Connection
 
 __all__ = ["ConnectionState", "WatchStatistics", "WatchStream", "open_watch"]
 
@@ -79,21 +81,12 @@ class WatchStatistics:
     last_error: str | None  #: why the last connection ended
 
 
-class _Disconnect(Exception):
-    """A connection ended in a way that calls for reopening it."""
-
-
 class _Renew(Exception):
     """The server refused our token on the watch: get a new one, then reopen."""
 
     def __init__(self, error: EtcdError) -> None:
         super().__init__(str(error))
         self.error = error
-
-
-# Ask the gateway to end the stream when the member loses its leader (clientv3's
-# WithRequireLeader): otherwise a member cut off from the quorum keeps the watch silent.
-_REQUIRE_LEADER = {"Grpc-Metadata-hasleader": "true"}
 
 
 Probe = Callable[[str], Awaitable[int]]
@@ -122,7 +115,7 @@ class WatchStream(trio.abc.ReceiveChannel[WatchResponse]):
         self,
         receive: trio.MemoryReceiveChannel[WatchResponse],
         connection: Connection,
-        create: Callable[[int], bytes],
+        create: Callable[[int], WatchCreateRequest],
         start_revision: int,
         heartbeat: float,
         stall_timeout: float | None,
@@ -139,7 +132,7 @@ class WatchStream(trio.abc.ReceiveChannel[WatchResponse]):
         self._state = ConnectionState.CONNECTING
         self._since = trio.current_time()
         self._state_changed = trio.Event()
-        self._endpoint = connection.endpoint
+        self._endpoint = connection.endpoints.current
         self._reconnects = 0
         self._disconnects = 0
         self._stalls = 0
@@ -148,10 +141,12 @@ class WatchStream(trio.abc.ReceiveChannel[WatchResponse]):
         self._last_error: str | None = None
         self._last_activity = trio.current_time()
         self._sending = False
-        self._silent: str | None = None
+        self._silent: str | None = None  # why the current connection is being left
+        self._moved = False  # ... because its endpoint was marked unhealthy
+        self._confirmed = trio.Event()  # the current connection's watch was created
         self._scope = trio.CancelScope()  # the current connection's
         self._seen = 0  # the highest revision the server has shown us
-        self._cluster_id: str | None = None  # as the server spells it
+        self._cluster_id: int | None = None
 
     # --- the consumer's side ---------------------------------------------------------------
 
@@ -212,9 +207,8 @@ class WatchStream(trio.abc.ReceiveChannel[WatchResponse]):
         """Reopen the stream now, from the last complete revision, on the next endpoint:
         for a consumer that learned from the server that changes exist which the stream
         has not delivered (a stream stuck on a live member). Counted as a stall."""
-        self._silent = reason
+        self._leave(reason)
         self._stalls += 1
-        self._scope.cancel(reason=reason)
 
     async def wait_state_change(self, state: ConnectionState) -> ConnectionState:
         """Wait until the stream's state is not ``state`` and return the new one.
@@ -263,163 +257,127 @@ class WatchStream(trio.abc.ReceiveChannel[WatchResponse]):
         backoff = Backoff()
         renewed = False
         while True:
-            if self._conn.credentials is not None and not self._conn.auth_headers():
+            if self._conn.credentials is not None and self._conn.token is None:
                 await self._conn.ensure_token()
-            endpoint = self._endpoint = self._conn.endpoint
-            token = self._conn.auth_headers().get("Authorization")
+            endpoint = self._endpoint = self._conn.endpoints.current
+            token = self._conn.token
             try:
                 async with open_service_nursery() as nursery:
                     self._silent = None
+                    self._moved = False
+                    self._confirmed = trio.Event()
                     self._scope = nursery.cancel_scope
                     self._last_activity = trio.current_time()
-                    nursery.start_soon(self._watchdog, endpoint, nursery.cancel_scope)
+                    nursery.start_soon(self._watchdog, endpoint)
+                    nursery.start_soon(self._leave_when_failed, endpoint)
                     await self._connection(endpoint, send)
-                    nursery.cancel_scope.cancel()
-                reason = self._silent or "the server ended the stream"
+                # only a cancellation by _leave() ends a connection without an error
+                reason = str(self._silent)
             except _Renew as exc:
                 if renewed:
                     raise exc.error from None
                 renewed = True
                 await self._conn.ensure_token(stale=token)
                 continue
-            except _Disconnect as exc:
+            except UnavailableError as exc:
                 reason = str(exc)
-            except httpx.TransportError as exc:
-                reason = f"{type(exc).__name__}: {exc}"
             if self._state is ConnectionState.CONNECTED:
                 self._disconnects += 1
                 renewed = False
                 backoff.reset()
+            if not self._moved:
+                self._conn.endpoints.failed(endpoint)
             self._last_error = reason
             self._reconnects += 1
             self._set_state(ConnectionState.CONNECTING)
-            self._conn.endpoint_failed(endpoint)
             await backoff.wait()
 
+    def _leave(self, reason: str) -> None:
+        """Leave the current connection (the first reason given is the one kept)."""
+        if self._silent is None:
+            self._silent = reason
+        self._scope.cancel(reason=reason)
+
+    async def _leave_when_failed(self, endpoint: str) -> None:
+        await self._conn.endpoints.wait_failed(endpoint)
+        self._moved = self._silent is None
+        self._leave("the endpoint was marked unhealthy")
+
     async def _connection(self, endpoint: str, send: trio.MemorySendChannel[WatchResponse]) -> None:
-        """One HTTP request: read its stream until it ends."""
-        body = self._create(self._next)
-        async with self._conn.stream(endpoint, "/v3/watch", body, _REQUIRE_LEADER) as response:
-            if response.status_code != 200:
-                content = await response.aread()
-                code, message = gw.error_fields(response.status_code, content)
-                raise self._classify(
-                    gw.error_for(
-                        code,
-                        message,
-                        request=self._what,
-                        endpoint=endpoint,
-                        http_status=response.status_code,
-                    )
-                )
-            parts: list[bytes] = []
-            async with aclosing(cast("AsyncGenerator[bytes]", response.aiter_raw())) as chunks:
-                async for chunk in chunks:
+        """One connection: read its messages until it ends (always with an error)."""
+        try:
+            async with self._conn.watch(endpoint, self._create(self._next)) as watch:
+                while True:
+                    message = await watch.receive()
                     self._last_activity = trio.current_time()
-                    start = 0
-                    while (end := chunk.find(b"\n", start)) >= 0:
-                        if parts:
-                            parts.append(chunk[start:end])
-                            line = b"".join(parts)
-                            parts.clear()
-                        else:
-                            line = chunk[start:end]
-                        start = end + 1
-                        if line.strip():
-                            await self._message(line, endpoint, send)
-                    if start < len(chunk):
-                        parts.append(chunk[start:])
+                    await self._message(message, endpoint, send)
+        except (AuthenticationError, PermissionDeniedError) as exc:
+            if self._conn.credentials is not None:
+                raise _Renew(exc) from None
+            raise
 
     @property
     def _what(self) -> str:
         return f"watch from revision {self._next}"
 
-    def _classify(self, error: EtcdError) -> BaseException:
-        if isinstance(error, UnavailableError):
-            return _Disconnect(str(error))
-        if isinstance(error, AuthenticationError | PermissionDeniedError) and (
-            self._conn.credentials is not None
-        ):
-            return _Renew(error)
-        return error
-
     async def _message(
-        self, line: bytes, endpoint: str, send: trio.MemorySendChannel[WatchResponse]
+        self, message: WatchMessage, endpoint: str, send: trio.MemorySendChannel[WatchResponse]
     ) -> None:
-        try:
-            data = json.loads(line)
-        except ValueError as exc:
-            raise ProtocolError(
-                f"a watch message is not JSON: {line[:200]!r}",
-                request=self._what,
-                endpoint=endpoint,
-            ) from exc
-        try:
-            result = gw.stream_result(data, self._what, endpoint)
-        except EtcdError as exc:
-            raise self._classify(exc) from None
-        h = result.get("header") or {}
-        cluster = h.get("cluster_id")
-        if cluster is not None and cluster != self._cluster_id:
+        h = message.header
+        cluster = h.cluster_id
+        if cluster and cluster != self._cluster_id:
             if self._cluster_id is not None:
                 raise ClusterChangedError(
-                    f"the cluster id changed from {int(self._cluster_id):x} to "
-                    f"{int(cluster):x}: a different or restored cluster",
+                    f"the cluster id changed from {self._cluster_id:x} to "
+                    f"{cluster:x}: a different or restored cluster",
                     request=self._what,
                     endpoint=endpoint,
                 )
             self._cluster_id = cluster
-        if result.get("canceled"):
-            self._canceled(result, endpoint)
-        if result.get("created"):
-            await self._created(int(h.get("revision", 0)), endpoint)
+        if message.canceled:
+            self._canceled(message, endpoint)
+        if message.created:
+            await self._created(h.revision, endpoint)
             return
-        items = result.get("events")
-        if items:
-            events = gw.events(items)
+        events = message.events
+        if events:
             if events[0].kv.mod_revision < self._next:  # never deliver a revision twice
                 events = [e for e in events if e.kv.mod_revision >= self._next]
                 if not events:
                     return
             revision = events[-1].kv.mod_revision
-            self._events += len(events)
         else:
-            revision = int(h.get("revision", 0))
+            revision = h.revision
             if revision < self._next - 1:
                 return  # an out-of-date progress report says nothing new
-            events = []
-        if revision > self._seen:
-            self._seen = revision
-        self._next = revision + 1
-        self._responses += 1
-        response = WatchResponse(gw.header(result), events, revision)
+        response = WatchResponse(h, events, revision)
         try:
             send.send_nowait(response)  # the common case: no trip through the scheduler
         except trio.WouldBlock:
+            # the connection may be left while we wait: a send that is cancelled has not
+            # happened, so the stream resumes from before this response
             self._sending = True
-            await send.send(response)
-            self._sending = False
+            try:
+                await send.send(response)
+            finally:
+                self._sending = False
             self._last_activity = trio.current_time()
+        self._events += len(events)
+        self._seen = max(self._seen, revision)
+        self._next = revision + 1
+        self._responses += 1
 
-    def _canceled(self, result: gw.Json, endpoint: str) -> None:
-        if "compact_revision" in result:
+    def _canceled(self, message: WatchMessage, endpoint: str) -> NoReturn:
+        if message.compact_revision:
             error = CompactedError(
-                f"revision {self._next} is compacted (compacted up to "
-                f"{result['compact_revision']})",
+                f"revision {self._next} is compacted (compacted up to {message.compact_revision})",
                 request=self._what,
                 endpoint=endpoint,
             )
-            error.compact_revision = int(result["compact_revision"])
+            error.compact_revision = message.compact_revision
             raise error
-        code, message = gw.cancel_reason_fields(str(result.get("cancel_reason", "")))
-        raise self._classify(
-            gw.error_for(
-                code,
-                message or "the server canceled the watch",
-                request=self._what,
-                endpoint=endpoint,
-            )
-        )
+        assert message.error is not None  # the transport says why
+        raise message.error
 
     async def _created(self, revision: int, endpoint: str) -> None:
         if self._next == 0:
@@ -435,13 +393,22 @@ class WatchStream(trio.abc.ReceiveChannel[WatchResponse]):
                     endpoint=endpoint,
                 )
         self._seen = max(self._seen, revision)
+        self._confirmed.set()
         self._set_state(ConnectionState.CONNECTED)
         if self._task_status is not None:
             self._task_status.started()
             self._task_status = None
 
-    async def _watchdog(self, endpoint: str, scope: trio.CancelScope) -> None:
-        """Check a silent stream: probe the member, or reopen after ``stall_timeout``."""
+    async def _watchdog(self, endpoint: str) -> None:
+        """Leave a connection whose watch is not confirmed within ``attempt_timeout``;
+        then check it when silent: probe the member, or reopen after ``stall_timeout``."""
+        timeout = self._conn.attempt_timeout
+        with trio.move_on_after(timeout):
+            await self._confirmed.wait()
+        if not self._confirmed.is_set():
+            self._stalls += 1
+            self._leave(f"the watch was not confirmed within {timeout:g} s (attempt_timeout)")
+            return
         alive = trio.current_time()  # when the member last proved alive
         while True:
             due = max(self._last_activity, alive) + self._heartbeat
@@ -453,15 +420,14 @@ class WatchStream(trio.abc.ReceiveChannel[WatchResponse]):
                 continue
             silent = trio.current_time() - self._last_activity
             if self._stall_timeout is not None and silent >= self._stall_timeout:
-                self._silent = f"no message for {silent:g} s (stall_timeout)"
-            else:
-                try:
-                    await self._probe(endpoint)
-                except EtcdError as exc:
-                    self._silent = f"silent for {silent:g} s and the member did not answer: {exc}"
-            if self._silent is not None:
                 self._stalls += 1
-                scope.cancel(reason="the watch stream stalled")
+                self._leave(f"no message for {silent:g} s (stall_timeout)")
+                return
+            try:
+                await self._probe(endpoint)
+            except EtcdError as exc:
+                self._stalls += 1
+                self._leave(f"silent for {silent:g} s and the member did not answer: {exc}")
                 return
             alive = trio.current_time()
 
@@ -487,16 +453,10 @@ async def open_watch(
     if start_revision < 0:
         raise ValueError("start_revision must be >= 0")
 
-    def create(revision: int) -> bytes:
-        request = gw.watch_create_request(
-            key,
-            range_end,
-            start_revision=revision,
-            prev_kv=prev_kv,
-            progress_notify=progress_notify,
-            filters=filters,
+    def create(revision: int) -> WatchCreateRequest:
+        return WatchCreateRequest(
+            key, range_end, revision, prev_kv, progress_notify, tuple(filters)
         )
-        return gw.dumps(request)
 
     send, receive = trio.open_memory_channel[WatchResponse](buffer)
     stream = WatchStream(

@@ -16,27 +16,17 @@ from __future__ import annotations
 
 import binascii
 import json
-from collections.abc import Sequence
+from collections.abc import Callable
 from typing import Any, TypeAlias
 
-from ._errors import (
-    AuthenticationError,
-    CompactedError,
-    EtcdError,
-    FutureRevisionError,
-    InvalidRequestError,
-    NotFoundError,
-    PermissionDeniedError,
-    ProtocolError,
-    TooLargeError,
-    UnavailableError,
-)
-from ._txn import Compare, Delete, Get, Op, Put, Txn
-from ._types import (
+from ..._errors import ProtocolError
+from ..._txn import Compare, Delete, Get, Op, Put, Txn
+from ..._types import (
     DeleteResult,
     Event,
     EventType,
     KeyValue,
+    LeaseGrant,
     LeaseInfo,
     Member,
     OpResult,
@@ -46,7 +36,26 @@ from ._types import (
     Status,
     TxnResult,
 )
-from ._util import gc_paused
+from ..._util import gc_paused
+from ..base import (
+    AuthenticateRequest,
+    CompactRequest,
+    DeleteRangeRequest,
+    LeaseGrantRequest,
+    LeaseKeepAliveRequest,
+    LeaseLeasesRequest,
+    LeaseRevokeRequest,
+    LeaseTimeToLiveRequest,
+    MemberListRequest,
+    PutRequest,
+    RangeRequest,
+    Request,
+    StatusRequest,
+    TxnRequest,
+    WatchCreateRequest,
+    WatchMessage,
+)
+from ..errors import cancel_reason_fields, error_for
 
 Json: TypeAlias = dict[str, Any]
 
@@ -64,55 +73,43 @@ def dumps(body: Json) -> bytes:
 # --- requests ------------------------------------------------------------------------------
 
 
-def range_request(
-    key: bytes,
-    range_end: bytes | None = None,
-    *,
-    limit: int = 0,
-    revision: int = 0,
-    keys_only: bool = False,
-    count_only: bool = False,
-    sort_order: str | None = None,
-    sort_target: str | None = None,
-    serializable: bool = False,
-    min_mod_revision: int = 0,
-) -> Json:
-    body: Json = {"key": b64(key)}
-    if range_end is not None:
-        body["range_end"] = b64(range_end)
-    if limit:
-        body["limit"] = limit
-    if revision:
-        body["revision"] = revision
-    if keys_only:
+def range_request(r: RangeRequest) -> Json:
+    body: Json = {"key": b64(r.key)}
+    if r.range_end is not None:
+        body["range_end"] = b64(r.range_end)
+    if r.limit:
+        body["limit"] = r.limit
+    if r.revision:
+        body["revision"] = r.revision
+    if r.keys_only:
         body["keys_only"] = True
-    if count_only:
+    if r.count_only:
         body["count_only"] = True
-    if sort_order:
-        body["sort_order"] = sort_order
-    if sort_target:
-        body["sort_target"] = sort_target
-    if serializable:
+    if r.sort_order:
+        body["sort_order"] = r.sort_order
+    if r.sort_target:
+        body["sort_target"] = r.sort_target
+    if r.serializable:
         body["serializable"] = True
-    if min_mod_revision:
-        body["min_mod_revision"] = min_mod_revision
+    if r.min_mod_revision:
+        body["min_mod_revision"] = r.min_mod_revision
     return body
 
 
-def put_request(key: bytes, value: bytes, *, lease: int = 0, prev_kv: bool = False) -> Json:
-    body: Json = {"key": b64(key), "value": b64(value)}
-    if lease:
-        body["lease"] = str(lease)
-    if prev_kv:
+def put_request(r: PutRequest | Put) -> Json:
+    body: Json = {"key": b64(r.key), "value": b64(r.value)}
+    if r.lease:
+        body["lease"] = str(r.lease)
+    if r.prev_kv:
         body["prev_kv"] = True
     return body
 
 
-def delete_request(key: bytes, range_end: bytes | None = None, *, prev_kv: bool = False) -> Json:
-    body: Json = {"key": b64(key)}
-    if range_end is not None:
-        body["range_end"] = b64(range_end)
-    if prev_kv:
+def delete_request(r: DeleteRangeRequest | Delete) -> Json:
+    body: Json = {"key": b64(r.key)}
+    if r.range_end is not None:
+        body["range_end"] = b64(r.range_end)
+    if r.prev_kv:
         body["prev_kv"] = True
     return body
 
@@ -142,59 +139,61 @@ _COMPARE_FIELDS = {
 
 def op_request(op: Op) -> Json:
     if isinstance(op, Get):
-        return {
-            "request_range": range_request(
-                op.key,
-                op.range_end,
-                limit=op.limit,
-                revision=op.revision,
-                keys_only=op.keys_only,
-                count_only=op.count_only,
-                sort_order=op.sort_order,
-                sort_target=op.sort_target,
-            )
-        }
+        return {"request_range": range_request(RangeRequest.of(op))}
     if isinstance(op, Put):
-        return {"request_put": put_request(op.key, op.value, lease=op.lease, prev_kv=op.prev_kv)}
+        return {"request_put": put_request(op)}
     if isinstance(op, Delete):
-        return {"request_delete_range": delete_request(op.key, op.range_end, prev_kv=op.prev_kv)}
+        return {"request_delete_range": delete_request(op)}
     if isinstance(op, Txn):
-        return {"request_txn": txn_request(op.compare, op.success, op.failure)}
+        return {"request_txn": txn_request(TxnRequest(op.compare, op.success, op.failure))}
     raise TypeError(f"not a transaction operation: {op!r}")
 
 
-def txn_request(compare: Sequence[Compare], success: Sequence[Op], failure: Sequence[Op]) -> Json:
+def txn_request(r: TxnRequest) -> Json:
     body: Json = {}
-    if compare:
-        body["compare"] = [compare_request(c) for c in compare]
-    if success:
-        body["success"] = [op_request(op) for op in success]
-    if failure:
-        body["failure"] = [op_request(op) for op in failure]
+    if r.compare:
+        body["compare"] = [compare_request(c) for c in r.compare]
+    if r.success:
+        body["success"] = [op_request(op) for op in r.success]
+    if r.failure:
+        body["failure"] = [op_request(op) for op in r.failure]
     return body
 
 
-def watch_create_request(
-    key: bytes,
-    range_end: bytes | None,
-    *,
-    start_revision: int,
-    prev_kv: bool,
-    progress_notify: bool,
-    filters: Sequence[str] = (),
-) -> Json:
-    create: Json = {"key": b64(key)}
-    if range_end is not None:
-        create["range_end"] = b64(range_end)
-    if start_revision:
-        create["start_revision"] = start_revision
-    if prev_kv:
+def watch_create_request(c: WatchCreateRequest) -> Json:
+    create: Json = {"key": b64(c.key)}
+    if c.range_end is not None:
+        create["range_end"] = b64(c.range_end)
+    if c.start_revision:
+        create["start_revision"] = c.start_revision
+    if c.prev_kv:
         create["prev_kv"] = True
-    if progress_notify:
+    if c.progress_notify:
         create["progress_notify"] = True
-    if filters:
-        create["filters"] = list(filters)
+    if c.filters:
+        create["filters"] = list(c.filters)
     return {"create_request": create}
+
+
+def _compact_request(r: CompactRequest) -> Json:
+    body: Json = {"revision": r.revision}
+    if r.physical:
+        body["physical"] = True
+    return body
+
+
+def _grant_request(r: LeaseGrantRequest) -> Json:
+    body: Json = {"TTL": r.ttl}
+    if r.id:
+        body["ID"] = str(r.id)
+    return body
+
+
+def _ttl_request(r: LeaseTimeToLiveRequest) -> Json:
+    body: Json = {"ID": str(r.id)}
+    if r.keys:
+        body["keys"] = True
+    return body
 
 
 # --- answers -------------------------------------------------------------------------------
@@ -322,11 +321,6 @@ def members(data: Json) -> list[Member]:
 
 # --- errors --------------------------------------------------------------------------------
 
-# gRPC status codes the gateway passes on
-CANCELLED, UNKNOWN, INVALID_ARGUMENT, DEADLINE_EXCEEDED, NOT_FOUND = 1, 2, 3, 4, 5
-PERMISSION_DENIED, RESOURCE_EXHAUSTED, FAILED_PRECONDITION, OUT_OF_RANGE = 7, 8, 9, 11
-UNAVAILABLE, UNAUTHENTICATED = 14, 16
-
 
 def error_fields(status_code: int, content: bytes) -> tuple[int | None, str]:
     """The gRPC code and message of an error answer, in any of the gateway's dialects."""
@@ -350,75 +344,6 @@ def _int_or_none(value: object) -> int | None:
         return None
 
 
-_GRPC_CODES = {
-    "Canceled": CANCELLED,
-    "Unknown": UNKNOWN,
-    "InvalidArgument": INVALID_ARGUMENT,
-    "DeadlineExceeded": DEADLINE_EXCEEDED,
-    "NotFound": NOT_FOUND,
-    "PermissionDenied": PERMISSION_DENIED,
-    "ResourceExhausted": RESOURCE_EXHAUSTED,
-    "FailedPrecondition": FAILED_PRECONDITION,
-    "OutOfRange": OUT_OF_RANGE,
-    "Unavailable": UNAVAILABLE,
-    "Unauthenticated": UNAUTHENTICATED,
-}
-
-
-def cancel_reason_fields(reason: str) -> tuple[int | None, str]:
-    """Code and message of a watch's ``cancel_reason``, which reads
-    ``rpc error: code = PermissionDenied desc = etcdserver: permission denied``."""
-    code: int | None = None
-    message = reason
-    if "code = " in reason:
-        name = reason.split("code = ", 1)[1].split(" ", 1)[0]
-        code = _GRPC_CODES.get(name)
-    if "desc = " in reason:
-        message = reason.split("desc = ", 1)[1]
-    return code, message
-
-
-def error_for(
-    code: int | None,
-    message: str,
-    *,
-    request: str,
-    endpoint: str | None = None,
-    http_status: int | None = None,
-) -> EtcdError:
-    """The most specific error class for what the server said."""
-    cls: type[EtcdError]
-    text = message.lower()
-    if code == UNAUTHENTICATED or "authentication failed" in text or "user name is empty" in text:
-        cls = AuthenticationError
-    elif code == PERMISSION_DENIED:
-        cls = PermissionDeniedError
-    elif "compacted" in text:
-        cls = CompactedError
-    elif "future revision" in text:
-        cls = FutureRevisionError
-    elif (
-        "too many operations" in text or "request is too large" in text or "larger than max" in text
-    ):
-        cls = TooLargeError
-    elif code == NOT_FOUND:
-        cls = NotFoundError
-    elif code in (INVALID_ARGUMENT, FAILED_PRECONDITION, OUT_OF_RANGE) or (
-        http_status is not None and 400 <= http_status < 500 and code is None
-    ):
-        cls = InvalidRequestError
-    else:
-        cls = UnavailableError
-    return cls(
-        message or "the server gave no reason",
-        request=request,
-        endpoint=endpoint,
-        code=code,
-        server_message=message,
-        http_status=http_status,
-    )
-
-
 def stream_result(data: Json, what: str, endpoint: str | None = None) -> Json:
     """The ``result`` of one message of a streaming endpoint (watch, lease keep-alive); an
     in-stream ``{"error": ...}`` message is raised as the matching error."""
@@ -429,3 +354,66 @@ def stream_result(data: Json, what: str, endpoint: str | None = None) -> Json:
     if not isinstance(result, dict):
         raise ProtocolError(f"a stream message without a result: {data!r}"[:300], request=what)
     return result
+
+
+def watch_message(result: Json, what: str, endpoint: str) -> WatchMessage:
+    """One watch message (the ``result`` of a line of the watch stream)."""
+    canceled = bool(result.get("canceled"))
+    compact_revision = int(result.get("compact_revision", 0))
+    error = None
+    if canceled and not compact_revision:
+        code, message = cancel_reason_fields(str(result.get("cancel_reason", "")))
+        error = error_for(
+            code, message or "the server canceled the watch", request=what, endpoint=endpoint
+        )
+    items = result.get("events")
+    return WatchMessage(
+        header(result),
+        events(items) if items else [],
+        created=bool(result.get("created")),
+        canceled=canceled,
+        compact_revision=compact_revision,
+        error=error,
+    )
+
+
+# --- the calls: path, request body, answer ------------------------------------------------
+
+
+def _empty(_: object) -> Json:
+    return {}
+
+
+def _leases(data: Json) -> list[int]:
+    return [int(item["ID"]) for item in data.get("leases", ())]
+
+
+def _keep_alive(data: Json) -> int:
+    # a streaming endpoint: one {"result": ...} (or in-stream {"error": ...}) per request
+    return int(stream_result(data, "keep lease alive").get("TTL", 0))
+
+
+CALLS: dict[type[Request[Any]], tuple[str, Callable[[Any], Json], Callable[[Json], Any]]] = {
+    RangeRequest: ("/v3/kv/range", range_request, range_result),
+    PutRequest: ("/v3/kv/put", put_request, put_result),
+    DeleteRangeRequest: ("/v3/kv/deleterange", delete_request, delete_result),
+    TxnRequest: ("/v3/kv/txn", txn_request, txn_result),
+    CompactRequest: ("/v3/kv/compaction", _compact_request, header),
+    LeaseGrantRequest: (
+        "/v3/lease/grant",
+        _grant_request,
+        lambda d: LeaseGrant(int(d["ID"]), int(d.get("TTL", 0)), header(d)),
+    ),
+    LeaseRevokeRequest: ("/v3/lease/revoke", lambda r: {"ID": str(r.id)}, header),
+    LeaseKeepAliveRequest: ("/v3/lease/keepalive", lambda r: {"ID": str(r.id)}, _keep_alive),
+    LeaseTimeToLiveRequest: ("/v3/lease/timetolive", _ttl_request, lease_info),
+    LeaseLeasesRequest: ("/v3/lease/leases", _empty, _leases),
+    AuthenticateRequest: (
+        "/v3/auth/authenticate",
+        lambda r: {"name": r.name, "password": r.password},
+        lambda d: str(d["token"]),
+    ),
+    StatusRequest: ("/v3/maintenance/status", _empty, status),
+    MemberListRequest: ("/v3/cluster/member/list", _empty, members),
+}
+"""For each request type: the gateway path, the body builder, the answer parser."""

@@ -1,0 +1,327 @@
+"""Endpoint health, per-attempt timeouts, and the truth about a failed write, on the
+in-memory etcd under the mock clock (the real-server versions are in test_failover_real.py).
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractAsyncContextManager
+
+import httpx
+import pytest
+import trio
+import trio.testing
+
+import trio_etcd_tree as et
+from trio_etcd_tree._client.endpoints import FIRST_PENALTY, MAX_PENALTY, Endpoints
+from trio_etcd_tree.testing import FakeEtcd, open_fake_etcd
+
+ATTEMPT = 2.0
+
+
+def client_of(fake: FakeEtcd) -> AbstractAsyncContextManager[et.Client]:
+    return et.open_client(fake.endpoints, transport=fake, attempt_timeout=ATTEMPT)
+
+
+# --- the endpoints' health ------------------------------------------------------------------
+
+
+async def test_endpoint_order_and_penalties(autojump_clock: trio.testing.MockClock) -> None:
+    endpoints = Endpoints(["a", "b", "c"])
+    assert endpoints.order() == ["a", "b", "c"]
+    endpoints.failed("a")
+    assert endpoints.current == "b"
+    assert not endpoints.healthy("a")
+    assert endpoints.order() == ["b", "c", "a"]
+    await trio.sleep(0.5)
+    endpoints.failed("c")
+    assert endpoints.order() == ["b", "a", "c"]  # unhealthy ones last, soonest retry first
+    endpoints.failed("a")  # the same failure seen again while skipped: no longer penalty
+    await trio.sleep(FIRST_PENALTY - 0.5)
+    assert endpoints.healthy("a")
+    assert endpoints.order() == ["b", "a", "c"]
+    endpoints.failed("a")  # failed again when tried again: twice as long
+    await trio.sleep(FIRST_PENALTY)
+    assert not endpoints.healthy("a")
+    await trio.sleep(FIRST_PENALTY)
+    assert endpoints.healthy("a")
+    endpoints.succeeded("a")
+    endpoints.succeeded("b")  # already healthy: nothing changes
+    endpoints.failed("a")
+    for _ in range(40):  # the penalty is capped
+        await trio.sleep(MAX_PENALTY)
+        endpoints.failed("a")
+    await trio.sleep(MAX_PENALTY)
+    assert endpoints.healthy("a")
+    with pytest.raises(ValueError, match="at least one endpoint"):
+        Endpoints([])
+
+
+async def test_wait_failed_wakes_on_the_next_failure(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    endpoints = Endpoints(["a", "b"])
+    woken: list[float] = []
+
+    async def waiter() -> None:
+        await endpoints.wait_failed("a")
+        woken.append(trio.current_time())
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(waiter)
+        await trio.sleep(3)
+        endpoints.failed("b")  # not its endpoint
+        await trio.testing.wait_all_tasks_blocked()
+        assert woken == []
+        endpoints.failed("a")
+    assert woken == [3]
+
+
+# --- a member that stops answering ------------------------------------------------------------
+
+
+async def test_frozen_member_is_left_within_the_attempt_timeout(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_fake_etcd(members=3) as fake, client_of(fake) as client:
+        await client.put("/a", "1")
+        fake.freeze_member(0)
+        start = trio.current_time()
+        kv = await client.get("/a")  # a read moves on
+        assert kv is not None
+        assert kv.value == b"1"
+        assert trio.current_time() - start == pytest.approx(ATTEMPT)
+        assert client.endpoint == fake.endpoints[1]
+        assert not client.endpoint_healthy(fake.endpoints[0])
+        start = trio.current_time()
+        await client.put("/a", "2")  # a write goes straight to a healthy member
+        assert trio.current_time() == start
+        fake.thaw_member(0)
+
+
+async def test_frozen_member_write_outcome_is_unknown(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_fake_etcd(members=3) as fake, client_of(fake) as client:
+        fake.freeze_member(0)
+        with pytest.raises(et.UnavailableError, match="may or may not") as info:
+            await client.put("/a", "1")
+        assert info.value.kind == "timeout"
+        assert info.value.outcome_unknown
+        assert trio.current_time() == pytest.approx(ATTEMPT)
+        assert fake.get("/a") is None
+        fake.thaw_member(0)  # it serves what it was sent: the write lands after all
+        await trio.testing.wait_all_tasks_blocked()
+        assert fake.get("/a") is not None
+        # ... and the member answers again once its penalty is over
+        await trio.sleep(FIRST_PENALTY)
+        assert client.endpoint_healthy(fake.endpoints[0])
+
+
+async def test_watch_moves_off_a_member_marked_unhealthy(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_fake_etcd(members=2) as fake, client_of(fake) as client:
+        async with client.watch("/w/", prefix=True) as stream:
+            assert stream.statistics().endpoint == fake.endpoints[0]
+            fake.freeze_member(0)
+            await client.get("/x")  # meets the frozen member: marks it unhealthy
+            rev = fake.put("/w/a", "1")
+            with trio.fail_after(1):
+                response = await stream.receive()
+            assert response.revision == rev
+            assert stream.statistics().endpoint == fake.endpoints[1]
+            assert stream.statistics().disconnects == 1
+            fake.thaw_member(0)
+
+
+async def test_watch_on_a_frozen_member_leaves_on_its_own(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_fake_etcd(members=2) as fake, client_of(fake) as client:
+        async with client.watch("/w/", prefix=True, heartbeat=5) as stream:
+            fake.freeze_member(0)
+            start = trio.current_time()
+            rev = fake.put("/w/a", "1")
+            response = await stream.receive()
+            assert response.revision == rev
+            # silent for a heartbeat, then the probe gets no answer within the attempt timeout
+            assert 5 + ATTEMPT <= trio.current_time() - start <= 5 + ATTEMPT + 0.05
+            assert stream.statistics().stalls == 1
+            fake.thaw_member(0)
+
+
+async def test_new_watch_on_a_frozen_member_moves(autojump_clock: trio.testing.MockClock) -> None:
+    async with open_fake_etcd(members=2) as fake, client_of(fake) as client:
+        fake.freeze_member(0)
+        async with client.watch("/w/", prefix=True) as stream:
+            assert ATTEMPT <= trio.current_time() <= ATTEMPT + 0.05  # and a backoff
+            assert stream.statistics().endpoint == fake.endpoints[1]
+            assert "not confirmed within 2 s" in str(stream.statistics().last_error)
+        fake.thaw_member(0)
+
+
+async def test_mount_over_a_frozen_member(autojump_clock: trio.testing.MockClock) -> None:
+    async with open_fake_etcd(members=3) as fake, client_of(fake) as client:
+        fake.put("/cfg/a", "1")
+        async with et.mount(client, "/cfg") as root:
+            fake.freeze_member(0)
+            start = trio.current_time()
+            # the running mount's write meets the frozen member once, then goes elsewhere
+            with pytest.raises(et.UnavailableError) as info:
+                await root["a"].set("2")
+            assert info.value.outcome_unknown
+            assert trio.current_time() - start == pytest.approx(ATTEMPT)
+            await root["a"].set("3")  # the tree follows the echo through another member
+            assert root["a"].value == "3"
+            async with et.mount(client, "/cfg") as second:  # a new mount
+                assert second["a"].value == "3"
+            fake.thaw_member(0)
+            await trio.testing.wait_all_tasks_blocked()
+            # the frozen member's guarded write finds the key changed: it is not applied
+            await root.wait_revision(fake.revision)
+            assert root["a"].value == "3"
+            assert fake.get("/cfg/a") == fake.get("/cfg/a") | {"value": b"3"}  # type: ignore[operator]
+
+
+# --- answers lost after the request went out --------------------------------------------------
+
+
+async def test_lost_answer_of_a_write_is_reported_and_applied(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_fake_etcd(members=2) as fake, client_of(fake) as client:
+        fake.lose_answers("/v3/kv/put")
+        with pytest.raises(et.UnavailableError, match="may or may not") as info:
+            await client.put("/a", "1")
+        assert info.value.outcome_unknown
+        assert info.value.kind == "lost"
+        assert fake.get("/a") is not None  # it was applied
+        fake.lose_answers("/v3/kv/txn")
+        with pytest.raises(et.UnavailableError) as info:
+            await client.txn(success=[et.Put("/b", "1")])
+        assert info.value.outcome_unknown
+        assert fake.get("/b") is not None
+
+
+async def test_lost_answer_of_a_read_is_repeated(autojump_clock: trio.testing.MockClock) -> None:
+    async with open_fake_etcd(members=2) as fake, client_of(fake) as client:
+        fake.put("/a", "1")
+        fake.lose_answers("/v3/kv/range")
+        kv = await client.get("/a")
+        assert kv is not None
+        assert client.endpoint == fake.endpoints[1]
+
+
+async def test_refused_write_is_not_applied_and_goes_elsewhere(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_fake_etcd(members=2) as fake, client_of(fake) as client:
+        fake.member_down(0)
+        await client.put("/a", "1")
+        fake.member_down(1)
+        with pytest.raises(et.UnavailableError, match="request_deadline") as info:
+            await client.put("/b", "1")
+        assert info.value.kind == "timeout"
+        assert not info.value.outcome_unknown  # never sent anywhere
+        assert fake.get("/b") is None
+
+
+async def test_server_timeout_of_a_write_is_unknown(autojump_clock: trio.testing.MockClock) -> None:
+    async with open_fake_etcd(members=2) as fake, client_of(fake) as client:
+        fake.fail_next("/v3/kv/put", code=14, message="etcdserver: request timed out")
+        with pytest.raises(et.UnavailableError, match="timed out") as info:
+            await client.put("/a", "1")
+        assert info.value.outcome_unknown
+        fake.fail_next("/v3/kv/put", code=14, message="etcdserver: too many requests")
+        await client.put("/a", "1")  # refused before it was proposed: tried elsewhere
+
+
+async def test_unparsable_answer_to_a_write_is_unknown() -> None:
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, content=b"{oops"))
+    async with et.open_client("http://x:2379", transport=transport) as client:
+        with pytest.raises(et.ProtocolError) as info:
+            await client.put("/a", "1")
+        assert info.value.outcome_unknown
+
+
+async def test_deadline_during_a_sent_write(autojump_clock: trio.testing.MockClock) -> None:
+    async with open_fake_etcd(members=2) as fake:
+        async with et.open_client(
+            fake.endpoints, transport=fake, request_deadline=3, attempt_timeout=5
+        ) as client:
+            fake.delay_next("/v3/kv/put", 100)
+            with pytest.raises(et.UnavailableError, match="request_deadline") as info:
+                await client.put("/a", "1")
+            assert info.value.outcome_unknown
+            assert client.endpoint == fake.endpoints[1]  # the deadline marked it too
+
+
+# --- token renewal ----------------------------------------------------------------------------
+
+
+async def test_token_renewed_at_most_once_per_call(autojump_clock: trio.testing.MockClock) -> None:
+    async with open_fake_etcd() as fake:
+        fake.enable_auth({"root": "rootpw"}, token_ttl=0)  # every token is stale at once
+        async with et.open_client(
+            fake.endpoints, transport=fake, username="root", password="rootpw"
+        ) as client:
+            with pytest.raises(et.AuthenticationError, match="invalid auth token"):
+                await client.put("/a", "1")
+        paths = [call.path for call in fake.calls]
+        assert paths == [
+            "/v3/auth/authenticate",
+            "/v3/kv/put",
+            "/v3/auth/authenticate",  # the one renewal
+            "/v3/kv/put",
+        ]
+
+
+# --- endpoints given by users -------------------------------------------------------------------
+
+
+async def test_endpoint_forms() -> None:
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(str(request.url))
+        return httpx.Response(200, json={"header": {"revision": "1"}})
+
+    transport = httpx.MockTransport(handler)
+    async with et.open_client("127.0.0.1:2379, https://h:1/", transport=transport) as client:
+        assert client.endpoints == ["http://127.0.0.1:2379", "https://h:1"]
+        await client.get("/a")
+    assert seen == ["http://127.0.0.1:2379/v3/kv/range"]
+
+
+@pytest.mark.parametrize(
+    ("endpoints", "message"),
+    [
+        ("http://[::1", "endpoint 'http://\\[::1' is not a URL"),
+        ("http://h:port", "is not a URL"),
+        ("ftp://h:1", "not an http:// or https:// URL"),
+        ("http://h:1/path", "not an http:// or https:// URL"),
+        ("http://:1", "not an http:// or https:// URL"),
+    ],
+)
+async def test_bad_endpoints_are_refused_at_once(endpoints: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        async with et.open_client(endpoints):
+            pass  # pragma: no cover
+
+
+async def test_option_checks() -> None:
+    with pytest.raises(ValueError, match="client_key needs client_cert"):
+        async with et.open_client(client_key="k.pem"):
+            pass  # pragma: no cover
+    with pytest.raises(ValueError, match="attempt_timeout must be > 0"):
+        async with et.open_client(attempt_timeout=0):
+            pass  # pragma: no cover
+    with pytest.raises(ValueError, match="transport must be one of gateway"):
+        async with et.open_client(transport="carrier pigeon"):
+            pass  # pragma: no cover
+
+
+def test_credentials_repr_hides_the_password() -> None:
+    from trio_etcd_tree._client import Credentials
+
+    assert "s3cret" not in repr(Credentials("app", "s3cret"))

@@ -1,0 +1,105 @@
+"""The wire seam holds: only ``trio_etcd_tree/_wire/`` knows a wire format.
+
+The import graph is read from the source (every ``import``, including those under
+``TYPE_CHECKING`` and inside functions), so nothing can slip past by importing late.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "trio_etcd_tree"
+
+# Modules that carry etcd's wire format: only the wire itself may import them.
+WIRE_FORMAT = ("httpx", "httpcore", "h2", "hpack", "google.protobuf", "grpc")
+# json is also a plain data format: allowed where it is not etcd's wire format.
+JSON_ALLOWED = (
+    "_codecs.py",  # the JSON value codec of typed nodes
+    "_cli/",  # tools that print JSON lines or read JSON
+    "testing/",  # the in-memory etcd is a server of the gateway's JSON, and the launcher
+)
+# The test helpers serve the gateway and check servers' health over HTTP.
+HTTP_ALLOWED = ("testing/",)
+
+
+def imports_of(path: Path) -> list[str]:
+    """Every module ``path`` imports, as absolute names."""
+    module = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+    names: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                target = f"{base}.{node.module}" if node.module else base
+            else:
+                target = node.module or ""
+            names.append(target)
+            names += [f"{target}.{alias.name}" for alias in node.names]
+    return names
+
+
+def violations() -> list[str]:
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        where = path.relative_to(PACKAGE).as_posix()
+        if where.startswith("_wire/"):
+            continue
+        for name in imports_of(path):
+            top = name.split(".")
+            if name.startswith("trio_etcd_tree._wire.") and top[2] not in ("base", "errors"):
+                # the interface is open to all; a transport's own modules are not
+                if len(top) > 3 or top[2] in ("gateway", "grpc"):
+                    found.append(f"{where} imports the transport module {name}")
+            elif any(name == m or name.startswith(m + ".") for m in WIRE_FORMAT):
+                if not where.startswith(HTTP_ALLOWED):
+                    found.append(f"{where} imports {name}")
+            elif name == "json" and not where.startswith(JSON_ALLOWED):
+                found.append(f"{where} imports json")
+    return sorted(set(found))
+
+
+def test_only_the_wire_knows_a_wire_format() -> None:
+    assert violations() == []
+
+
+def test_the_check_catches_a_violation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = tmp_path / "trio_etcd_tree"
+    (fake / "_client").mkdir(parents=True)
+    (fake / "_wire" / "gateway").mkdir(parents=True)
+    (fake / "_client" / "bad.py").write_text(
+        "import json\n"
+        "from typing import TYPE_CHECKING\n"
+        "from .._wire import base\n"
+        "if TYPE_CHECKING:\n"
+        "    from .._wire.gateway import transport\n"
+        "def late():\n"
+        "    import httpx\n"
+    )
+    (fake / "_wire" / "gateway" / "ok.py").write_text("import httpx\nimport json\n")
+    monkeypatch.setattr(sys.modules[__name__], "PACKAGE", fake)
+    assert violations() == [
+        "_client/bad.py imports httpx",
+        "_client/bad.py imports json",
+        "_client/bad.py imports the transport module trio_etcd_tree._wire.gateway",
+        "_client/bad.py imports the transport module trio_etcd_tree._wire.gateway.transport",
+    ]
+
+
+def test_importing_the_package_loads_no_transport() -> None:
+    code = (
+        "import sys, trio_etcd_tree\n"
+        "loaded = [m for m in sys.modules if m.startswith(('httpx', 'trio_etcd_tree._wire.'))]\n"
+        "print(sorted(loaded))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True
+    ).stdout
+    assert out.strip() == "['trio_etcd_tree._wire.base']"

@@ -1,0 +1,1 @@
+"""etcd's HTTP/JSON gateway: the codec (:mod:`.codec`) and the transport over httpx."""
