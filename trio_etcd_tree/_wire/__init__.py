@@ -28,12 +28,12 @@ from .base import (
     WireWatch as WireWatch,
 )
 
-TRANSPORTS = ("gateway",)
+TRANSPORTS = ("gateway", "grpc")
 """The names ``open_client(transport=...)`` takes."""
 
 
 def open_transport(kind: object, tls: ssl.SSLContext | None) -> Transport:
-    """The transport ``kind`` names (``"gateway"``), or ``kind`` itself if it is one; an
+    """The transport ``kind`` names (``"gateway"``, ``"grpc"``), or ``kind`` itself if it is one; an
     httpx transport (such as the in-memory etcd) is carried by the gateway.
 
     ``tls``: the TLS setup for ``https://`` endpoints (None: the system's CAs).
@@ -45,6 +45,10 @@ def open_transport(kind: object, tls: ssl.SSLContext | None) -> Transport:
 
         http: Any = None if kind == "gateway" else kind
         return GatewayTransport(verify=True if tls is None else tls, http_transport=http)
+    if kind == "grpc":
+        from .grpc.transport import GrpcTransport
+
+        return GrpcTransport(tls=tls)
     raise ValueError(f"transport must be one of {', '.join(TRANSPORTS)}, or a transport: {kind!r}")
 
 

@@ -27,7 +27,6 @@ from ..._types import (
     ResponseHeader,
     Status,
     TxnResult,
-    WatchResponse,
 )
 from ..._util import gc_paused
 from . import messages as pb
@@ -389,10 +388,3 @@ def events(items: Any) -> list[Event]:
 def watch_response(data: bytes) -> Any:
     """The parsed WatchResponse message (the watch multiplexer reads its routing fields)."""
     return _parse(pb.WatchResponse, data)
-
-
-def watch_result(r: Any) -> WatchResponse:
-    """Our :class:`WatchResponse` of a parsed message with events or a progress report."""
-    evs = events(r.events)
-    h = header(r.header)
-    return WatchResponse(h, evs, evs[-1].kv.mod_revision if evs else h.revision)

@@ -44,7 +44,6 @@ import urllib.parse
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Final, final
 
 import h2.config
@@ -56,9 +55,10 @@ import h2.settings
 import trio
 
 from ..._errors import EtcdError, ProtocolError, UnavailableError
-from .errors import grpc_error
+from ..base import CallState
+from ..errors import error_for
 
-__all__ = ["CallState", "GrpcConnection", "Method", "open_connection"]
+__all__ = ["GrpcConnection", "GrpcStream", "Method", "open_connection"]
 
 KEEPALIVE_TIME: Final = 6.0
 """Seconds without a frame read before a PING is sent (while a stream is open)."""
@@ -68,21 +68,6 @@ WINDOW: Final = 16 * 1024 * 1024
 """Our receive window, per stream and for the connection."""
 _READ_SIZE: Final = 256 * 1024
 _PING_DATA: Final = b"trioetcd"
-
-
-@dataclass(slots=True)
-class CallState:
-    """What is known about one call's progress, for the outcome of a failed write.
-
-    Attributes:
-        sent: request bytes may have left this process (once true, a write may have been
-            applied unless the server says otherwise). Reset to false when the server refused
-            the stream before reading it (REFUSED_STREAM, or GOAWAY below its id).
-        answered: the answer's headers arrived.
-    """
-
-    sent: bool = False
-    answered: bool = False
 
 
 @final
@@ -227,6 +212,8 @@ class GrpcConnection:
         self._ping_sent: float | None = None
         self._nursery: trio.Nursery | None = None
         self.closed = trio.Event()
+        self.started = trio.Event()
+        self.finished = trio.Event()
 
     # -- the public surface --
 
@@ -256,6 +243,7 @@ class GrpcConnection:
         request_desc: str,
         state: CallState | None = None,
         token: str | None = None,
+        writes: bool = False,
     ) -> bytes:
         """Make one unary call and return the answer's message.
 
@@ -279,7 +267,7 @@ class GrpcConnection:
             self._cancel(stream)
             raise
         self._forget(stream)
-        return self._result(stream, request_desc)
+        return self._result(stream, request_desc, writes)
 
     async def open_stream(
         self, method: Method, *, state: CallState | None = None, token: str | None = None
@@ -289,34 +277,43 @@ class GrpcConnection:
         stream = await self._start(method, state, token, deadline=False)
         return GrpcStream(self, stream)
 
-    async def aclose(self) -> None:
-        """Close the connection: every open call fails with :class:`UnavailableError`.
-
-        Cancellation: the connection is closed even when this is cancelled.
-        """
-        if self._error is None:
-            self._fail(UnavailableError("the connection was closed", endpoint=self.endpoint))
-        await trio.lowlevel.checkpoint()
+    def close(self) -> None:
+        """Close the connection: every open call fails with :class:`UnavailableError`."""
+        self._fail(_lost(self.endpoint, "the connection was closed"))
 
     # -- starting and running --
 
-    async def _run(self, task_status: trio.TaskStatus[None]) -> None:
+    async def run_quietly(self) -> None:
+        """:meth:`run` as a system task: an unexpected error ends the connection (and is
+        reported to its calls) instead of crashing the program."""
+        try:
+            await self.run()
+        except Exception as exc:  # a bug of ours: fail the calls, keep the program
+            self._fail(_lost(self.endpoint, f"the connection failed: {exc!r}", exc))
+
+    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the connection's reader, writer and keep-alive until it ends."""
         self._h2.initiate_connection()
         self._h2.increment_flow_control_window(WINDOW - 65535)
         self._last_read = trio.current_time()
         # the readers of long-lived streams run in the outer nursery: when the connection
         # fails they see the error on their stream and end by themselves
-        async with trio.open_nursery() as streams:
-            self._nursery = streams
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._reader)
-                nursery.start_soon(self._writer)
-                nursery.start_soon(self._keepalive)
-                self._kick()
-                task_status.started()
-                await self.closed.wait()
-                nursery.cancel_scope.cancel()
-        await trio.aclose_forcefully(self._transport)
+        try:
+            async with trio.open_nursery() as streams:
+                self._nursery = streams
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._reader)
+                    nursery.start_soon(self._writer)
+                    nursery.start_soon(self._keepalive)
+                    self._kick()
+                    self.started.set()
+                    task_status.started()
+                    await self.closed.wait()
+                    nursery.cancel_scope.cancel()
+        finally:
+            self._fail(_lost(self.endpoint, "the connection was closed"))
+            await trio.aclose_forcefully(self._transport)
+            self.finished.set()
 
     def _fail(self, error: EtcdError) -> None:
         """End the connection: every stream fails with ``error``; the tasks stop."""
@@ -385,8 +382,9 @@ class GrpcConnection:
                 if self._ping_sent is not None:
                     self._fail(
                         UnavailableError(
-                            f"no answer to an HTTP/2 PING within {self._keepalive_timeout:g} s:"
-                            " the server is dead or frozen",
+                            kind="lost",
+                            message="no answer to an HTTP/2 PING within "
+                            f"{self._keepalive_timeout:g} s: the server is dead or frozen",
                             endpoint=self.endpoint,
                         )
                     )
@@ -405,10 +403,11 @@ class GrpcConnection:
                 headers = dict(event.headers)
                 if isinstance(event, h2.events.ResponseReceived):
                     stream.headers = headers
-                    stream.state.answered = True
+                    stream.state.mark_answered()
                     if headers.get(b":status") != b"200":
                         stream.error = UnavailableError(
-                            f"HTTP status {headers.get(b':status', b'?').decode()} "
+                            kind="server",
+                            message=f"HTTP status {headers.get(b':status', b'?').decode()} "
                             "instead of a gRPC answer",
                             endpoint=self.endpoint,
                         )
@@ -479,7 +478,7 @@ class GrpcConnection:
         stream = _Stream(stream_id, state)
         self._streams[stream_id] = stream
         h2c.send_headers(stream_id, headers)
-        state.sent = True
+        state.mark_sent()
         self._kick()
         return stream
 
@@ -547,10 +546,11 @@ class GrpcConnection:
         if self._draining and not self._streams:
             self._fail(_lost(self.endpoint, "the server went away"))
 
-    def _result(self, stream: _Stream, request_desc: str) -> bytes:
+    def _result(self, stream: _Stream, request_desc: str, writes: bool) -> bytes:
         """The one message of a finished unary stream, or its error."""
         if stream.error is not None:
             _describe(stream.error, request_desc)
+            stream.error.outcome_unknown = writes and stream.state.sent
             raise stream.error
         status = stream.status
         if status is None:
@@ -558,7 +558,9 @@ class GrpcConnection:
                 self.endpoint, "the answer ended without a grpc-status", request=request_desc
             )
         if status[0] != 0:
-            raise grpc_error(status[0], status[1], request=request_desc, endpoint=self.endpoint)
+            raise error_for(
+                status[0], status[1], request=request_desc, endpoint=self.endpoint, writes=writes
+            )
         if len(stream.messages) != 1:
             raise ProtocolError(
                 f"a unary answer of {len(stream.messages)} messages",
@@ -609,7 +611,7 @@ class GrpcStream:
             if stream.ended:
                 status = stream.status or (0, "")
                 if status[0] != 0:
-                    raise grpc_error(
+                    raise error_for(
                         status[0], status[1], request=request_desc, endpoint=stream_endpoint(self)
                     )
                 raise _lost(
@@ -652,21 +654,21 @@ def _code_name(code: int | None) -> str:
 def _lost(
     endpoint: str, why: str, cause: BaseException | None = None, request: str = ""
 ) -> UnavailableError:
-    error = UnavailableError(why, endpoint=endpoint, request=request)
+    error = UnavailableError(why, kind="lost", endpoint=endpoint, request=request)
     error.__cause__ = cause
     return error
 
 
-def copy_error(error: EtcdError) -> EtcdError:
+def copy_error(error: EtcdError) -> UnavailableError:
     """A fresh instance for each failed call (one exception object must not be raised from
     several tasks: each raise rewrites its traceback)."""
-    copy = type(error)(
+    copy = UnavailableError(
         error.message,
+        kind=getattr(error, "kind", "lost"),
         request=error.request,
         endpoint=error.endpoint,
         code=error.code,
         server_message=error.server_message,
-        http_status=error.http_status,
     )
     copy.__cause__ = error.__cause__
     return copy
@@ -692,9 +694,14 @@ async def _connect_stream(
     if tls.selected_alpn_protocol() != "h2":
         await trio.aclose_forcefully(tls)
         raise UnavailableError(
-            "the server did not agree to HTTP/2 (ALPN h2) on TLS", endpoint=f"{host}:{port}"
+            "the server did not agree to HTTP/2 (ALPN h2) over TLS",
+            kind="tls",
+            endpoint=f"{host}:{port}",
         )
     return tls
+
+
+_CUT = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError)
 
 
 def h2_ssl_context(context: ssl.SSLContext | None) -> ssl.SSLContext:
@@ -704,26 +711,23 @@ def h2_ssl_context(context: ssl.SSLContext | None) -> ssl.SSLContext:
     return context
 
 
-@asynccontextmanager
-async def open_connection(
+async def connect_endpoint(
     endpoint: str,
     *,
     ssl_context: ssl.SSLContext | None = None,
     keepalive_time: float = KEEPALIVE_TIME,
     keepalive_timeout: float = KEEPALIVE_TIMEOUT,
     connect: Callable[[], trio.abc.Stream] | None = None,
-) -> AsyncIterator[GrpcConnection]:
-    """Connect to ``endpoint`` (``http://host:port`` or ``https://host:port``) over HTTP/2.
+) -> GrpcConnection:
+    """Connect to ``endpoint`` (``http://host:port`` or ``https://host:port``); the
+    connection works once its :meth:`GrpcConnection.run` (or ``run_quietly``) task runs.
 
     ``https`` uses TLS with ALPN ``h2`` and ``ssl_context`` (its CA and client certificate);
     ``http`` speaks HTTP/2 with prior knowledge. ``connect`` replaces the TCP connection
     with a stream of the caller's (the in-memory etcd).
 
     Raises:
-        UnavailableError: the connection could not be made.
-
-    Cancellation: leaving the block closes the connection; every call still open on it
-    fails with :class:`UnavailableError`.
+        UnavailableError: the connection could not be made (``kind`` "connect" or "tls").
     """
     url = urllib.parse.urlsplit(endpoint)
     scheme = url.scheme or "http"
@@ -736,9 +740,15 @@ async def open_connection(
             stream = await _connect_stream(
                 host, port, h2_ssl_context(ssl_context) if scheme == "https" else None
             )
-        except (OSError, ssl.SSLError, trio.BrokenResourceError) as exc:
-            raise _lost(endpoint, f"cannot connect: {exc}", exc) from exc
-    connection = GrpcConnection(
+        except (OSError, trio.BrokenResourceError) as exc:
+            cause = exc.__cause__ if isinstance(exc, trio.BrokenResourceError) else exc
+            tls = isinstance(cause, ssl.SSLError) and not isinstance(cause, _CUT)
+            raise UnavailableError(
+                f"could not connect: {cause or exc!r}",
+                kind="tls" if tls else "connect",
+                endpoint=endpoint,
+            ) from exc
+    return GrpcConnection(
         stream,
         endpoint=endpoint,
         authority=url.netloc or host,
@@ -746,9 +756,35 @@ async def open_connection(
         keepalive_time=keepalive_time,
         keepalive_timeout=keepalive_timeout,
     )
+
+
+@asynccontextmanager
+async def open_connection(
+    endpoint: str,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    keepalive_time: float = KEEPALIVE_TIME,
+    keepalive_timeout: float = KEEPALIVE_TIMEOUT,
+    connect: Callable[[], trio.abc.Stream] | None = None,
+) -> AsyncIterator[GrpcConnection]:
+    """:func:`connect_endpoint`, with the connection's tasks in a nursery of its own.
+
+    Raises:
+        UnavailableError: the connection could not be made.
+
+    Cancellation: leaving the block closes the connection; every call still open on it
+    fails with :class:`UnavailableError`.
+    """
+    connection = await connect_endpoint(
+        endpoint,
+        ssl_context=ssl_context,
+        keepalive_time=keepalive_time,
+        keepalive_timeout=keepalive_timeout,
+        connect=connect,
+    )
     async with trio.open_nursery() as nursery:
-        await nursery.start(connection._run)
+        await nursery.start(connection.run)
         try:
             yield connection
         finally:
-            await connection.aclose()
+            connection.close()

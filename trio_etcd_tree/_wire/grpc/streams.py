@@ -14,7 +14,8 @@ watch's buffer at once and never waits for a consumer. A buffer holds at most
 answers dropped, and when its consumer has taken every buffered message the mux creates it
 again from the revision after the last one delivered (``statistics()["resumed"]`` counts
 this). The consumer sees every revision once, in order, as if nothing had happened; if the
-revision it needs was compacted meanwhile, it gets :class:`CompactedError` as for any watch.
+revision it needs was compacted meanwhile, it gets the canceled message with
+``compact_revision``, as for any watch.
 
 **Lease keep-alives.** LeaseKeepAlive is a bidirectional stream too: each request names a
 lease and is answered with its remaining TTL (0 once it is gone). :class:`KeepAliveStream`
@@ -32,12 +33,12 @@ from typing import Any, Final, final
 
 import trio
 
-from ..._errors import CompactedError, EtcdError, UnavailableError
-from ..._gateway import cancel_reason_fields
-from ..._types import WatchResponse
+from ..._errors import EtcdError, UnavailableError
+from ..._types import ResponseHeader
+from ..base import WatchCreateRequest, WatchMessage
+from ..errors import cancel_reason_fields, error_for
 from . import codec
 from .connection import GrpcConnection, GrpcStream, Method, copy_error
-from .errors import grpc_error
 
 __all__ = ["KeepAliveStream", "MuxWatch", "WatchMux"]
 
@@ -52,36 +53,31 @@ _PROGRESS_ID: Final = -1
 
 @final
 class MuxWatch:
-    """One watch on a :class:`WatchMux`. Get it from :meth:`WatchMux.watch`."""
+    """One watch on a :class:`WatchMux` (a :class:`~trio_etcd_tree._wire.base.WireWatch`).
+    Get it from :meth:`WatchMux.watch`."""
 
-    def __init__(
-        self, mux: WatchMux, watch_id: int, request: dict[str, Any], start_revision: int
-    ) -> None:
+    def __init__(self, mux: WatchMux, watch_id: int, create: WatchCreateRequest) -> None:
         self._mux = mux
         self.id = watch_id
-        self._request = request
-        self._buffer: deque[WatchResponse] = deque()
+        self.create = create
+        self._buffer: deque[WatchMessage] = deque()
         self._error: EtcdError | None = None
         self._changed = trio.Event()
-        self._creating = True  # the "created" answer of the current id is still due
+        self._silent_create = False  # a re-create's "created" is not shown to the consumer
         self._suspended = False  # fell behind: cancelled on the server, to be created again
         self._closed = False
-        self.created_revision = 0
-        """The store's revision when etcd created the watch."""
-        self.next_revision = start_revision
-        """The first revision not yet handed to the consumer's buffer."""
+        self.next_revision = create.start_revision
+        """The first revision not yet handed to the consumer's buffer (0: not known yet)."""
         self.resumed = 0
         """How often the watch fell behind and was created again."""
 
     # -- the consumer's side --
 
-    async def receive(self) -> WatchResponse:
-        """The next message: events of one or more revisions, or a progress notification.
+    async def receive(self) -> WatchMessage:
+        """The next message: created, events, progress, or canceled (see ``WatchMessage``).
 
         Raises:
-            CompactedError: the revision the watch needs was compacted (``compact_revision``).
             UnavailableError: the stream or the connection ended.
-            EtcdError: the server cancelled the watch (``cancel_reason``, e.g. permission).
 
         Cancellation: safe; a message is never lost to a cancelled receive.
         """
@@ -91,28 +87,20 @@ class MuxWatch:
                 return self._buffer.popleft()
             if self._error is not None:
                 raise copy_error(self._error)
-            if self._suspended and not self._closed:
+            if self._suspended:
                 await self._mux._recreate(self)
                 continue
             await self._changed.wait()
             self._changed = trio.Event()
 
-    async def aclose(self) -> None:
-        """Cancel the watch on the server (if the stream is still up) and forget it.
+    async def request_progress(self) -> None:
+        """Ask etcd how far the store has moved; every watch of the stream gets a progress
+        message (once all of them caught up).
 
-        Cancellation: the watch is forgotten even when this is cancelled.
+        Raises:
+            UnavailableError: the stream or the connection is broken.
         """
-        if not self._closed:
-            self._closed = True
-            await self._mux._cancel(self)
-        else:
-            await trio.lowlevel.checkpoint()
-
-    async def __aenter__(self) -> MuxWatch:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
+        await self._mux._send(codec.WATCH_PROGRESS_REQUEST)
 
     # -- the mux's side --
 
@@ -121,12 +109,13 @@ class MuxWatch:
             self._error = error
         self._changed.set()
 
-    def _push(self, response: WatchResponse) -> bool:
+    def _push(self, message: WatchMessage, revision: int) -> bool:
         """Buffer a message; False when the buffer is full (the watch must be suspended)."""
         if len(self._buffer) >= self._mux.max_buffered:
             return False
-        self._buffer.append(response)
-        self.next_revision = response.revision + 1
+        self._buffer.append(message)
+        if revision:
+            self.next_revision = revision + 1
         self._changed.set()
         return True
 
@@ -155,69 +144,47 @@ class WatchMux:
     def watch_count(self) -> int:
         return len(self._watches)
 
-    async def watch(
-        self,
-        key: bytes,
-        range_end: bytes | None = None,
-        *,
-        start_revision: int = 0,
-        prev_kv: bool = False,
-        progress_notify: bool = False,
-        filters: tuple[str, ...] = (),
-    ) -> MuxWatch:
-        """Create a watch and wait until etcd confirms it.
+    async def watch(self, create: WatchCreateRequest) -> MuxWatch:
+        """Send a create request; etcd's answer is the watch's first message.
 
         Raises:
             UnavailableError: the stream or the connection is broken.
-            EtcdError: etcd refused the watch (``cancel_reason``).
 
-        Cancellation: a watch whose create was sent is cancelled on the server.
+        Cancellation: a watch whose create may have been sent is cancelled on the server.
         """
-        request: dict[str, Any] = {
-            "key": key,
-            "range_end": range_end,
-            "prev_kv": prev_kv,
-            "progress_notify": progress_notify,
-            "filters": filters,
-        }
-        stream = await self._open()
-        watch = MuxWatch(self, next(self._ids), request, start_revision)
+        watch = MuxWatch(self, next(self._ids), create)
         self._watches[watch.id] = watch
         self._creates.append(watch)
         try:
-            await stream.send(
-                codec.watch_create_request(watch.id, start_revision=start_revision, **request)
-            )
-            while watch._creating and watch._error is None:
-                await watch._changed.wait()
-                watch._changed = trio.Event()
+            await self._send(_create_request(watch.id, create, create.start_revision))
         except BaseException:
-            watch._closed = True
-            with trio.CancelScope(shield=True):
-                await self._cancel(watch)
+            await self.cancel(watch)
             raise
-        if watch._error is not None:
-            self._forget(watch)
-            raise copy_error(watch._error)
         return watch
 
-    async def request_progress(self) -> None:
-        """Ask etcd for a progress report: every watch gets a message with no events at the
-        store's revision (once all watches of the stream caught up).
+    async def cancel(self, watch: MuxWatch) -> None:
+        """Cancel the watch on the server (if the stream is still up) and forget it.
 
-        Raises:
-            UnavailableError: the stream or the connection is broken.
+        Cancellation: the watch is forgotten at once; the cancel request is sent shielded
+        (it only queues a frame).
         """
-        stream = await self._open()
-        await stream.send(codec.WATCH_PROGRESS_REQUEST)
+        if watch._closed:
+            await trio.lowlevel.checkpoint()
+            return
+        watch._closed = True
+        self._forget(watch)
+        if watch._error is None and not watch._suspended:
+            with trio.CancelScope(shield=True):
+                await self._send_quietly(codec.watch_cancel_request(watch.id))
+        else:
+            await trio.lowlevel.checkpoint()
+        watch._fail(UnavailableError("the watch was closed", kind="lost", endpoint=self._endpoint))
 
-    async def aclose(self) -> None:
-        """End every watch and the stream.
-
-        Cancellation: the stream is closed even when this is cancelled.
-        """
-        self._end(UnavailableError("the watch stream was closed", endpoint=self._endpoint))
-        await trio.lowlevel.checkpoint()
+    def close(self) -> None:
+        """End every watch and the stream."""
+        self._end(
+            UnavailableError("the watch stream was closed", kind="lost", endpoint=self._endpoint)
+        )
 
     # -- internals --
 
@@ -225,13 +192,14 @@ class WatchMux:
     def _endpoint(self) -> str:
         return self.connection.endpoint
 
-    async def _open(self) -> GrpcStream:
+    async def _send(self, message: bytes) -> None:
         async with self._opening:
             if self._stream is None:
                 stream = await self.connection.open_stream(WATCH, token=self.token)
                 self._stream = stream
                 self.connection.start_soon(lambda: self._read(stream))
-            return self._stream
+            stream = self._stream
+        await stream.send(message)
 
     async def _read(self, stream: GrpcStream) -> None:
         try:
@@ -254,10 +222,10 @@ class WatchMux:
     async def _dispatch(self, message: Any) -> None:
         watch_id = message.watch_id
         if watch_id == _PROGRESS_ID and not message.created:
-            response = codec.watch_result(message)
-            for each in set(self._watches.values()):
-                if not each._creating and not each._suspended:
-                    await self._deliver(each, response)
+            progress = WatchMessage(codec.header(message.header))
+            for each in list(self._watches.values()):
+                if not each._suspended and each not in self._creates:
+                    await self._deliver(each, progress, progress.header.revision)
             return
         watch: MuxWatch | None
         if message.created:
@@ -272,20 +240,33 @@ class WatchMux:
             watch = self._watches.get(watch_id)
         if watch is None:
             return  # a watch we cancelled already
-        if message.created:
-            watch._creating = False
-            watch.created_revision = message.header.revision
-            if not watch.next_revision:
-                watch.next_revision = message.header.revision + 1
-            watch._changed.set()
+        header = codec.header(message.header)
         if message.canceled:
             self._watches.pop(watch.id, None)
-            watch._fail(self._cancel_error(message, watch))
-        elif not message.created or message.events:
-            await self._deliver(watch, codec.watch_result(message))
+            await self._deliver(watch, self._canceled(message, header, watch), 0, force=True)
+            return
+        if message.created:
+            if not watch.next_revision:
+                watch.next_revision = header.revision + 1
+            if watch._silent_create:
+                watch._silent_create = False
+                return
+            await self._deliver(watch, WatchMessage(header, created=True), 0)
+            return
+        events = codec.events(message.events)
+        revision = events[-1].kv.mod_revision if events else header.revision
+        await self._deliver(watch, WatchMessage(header, events), revision)
 
-    async def _deliver(self, watch: MuxWatch, response: WatchResponse) -> None:
-        if watch._suspended or watch._push(response):
+    async def _deliver(
+        self, watch: MuxWatch, message: WatchMessage, revision: int, *, force: bool = False
+    ) -> None:
+        if watch._suspended:
+            return
+        if force:
+            watch._buffer.append(message)
+            watch._changed.set()
+            return
+        if watch._push(message, revision):
             return
         # the consumer fell behind: stop this id on the server, drop its answers, and
         # create the watch again once the consumer has caught up
@@ -293,45 +274,33 @@ class WatchMux:
         self._watches.pop(watch.id, None)
         await self._send_quietly(codec.watch_cancel_request(watch.id))
 
-    def _cancel_error(self, message: Any, watch: MuxWatch) -> EtcdError:
-        what = f"watch {watch._request['key']!r}"
+    def _canceled(self, message: Any, header: ResponseHeader, watch: MuxWatch) -> WatchMessage:
         if message.compact_revision:
-            error = CompactedError(
-                f"the watch's start revision was compacted (up to {message.compact_revision})",
+            return WatchMessage(header, canceled=True, compact_revision=message.compact_revision)
+        what = watch.create.describe()
+        if message.cancel_reason:
+            code, text = cancel_reason_fields(message.cancel_reason)
+            error = error_for(code, text, request=what, endpoint=self._endpoint)
+        else:
+            error = UnavailableError(
+                "the server cancelled the watch",
+                kind="server",
                 request=what,
                 endpoint=self._endpoint,
             )
-            error.compact_revision = message.compact_revision
-            return error
-        code, text = cancel_reason_fields(message.cancel_reason)
-        if not message.cancel_reason:
-            return UnavailableError("the server cancelled the watch", request=what)
-        return grpc_error(code or 2, text, request=what, endpoint=self._endpoint)
+        return WatchMessage(header, canceled=True, error=error)
 
     async def _recreate(self, watch: MuxWatch) -> None:
         watch._suspended = False
-        watch._creating = True
+        watch._silent_create = True
         watch.resumed += 1
         watch.id = next(self._ids)
         self._watches[watch.id] = watch
         self._creates.append(watch)
         try:
-            stream = await self._open()
-            await stream.send(
-                codec.watch_create_request(
-                    watch.id, start_revision=watch.next_revision, **watch._request
-                )
-            )
+            await self._send(_create_request(watch.id, watch.create, watch.next_revision))
         except EtcdError as error:
             watch._fail(error)
-
-    async def _cancel(self, watch: MuxWatch) -> None:
-        self._forget(watch)
-        if watch._error is None and not watch._suspended:
-            await self._send_quietly(codec.watch_cancel_request(watch.id))
-        else:
-            await trio.lowlevel.checkpoint()
-        watch._fail(UnavailableError("the watch was closed", endpoint=self._endpoint))
 
     def _forget(self, watch: MuxWatch) -> None:
         self._watches.pop(watch.id, None)
@@ -346,6 +315,18 @@ class WatchMux:
                 await stream.send(message)
             except EtcdError:
                 pass
+
+
+def _create_request(watch_id: int, create: WatchCreateRequest, start_revision: int) -> bytes:
+    return codec.watch_create_request(
+        watch_id,
+        create.key,
+        create.range_end,
+        start_revision=start_revision,
+        prev_kv=create.prev_kv,
+        progress_notify=create.progress_notify,
+        filters=create.filters,
+    )
 
 
 @final
