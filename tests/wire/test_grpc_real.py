@@ -9,8 +9,8 @@ import pytest
 import trio
 
 from trio_etcd_tree import (
-    Compare,
     CompactedError,
+    Compare,
     Delete,
     FutureRevisionError,
     Get,
@@ -71,7 +71,7 @@ async def test_unary_calls(grpc: GrpcTransport, endpoint: str) -> None:
 
     async def call(request: object) -> object:
         state = CallState()
-        result = await grpc.call(endpoint, request, token=None, state=state)  # type: ignore[arg-type]
+        result: object = await grpc.call(endpoint, request, token=None, state=state)  # type: ignore[arg-type]
         assert state.sent and state.answered
         return result
 
@@ -216,13 +216,13 @@ async def test_watch_falls_behind_and_resumes(endpoint: str) -> None:
                 await grpc.call(
                     endpoint, PutRequest(p + b"k", b"%d" % i), token=None, state=CallState()
                 )
-            values = []
+            values: list[bytes] = []
             while len(values) < 8:
                 with trio.fail_after(5):
                     message = await w.receive()
                 values += [e.kv.value for e in message.events]
             assert values == [b"%d" % i for i in range(8)]
-            assert w.resumed >= 1  # type: ignore[attr-defined]
+            assert w.resumed >= 1
     finally:
         await grpc.aclose()
 
