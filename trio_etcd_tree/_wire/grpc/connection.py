@@ -42,8 +42,7 @@ import math
 import ssl
 import urllib.parse
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from typing import Final, final
 
 import h2.config
@@ -52,13 +51,14 @@ import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
+import hyperframe.frame
 import trio
 
 from ..._errors import EtcdError, ProtocolError, UnavailableError
 from ..base import CallState
 from ..errors import error_for
 
-__all__ = ["GrpcConnection", "GrpcStream", "Method", "open_connection"]
+__all__ = ["GrpcConnection", "GrpcStream", "Method", "connect_endpoint"]
 
 KEEPALIVE_TIME: Final = 6.0
 """Seconds without a frame read before a PING is sent (while a stream is open)."""
@@ -79,6 +79,24 @@ class Method:
     def __init__(self, path: str) -> None:
         self.path = path
         self.raw_path = path.encode()
+
+
+class _H2Connection(h2.connection.H2Connection):
+    """hyper-h2's client connection, except that a GOAWAY does not end it at once.
+
+    h2 moves the whole connection to CLOSED on GOAWAY and then refuses every frame of the
+    streams the server is still finishing (ids up to ``last_stream_id``), although
+    RFC 9113 section 6.8 says they complete; grpc-go's graceful stop relies on it. So the
+    connection stays open for reading: no new stream is started once GOAWAY came (the
+    ``_draining`` flag of :class:`GrpcConnection`).
+    """
+
+    def _receive_goaway_frame(
+        self, frame: hyperframe.frame.GoAwayFrame
+    ) -> tuple[list[hyperframe.frame.Frame], list[h2.events.Event]]:
+        frames, events = super()._receive_goaway_frame(frame)
+        self.state_machine.state = h2.connection.ConnectionState.CLIENT_OPEN
+        return frames, events
 
 
 def _timeout_header(seconds: float) -> bytes:
@@ -194,7 +212,7 @@ class GrpcConnection:
             validate_inbound_headers=False,
             normalize_inbound_headers=False,
         )
-        self._h2 = h2.connection.H2Connection(config)
+        self._h2 = _H2Connection(config)
         self._h2.local_settings = h2.settings.Settings(
             client=True,
             initial_values={
@@ -218,17 +236,8 @@ class GrpcConnection:
     # -- the public surface --
 
     @property
-    def error(self) -> EtcdError | None:
-        """Why the connection ended, or None while it is usable."""
-        return self._error
-
-    @property
     def usable(self) -> bool:
         return self._error is None and not self._draining
-
-    @property
-    def open_streams(self) -> int:
-        return len(self._streams)
 
     def start_soon(self, fn: Callable[[], Awaitable[object]]) -> None:
         """Run ``fn`` in the connection's nursery: it is cancelled when the connection ends."""
@@ -283,16 +292,10 @@ class GrpcConnection:
 
     # -- starting and running --
 
-    async def run_quietly(self) -> None:
-        """:meth:`run` as a system task: an unexpected error ends the connection (and is
-        reported to its calls) instead of crashing the program."""
-        try:
-            await self.run()
-        except Exception as exc:  # a bug of ours: fail the calls, keep the program
-            self._fail(_lost(self.endpoint, f"the connection failed: {exc!r}", exc))
-
-    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Run the connection's reader, writer and keep-alive until it ends."""
+    async def run(self) -> None:
+        """Run the connection's reader, writer and keep-alive until it ends. Never raises
+        (it runs as a system task): an unexpected error ends the connection, and is
+        reported to the calls on it, instead of crashing the program."""
         self._h2.initiate_connection()
         self._h2.increment_flow_control_window(WINDOW - 65535)
         self._last_read = trio.current_time()
@@ -307,9 +310,10 @@ class GrpcConnection:
                     nursery.start_soon(self._keepalive)
                     self._kick()
                     self.started.set()
-                    task_status.started()
                     await self.closed.wait()
                     nursery.cancel_scope.cancel()
+        except Exception as exc:  # a bug of ours: fail the calls, keep the program
+            self._fail(_lost(self.endpoint, f"the connection failed: {exc!r}", exc))
         finally:
             self._fail(_lost(self.endpoint, "the connection was closed"))
             await trio.aclose_forcefully(self._transport)
@@ -580,10 +584,6 @@ class GrpcStream:
         self._closed = False
         self._send_lock = trio.Lock()  # a message held up by flow control stays in one piece
 
-    @property
-    def state(self) -> CallState:
-        return self._stream.state
-
     async def send(self, message: bytes) -> None:
         """Send one message.
 
@@ -620,24 +620,11 @@ class GrpcStream:
             await stream.wait()
         return stream.messages.popleft()
 
-    def receive_nowait(self) -> bytes | None:
-        """The next message if one is buffered, else None (errors wait for :meth:`receive`)."""
-        messages = self._stream.messages
-        return messages.popleft() if messages else None
-
     def close(self) -> None:
         """Reset the stream (RST_STREAM CANCEL) unless it already ended."""
         if not self._closed:
             self._closed = True
             self._connection._cancel(self._stream)
-
-    async def aclose(self) -> None:
-        """:meth:`close`, as a checkpoint.
-
-        Cancellation: the stream is closed even when this is cancelled.
-        """
-        self.close()
-        await trio.lowlevel.checkpoint()
 
 
 def stream_endpoint(stream: GrpcStream) -> str:
@@ -720,7 +707,7 @@ async def connect_endpoint(
     connect: Callable[[], trio.abc.Stream] | None = None,
 ) -> GrpcConnection:
     """Connect to ``endpoint`` (``http://host:port`` or ``https://host:port``); the
-    connection works once its :meth:`GrpcConnection.run` (or ``run_quietly``) task runs.
+    connection works once its :meth:`GrpcConnection.run` task runs.
 
     ``https`` uses TLS with ALPN ``h2`` and ``ssl_context`` (its CA and client certificate);
     ``http`` speaks HTTP/2 with prior knowledge. ``connect`` replaces the TCP connection
@@ -756,35 +743,3 @@ async def connect_endpoint(
         keepalive_time=keepalive_time,
         keepalive_timeout=keepalive_timeout,
     )
-
-
-@asynccontextmanager
-async def open_connection(
-    endpoint: str,
-    *,
-    ssl_context: ssl.SSLContext | None = None,
-    keepalive_time: float = KEEPALIVE_TIME,
-    keepalive_timeout: float = KEEPALIVE_TIMEOUT,
-    connect: Callable[[], trio.abc.Stream] | None = None,
-) -> AsyncIterator[GrpcConnection]:
-    """:func:`connect_endpoint`, with the connection's tasks in a nursery of its own.
-
-    Raises:
-        UnavailableError: the connection could not be made.
-
-    Cancellation: leaving the block closes the connection; every call still open on it
-    fails with :class:`UnavailableError`.
-    """
-    connection = await connect_endpoint(
-        endpoint,
-        ssl_context=ssl_context,
-        keepalive_time=keepalive_time,
-        keepalive_timeout=keepalive_timeout,
-        connect=connect,
-    )
-    async with trio.open_nursery() as nursery:
-        await nursery.start(connection.run)
-        try:
-            yield connection
-        finally:
-            connection.close()

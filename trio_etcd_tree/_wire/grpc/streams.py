@@ -140,10 +140,6 @@ class WatchMux:
         self._watches: dict[int, MuxWatch] = {}
         self._creates: deque[MuxWatch] = deque()  # waiting for "created", oldest first
 
-    @property
-    def watch_count(self) -> int:
-        return len(self._watches)
-
     async def watch(self, create: WatchCreateRequest) -> MuxWatch:
         """Send a create request; etcd's answer is the watch's first message.
 
@@ -179,12 +175,6 @@ class WatchMux:
         else:
             await trio.lowlevel.checkpoint()
         watch._fail(UnavailableError("the watch was closed", kind="lost", endpoint=self._endpoint))
-
-    def close(self) -> None:
-        """End every watch and the stream."""
-        self._end(
-            UnavailableError("the watch stream was closed", kind="lost", endpoint=self._endpoint)
-        )
 
     # -- internals --
 

@@ -271,7 +271,7 @@ class GrpcTransport:
                 keepalive_timeout=self._keepalive[1],
                 connect=None if factory is None else lambda: factory(endpoint),
             )
-            trio.lowlevel.spawn_system_task(connection.run_quietly)
+            trio.lowlevel.spawn_system_task(connection.run)
             await connection.started.wait()
             peer = self._endpoints[endpoint] = _Endpoint(connection)
             return peer

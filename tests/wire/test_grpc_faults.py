@@ -1,0 +1,439 @@
+"""The gRPC transport against a scripted HTTP/2 server on in-memory streams: every failure
+the wire can show, deterministically, under trio's MockClock."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import h2.errors
+import h2.settings
+import hyperframe.frame
+import pytest
+import trio
+import trio.testing
+
+from trio_etcd_tree import (
+    InvalidRequestError,
+    NotFoundError,
+    ProtocolError,
+    UnavailableError,
+)
+from trio_etcd_tree._wire.base import (
+    AuthenticateRequest,
+    CallState,
+    LeaseGrantRequest,
+    PutRequest,
+    RangeRequest,
+    TxnRequest,
+    WatchCreateRequest,
+)
+from trio_etcd_tree._wire.grpc import messages as pb
+from trio_etcd_tree._wire.grpc.transport import GrpcTransport
+
+from .grpc_script import Network, Server
+
+EP = "http://etcd.test:2379"
+S = h2.settings.SettingCodes
+
+
+def put_answer(revision: int = 5) -> bytes:
+    return pb.PutResponse(header={"revision": revision}).SerializeToString()  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+async def net(nursery: trio.Nursery) -> Network:
+    return Network(nursery)
+
+
+@pytest.fixture
+async def grpc(net: Network) -> AsyncIterator[GrpcTransport]:
+    transport = GrpcTransport(connect=net.connect)
+    try:
+        yield transport
+    finally:
+        await transport.aclose()
+
+
+async def call(grpc: GrpcTransport, request: object, state: CallState | None = None) -> object:
+    result: object = await grpc.call(
+        EP,
+        request,  # type: ignore[arg-type]
+        token=None,
+        state=state or CallState(),
+    )
+    return result
+
+
+async def test_a_call_and_its_headers(
+    grpc: GrpcTransport, net: Network, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with trio.open_nursery() as nursery:
+        results: list[object] = []
+
+        async def put() -> None:
+            with trio.fail_after(200_000):  # beyond 8 digits of milliseconds: in seconds
+                results.append(
+                    await grpc.call(EP, PutRequest(b"/a", b"1"), token="tok", state=CallState())
+                )
+
+        nursery.start_soon(put)
+        server = await net.server()
+        c = await server.call()
+        assert c.headers[b":path"] == b"/etcdserverpb.KV/Put"
+        assert c.headers[b"token"] == b"tok"
+        assert c.headers[b"grpc-timeout"] == b"200000S"
+        assert c.headers[b":authority"] == b"etcd.test:2379"
+        await server.answer(c, put_answer(7))
+    assert results[0].revision == 7  # type: ignore[attr-defined]
+    # a second call reuses the connection, and a short deadline goes out in milliseconds
+    async with trio.open_nursery() as nursery:
+
+        async def get() -> None:
+            with trio.fail_after(1.5):
+                await call(grpc, RangeRequest(b"/a"))
+
+        nursery.start_soon(get)
+        c = await server.call(1)
+        assert c.headers[b"grpc-timeout"] == b"1500m"
+        await server.answer(c, pb.RangeResponse().SerializeToString())
+    assert len(net.servers) == 1
+
+
+@pytest.mark.parametrize(
+    ("status", "text", "error"),
+    [
+        (b"3", b"etcdserver: key is not provided", InvalidRequestError),
+        (b"5", b"etcdserver: requested lease not found", NotFoundError),
+        (b"x", b"what%20is%20this", UnavailableError),
+    ],
+)
+async def test_trailers_only_errors(
+    grpc: GrpcTransport,
+    net: Network,
+    status: bytes,
+    text: bytes,
+    error: type[Exception],
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async def answer(server: Server, c: object) -> None:
+        headers = [(b":status", b"200"), (b"grpc-status", status), (b"grpc-message", text)]
+        await server.raw_headers(c, headers, end=True)  # type: ignore[arg-type]
+
+    caught = await scripted(grpc, net, PutRequest(b"/a", b"1"), answer, CallState())
+    assert isinstance(caught, error)
+    assert caught.request == "put /a"  # type: ignore[attr-defined]
+    if status == b"x":
+        assert "unreadable grpc-status" in str(caught) and "what is this" in str(caught)
+
+
+async def scripted(
+    grpc: GrpcTransport, net: Network, request: object, script: object, state: CallState
+) -> Any:
+    """Run one call while ``script(server, call)`` answers it; return what it raised (or
+    returned)."""
+    caught: list[Any] = []
+
+    async def run() -> None:
+        try:
+            caught.append(await call(grpc, request, state))
+        except Exception as exc:
+            caught.append(exc)
+
+    with trio.fail_after(100):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(run)
+            server, c = await net.unanswered()
+            await script(server, c)  # type: ignore[operator]
+    return caught[0]
+
+
+async def test_bad_answers(
+    grpc: GrpcTransport, net: Network, autojump_clock: trio.testing.MockClock
+) -> None:
+    async def http_500(server: Server, c: object) -> None:
+        await server.raw_headers(c, [(b":status", b"500")], end=True)  # type: ignore[arg-type]
+
+    async def no_status(server: Server, c: object) -> None:
+        await server.answer(c, put_answer(), end=False)  # type: ignore[arg-type]
+        server.h2.end_stream(c.stream_id)  # type: ignore[attr-defined]
+        await server.flush()
+
+    async def two_messages(server: Server, c: object) -> None:
+        await server.answer(c, put_answer(), put_answer())  # type: ignore[arg-type]
+
+    async def garbage(server: Server, c: object) -> None:
+        await server.answer(c, b"\xff\xff\xff")  # type: ignore[arg-type]
+
+    state = CallState()
+    error = await scripted(grpc, net, PutRequest(b"/a", b"1"), http_500, state)
+    assert isinstance(error, UnavailableError) and "HTTP status 500" in str(error)
+    assert error.outcome_unknown and state.answered
+    error = await scripted(grpc, net, PutRequest(b"/a", b"1"), no_status, CallState())
+    assert isinstance(error, UnavailableError) and "without a grpc-status" in str(error)
+    error = await scripted(grpc, net, RangeRequest(b"/a"), two_messages, CallState())
+    assert isinstance(error, ProtocolError) and "2 messages" in str(error)
+    error = await scripted(grpc, net, PutRequest(b"/a", b"1"), garbage, CallState())
+    assert isinstance(error, ProtocolError) and error.outcome_unknown
+    assert error.request == "put /a" and error.endpoint == EP
+
+
+async def test_answers_of_every_kind(
+    grpc: GrpcTransport, net: Network, autojump_clock: trio.testing.MockClock
+) -> None:
+    async def token(server: Server, c: object) -> None:
+        await server.answer(c, pb.AuthenticateResponse(token="t.1").SerializeToString())  # type: ignore[arg-type]
+
+    async def refused_grant(server: Server, c: object) -> None:
+        await server.answer(c, pb.LeaseGrantResponse(error="no").SerializeToString())  # type: ignore[arg-type]
+
+    async def odd_txn(server: Server, c: object) -> None:
+        await server.answer(c, pb.TxnResponse(responses=[{}]).SerializeToString())  # type: ignore[arg-type]
+
+    caught = [
+        await scripted(grpc, net, AuthenticateRequest("u", "p"), token, CallState()),
+        await scripted(grpc, net, LeaseGrantRequest(5), refused_grant, CallState()),
+        await scripted(grpc, net, TxnRequest(), odd_txn, CallState()),
+    ]
+    assert caught[0] == "t.1"
+    assert isinstance(caught[1], ProtocolError) and "refused: no" in str(caught[1])
+    assert isinstance(caught[2], ProtocolError) and "no known kind" in str(caught[2])
+
+
+async def test_stream_resets(
+    grpc: GrpcTransport, net: Network, autojump_clock: trio.testing.MockClock
+) -> None:
+    async def refused(server: Server, c: Any) -> None:
+        server.h2.reset_stream(c.stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
+        await server.flush()
+
+    async def internal(server: Server, c: Any) -> None:
+        server.h2.reset_stream(c.stream_id, h2.errors.ErrorCodes.INTERNAL_ERROR)
+        await server.flush()
+
+    state = CallState()
+    error = await scripted(grpc, net, PutRequest(b"/a", b"1"), refused, state)
+    assert isinstance(error, UnavailableError) and "REFUSED_STREAM" in str(error)
+    assert not state.sent and not error.outcome_unknown  # never processed: safe to retry
+    state = CallState()
+    error = await scripted(grpc, net, PutRequest(b"/a", b"1"), internal, state)
+    assert "INTERNAL_ERROR" in str(error) and state.sent and error.outcome_unknown
+
+
+async def goaway(server: Server, code: int, data: bytes, last: int) -> None:
+    """A GOAWAY frame, written raw (the server's own state machine would refuse to send
+    anything after it, and these tests go on answering older streams)."""
+    await server.flush()
+    frame = hyperframe.frame.GoAwayFrame(
+        0, last_stream_id=last, error_code=code, additional_data=data
+    )
+    await server.stream.send_all(frame.serialize())
+
+
+async def test_goaway_finishes_older_streams_and_fails_newer_ones_as_not_sent(
+    grpc: GrpcTransport, net: Network, autojump_clock: trio.testing.MockClock
+) -> None:
+    outcomes: dict[str, Any] = {}
+    states = {"first": CallState(), "second": CallState()}
+
+    async def run(name: str) -> None:
+        try:
+            outcomes[name] = await call(grpc, PutRequest(name.encode(), b"1"), states[name])
+        except Exception as exc:
+            outcomes[name] = exc
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(run, "first")
+        server = await net.server()
+        first = await server.call(0)
+        nursery.start_soon(run, "second")
+        await server.call(1)
+        await goaway(server, h2.errors.ErrorCodes.NO_ERROR, b"graceful", first.stream_id)
+        await trio.testing.wait_all_tasks_blocked()
+        # a new call is not started on a connection that is going away: a new one is made
+        nursery.start_soon(run, "third")
+        states["third"] = CallState()
+        second_server = await net.server(1)
+        await server.answer(first, put_answer(9))
+        third = await second_server.call(0)
+        await second_server.answer(third, put_answer(10))
+    assert not isinstance(outcomes["first"], Exception), str(outcomes["first"])
+    assert outcomes["first"].revision == 9
+    assert isinstance(outcomes["second"], UnavailableError)
+    assert "going away (NO_ERROR: graceful)" in str(outcomes["second"])
+    assert not states["second"].sent and not outcomes["second"].outcome_unknown
+    assert outcomes["third"].revision == 10
+
+
+async def test_goaway_with_nothing_open_ends_the_connection(
+    grpc: GrpcTransport, net: Network, autojump_clock: trio.testing.MockClock
+) -> None:
+    async def answer(server: Server, c: Any) -> None:
+        await server.answer(c, put_answer())
+
+    await scripted(grpc, net, PutRequest(b"/a", b"1"), answer, CallState())
+    server = net.servers[0]
+    await goaway(server, h2.errors.ErrorCodes.ENHANCE_YOUR_CALM, b"too_many_pings", 1)
+    await trio.testing.wait_all_tasks_blocked()
+    assert grpc.connection_count() == 0
+
+
+async def test_a_ping_that_never_comes_back(
+    net: Network, autojump_clock: trio.testing.MockClock
+) -> None:
+    grpc = GrpcTransport(connect=net.connect, keepalive_time=6, keepalive_timeout=4)
+    try:
+        async with grpc.watch(EP, WatchCreateRequest(b"/w"), token=None) as watch:
+            server = await net.server()
+            server.answer_pings = False
+            await server.call(0, ended=False)
+            start = trio.current_time()
+            with pytest.raises(UnavailableError) as info:
+                await watch.receive()
+            assert trio.current_time() - start == 10.0
+            assert "no answer to an HTTP/2 PING within 4 s" in str(info.value)
+            assert server.pings == 0
+    finally:
+        await grpc.aclose()
+
+
+async def test_pings_only_while_a_stream_is_open(
+    net: Network, autojump_clock: trio.testing.MockClock
+) -> None:
+    grpc = GrpcTransport(connect=net.connect, keepalive_time=6, keepalive_timeout=4)
+    try:
+
+        async def answer(server: Server, c: Any) -> None:
+            await server.answer(c, put_answer())
+
+        await scripted(grpc, net, PutRequest(b"/a", b"1"), answer, CallState())
+        server = net.servers[0]
+        await trio.sleep(60)  # idle: grpc-go would count pings as strikes
+        assert server.pings == 0
+        async with grpc.watch(EP, WatchCreateRequest(b"/w"), token=None):
+            await trio.sleep(6.5)
+            assert server.pings == 1  # answered, so the connection lives on
+            await trio.sleep(6)
+            assert server.pings == 2
+        assert grpc.connection_count() == 1
+    finally:
+        await grpc.aclose()
+
+
+async def test_server_closes_the_connection_mid_message(
+    grpc: GrpcTransport, net: Network, autojump_clock: trio.testing.MockClock
+) -> None:
+    async def half(server: Server, c: Any) -> None:
+        server.h2.send_headers(c.stream_id, [(b":status", b"200")])
+        server.h2.send_data(c.stream_id, b"\0\0\0\0\x10abc")
+        await server.flush()
+        await server.stream.aclose()
+
+    state = CallState()
+    error = await scripted(grpc, net, PutRequest(b"/a", b"1"), half, state)
+    assert isinstance(error, UnavailableError) and "closed the connection" in str(error)
+    assert error.outcome_unknown and error.kind == "lost"
+
+
+async def test_compressed_message_and_protocol_garbage(
+    grpc: GrpcTransport, net: Network, autojump_clock: trio.testing.MockClock
+) -> None:
+    async def compressed(server: Server, c: Any) -> None:
+        server.h2.send_headers(c.stream_id, [(b":status", b"200")])
+        server.h2.send_data(c.stream_id, b"\1\0\0\0\0")
+        await server.flush()
+
+    error = await scripted(grpc, net, RangeRequest(b"/a"), compressed, CallState())
+    assert "compressed gRPC message" in str(error)
+
+    async def garbage(server: Server, c: Any) -> None:
+        await server.stream.send_all(b"\0\0\1\0\0\0\0\0\0x")  # DATA on stream 0
+
+    error = await scripted(grpc, net, RangeRequest(b"/a"), garbage, CallState())
+    assert isinstance(error, UnavailableError) and "HTTP/2 protocol error" in str(error)
+
+
+async def test_max_concurrent_streams_and_flow_control(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    net = Network(nursery, {S.MAX_CONCURRENT_STREAMS: 1, S.INITIAL_WINDOW_SIZE: 1000})
+    grpc = GrpcTransport(connect=net.connect)
+    done: list[int] = []
+    try:
+
+        async def put(i: int) -> None:
+            result: Any = await call(grpc, PutRequest(b"/%d" % i, b"v" * 5000 * (i > 0)))
+            done.append(result.revision)
+
+        async def answer(server: Server, c: Any) -> None:
+            await server.answer(c, put_answer(0))
+
+        # a first call, so that both sides have seen each other's settings
+        await scripted(grpc, net, PutRequest(b"/", b""), answer, CallState())
+        async with trio.open_nursery() as calls:
+            calls.start_soon(put, 1)
+            server = await net.server()
+            first = await server.call(1)  # 5000 bytes through a window of 1000
+            assert len(first.messages()[0]) > 5000
+            calls.start_soon(put, 2)
+            await trio.testing.wait_all_tasks_blocked()
+            assert len(server.calls) == 2  # the second waits for a free stream
+            await server.answer(first, put_answer(1))
+            second = await server.call(2)
+            await server.answer(second, put_answer(2))
+        assert sorted(done) == [1, 2]
+    finally:
+        await grpc.aclose()
+
+
+async def test_cancelled_call_resets_its_stream(
+    grpc: GrpcTransport, net: Network, autojump_clock: trio.testing.MockClock
+) -> None:
+    state = CallState()
+    with trio.move_on_after(1):
+        await grpc.call(EP, PutRequest(b"/a", b"1"), token=None, state=state)
+    server = net.servers[0]
+    await server.wait_for(lambda: server.calls[0].reset is not None)
+    assert server.calls[0].reset == h2.errors.ErrorCodes.CANCEL
+    assert state.sent and not state.answered
+
+
+async def test_broken_transport(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    class Broken(trio.abc.Stream):
+        def __init__(self, inner: trio.abc.Stream, fail_send: bool) -> None:
+            self.inner, self.fail_send = inner, fail_send
+
+        async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+            if self.fail_send:
+                raise trio.BrokenResourceError("cable cut")
+            await self.inner.send_all(data)
+
+        async def wait_send_all_might_not_block(self) -> None:
+            raise NotImplementedError
+
+        async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+            if not self.fail_send:
+                await trio.sleep(1)
+                raise RuntimeError("a bug")
+            return await self.inner.receive_some(max_bytes)
+
+        async def aclose(self) -> None:
+            await self.inner.aclose()
+
+    for fail_send, expected in ((True, "writing failed"), (False, r"RuntimeError\('a bug'\)")):
+        net = Network(nursery)
+        net.wrap = lambda stream, f=fail_send: Broken(stream, f)
+        grpc = GrpcTransport(connect=net.connect)
+        try:
+            with pytest.raises(UnavailableError, match=expected):
+                await call(grpc, RangeRequest(b"/a"))
+        finally:
+            await grpc.aclose()
+
+
+async def test_closed_transport_refuses_calls(grpc: GrpcTransport) -> None:
+    await grpc.aclose()
+    with pytest.raises(UnavailableError, match="client is closed"):
+        await call(grpc, RangeRequest(b"/a"))
