@@ -23,6 +23,7 @@ from trio_etcd_tree._wire.base import (
     AuthenticateRequest,
     CallState,
     LeaseGrantRequest,
+    LeaseKeepAliveRequest,
     PutRequest,
     RangeRequest,
     TxnRequest,
@@ -437,3 +438,278 @@ async def test_closed_transport_refuses_calls(grpc: GrpcTransport) -> None:
     await grpc.aclose()
     with pytest.raises(UnavailableError, match="client is closed"):
         await call(grpc, RangeRequest(b"/a"))
+
+
+def watch_message(watch_id: int, **fields: Any) -> bytes:
+    data: bytes = pb.WatchResponse(watch_id=watch_id, **fields).SerializeToString()
+    return data
+
+
+def event(key: bytes, revision: int) -> dict[str, Any]:
+    return {"kv": {"key": key, "value": b"v", "mod_revision": revision}}
+
+
+async def watch_requests(server: Server, count: int) -> list[Any]:
+    """The first ``count`` WatchRequests the client sent on its Watch stream."""
+    await server.wait_for(lambda: len(server.calls[0].messages()) >= count)
+    return [pb.WatchRequest.FromString(m) for m in server.calls[0].messages()]
+
+
+async def test_watch_mux_messages(
+    grpc: GrpcTransport, net: Network, autojump_clock: trio.testing.MockClock
+) -> None:
+    with trio.fail_after(100):
+        await _watch_mux_messages(grpc, net)
+
+
+async def _watch_mux_messages(grpc: GrpcTransport, net: Network) -> None:
+    async with grpc.watch(EP, WatchCreateRequest(b"/a", start_revision=5), token="t") as a:
+        server = await net.server()
+        stream = await server.call(0, ended=False)
+        assert stream.headers[b":path"] == b"/etcdserverpb.Watch/Watch"
+        assert stream.headers[b"token"] == b"t" and b"grpc-timeout" not in stream.headers
+        await server.answer(stream, end=False)  # response headers
+        async with grpc.watch(EP, WatchCreateRequest(b"/b"), token="t") as b:
+            requests = await watch_requests(server, 2)
+            ids = [r.create_request.watch_id for r in requests]
+            assert ids == [1, 2] and requests[0].create_request.start_revision == 5
+            # a progress report while /b is not created yet reaches /a only
+            await server.answer(
+                stream,
+                watch_message(1, created=True, header={"revision": 9}),
+                watch_message(-1, header={"revision": 9}),
+                watch_message(2, created=True, header={"revision": 9}),
+                watch_message(2, created=True),  # a second "created": passed on
+                watch_message(-1, created=True),  # a refusal with no create due: ignored
+                watch_message(77, events=[event(b"/x", 10)]),  # a watch we do not know
+                watch_message(2, events=[event(b"/b", 10)], header={"revision": 10}),
+                watch_message(
+                    1,
+                    canceled=True,
+                    cancel_reason="rpc error: code = "
+                    "PermissionDenied desc = etcdserver: permission denied",
+                ),
+                watch_message(2, canceled=True),
+                end=False,
+                headers_sent=True,
+            )
+            created = await a.receive()
+            assert created.created and created.header.revision == 9
+            progress = await a.receive()
+            assert not progress.events and not progress.created and progress.header.revision == 9
+            denied = await a.receive()
+            assert denied.canceled and type(denied.error).__name__ == "PermissionDeniedError"
+            assert (await b.receive()).created
+            assert (await b.receive()).created
+            got = await b.receive()
+            assert got.events[0].kv.key == b"/b" and b.next_revision == 11  # type: ignore[attr-defined]
+            ended = await b.receive()
+            assert ended.canceled and "cancelled the watch" in str(ended.error)
+            await b.request_progress()
+            assert (await watch_requests(server, 3))[2].HasField("progress_request")
+            await grpc._endpoints[EP].muxes["t"].cancel(b)  # type: ignore[arg-type]
+        # leaving b's block again cancels nothing more
+        assert len(await watch_requests(server, 3)) == 3
+        with pytest.raises(UnavailableError, match="cancelled the watch"):
+            await a.receive()
+        async with grpc.watch(EP, WatchCreateRequest(b"/c"), token="t") as c:
+            await watch_requests(server, 4)
+            # the server ends the stream: every watch of it sees the disconnect
+            await server.answer(stream, status=14, text="etcdserver: no leader", headers_sent=True)
+            with pytest.raises(UnavailableError, match="no leader"):
+                await c.receive()
+
+
+async def test_watch_refused_on_etcd_34_with_id_minus_one(
+    grpc: GrpcTransport, net: Network, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with grpc.watch(EP, WatchCreateRequest(b"/a"), token=None) as a:
+        server = await net.server()
+        stream = await server.call(0, ended=False)
+        await server.answer(
+            stream,
+            watch_message(
+                -1,
+                created=True,
+                canceled=True,
+                cancel_reason="rpc error: code = InvalidArgument "
+                "desc = etcdserver: user name is empty",
+            ),
+            end=False,
+        )
+        refused = await a.receive()
+        assert refused.canceled and type(refused.error).__name__ == "AuthenticationError"
+        with pytest.raises(UnavailableError, match="cancelled the watch"):
+            await a.receive()
+        async with grpc.watch(EP, WatchCreateRequest(b"/b"), token=None) as b:
+            await watch_requests(server, 2)
+            # the stream ends without trailers: a disconnect
+            server.h2.end_stream(stream.stream_id)
+            await server.flush()
+            with pytest.raises(UnavailableError, match="ended the stream"):
+                await b.receive()
+
+
+async def test_slow_watch_is_suspended_and_created_again(
+    net: Network, autojump_clock: trio.testing.MockClock
+) -> None:
+    grpc = GrpcTransport(connect=net.connect, max_buffered=2)
+    try:
+        async with grpc.watch(EP, WatchCreateRequest(b"/a"), token=None) as a:
+            server = await net.server()
+            stream = await server.call(0, ended=False)
+            await server.answer(
+                stream,
+                watch_message(1, created=True, header={"revision": 3}),
+                watch_message(1, events=[event(b"/a", 4)]),
+                watch_message(1, events=[event(b"/a", 5)]),  # dropped: the buffer is full
+                watch_message(1, events=[event(b"/a", 6)]),  # dropped too
+                end=False,
+            )
+            requests = await watch_requests(server, 2)
+            assert requests[1].cancel_request.watch_id == 1
+            assert (await a.receive()).created
+            assert (await a.receive()).events[0].kv.mod_revision == 4
+            # the buffer is empty: the watch is created again from revision 5
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(a.receive)
+                requests = await watch_requests(server, 3)
+                again = requests[2].create_request
+                assert (again.watch_id, again.start_revision) == (2, 5)
+                await server.answer(
+                    stream,
+                    watch_message(2, created=True, header={"revision": 6}),  # not shown
+                    watch_message(2, events=[event(b"/a", 5)]),
+                    end=False,
+                    headers_sent=True,
+                )
+            assert a.resumed == 1  # type: ignore[attr-defined]
+            # it falls behind again; this time the connection breaks before it is resumed
+            await server.answer(
+                stream,
+                *[watch_message(2, events=[event(b"/a", r)]) for r in (6, 7, 8)],
+                end=False,
+                headers_sent=True,
+            )
+            await watch_requests(server, 4)
+            grpc.discard(EP)
+            grpc.discard(EP)  # nothing left to drop
+            await a.receive()
+            await a.receive()
+            with pytest.raises(UnavailableError):
+                await a.receive()
+    finally:
+        await grpc.aclose()
+
+
+async def test_compacted_watch(
+    grpc: GrpcTransport, net: Network, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with grpc.watch(EP, WatchCreateRequest(b"/a", start_revision=2), token=None) as a:
+        server = await net.server()
+        stream = await server.call(0, ended=False)
+        await server.answer(
+            stream,
+            watch_message(1, created=True),
+            watch_message(1, canceled=True, compact_revision=7),
+            end=False,
+        )
+        assert (await a.receive()).created
+        canceled = await a.receive()
+        assert canceled.canceled and canceled.compact_revision == 7 and canceled.error is None
+
+
+async def test_watch_on_a_dead_connection_and_cancel_on_a_broken_one(
+    grpc: GrpcTransport, net: Network, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with grpc.watch(EP, WatchCreateRequest(b"/a"), token=None):
+        peer = grpc._endpoints[EP]
+        # the connection is closed under the block: cancelling the watch on the way out
+        # fails quietly
+        peer.connection.close()
+    mux = peer.mux(None, 10)
+    with pytest.raises(UnavailableError):
+        await mux.watch(WatchCreateRequest(b"/b"))
+    with pytest.raises(UnavailableError):
+        await peer.connection.unary(pb_method("/etcdserverpb.KV/Range"), b"", request_desc="range")
+
+
+def pb_method(path: str) -> Any:
+    from trio_etcd_tree._wire.grpc.connection import Method
+
+    return Method(path)
+
+
+async def test_keep_alive_stream(
+    grpc: GrpcTransport, net: Network, autojump_clock: trio.testing.MockClock
+) -> None:
+    ttls: list[Any] = []
+
+    async def keep(lease: int) -> None:
+        try:
+            ttls.append(await call(grpc, LeaseKeepAliveRequest(lease)))
+        except UnavailableError as exc:
+            ttls.append(exc)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(keep, 7)
+        server = await net.server()
+        stream = await server.call(0, ended=False)
+        assert stream.headers[b":path"] == b"/etcdserverpb.Lease/LeaseKeepAlive"
+        await server.wait_for(lambda: len(stream.messages()) == 1)
+        answer = pb.LeaseKeepAliveResponse
+        await server.answer(
+            stream,
+            answer(ID=99, TTL=5).SerializeToString(),  # nobody asked for lease 99
+            answer(ID=7, TTL=5).SerializeToString(),
+            end=False,
+        )
+    assert ttls == [5]
+    with trio.move_on_after(1):  # a cancelled keep-alive leaves nothing behind
+        await call(grpc, LeaseKeepAliveRequest(7))
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(keep, 8)
+        await server.wait_for(lambda: len(stream.messages()) == 3)
+        server.h2.reset_stream(stream.stream_id, h2.errors.ErrorCodes.INTERNAL_ERROR)
+        await server.flush()
+    assert isinstance(ttls[1], UnavailableError)
+
+
+async def test_concurrent_first_calls_share_one_connection(
+    grpc: GrpcTransport, net: Network, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with trio.open_nursery() as nursery:
+        for _ in range(2):
+            nursery.start_soon(call, grpc, PutRequest(b"/a", b"1"))
+        for _ in range(2):
+            server, c = await net.unanswered()
+            await server.answer(c, put_answer())
+    assert len(net.servers) == 1
+
+
+async def test_late_frames_of_a_forgotten_stream_are_ignored(
+    grpc: GrpcTransport, net: Network, autojump_clock: trio.testing.MockClock
+) -> None:
+    for _ in range(2):
+        with trio.move_on_after(1):
+            await call(grpc, PutRequest(b"/a", b"1"))
+    server = net.servers[0]
+    first, second = server.calls
+    first.taken = second.taken = True
+    await server.wait_for(lambda: second.reset is not None)
+    # as if the server had answered before it saw the resets
+    await server.stream.send_all(
+        hyperframe.frame.HeadersFrame(
+            first.stream_id, data=b"\x88", flags=["END_HEADERS"]
+        ).serialize()
+        + hyperframe.frame.DataFrame(
+            first.stream_id, data=b"\0\0\0\0\0", flags=["END_STREAM"]
+        ).serialize()
+        + hyperframe.frame.RstStreamFrame(second.stream_id, error_code=0x99).serialize()
+    )
+
+    async def answer(s: Server, c: Any) -> None:
+        await s.answer(c, put_answer(3))
+
+    result = await scripted(grpc, net, PutRequest(b"/b", b"1"), answer, CallState())
+    assert result.revision == 3

@@ -144,8 +144,7 @@ class _Stream:
         self._changed.set()
 
     async def wait(self) -> None:
-        if not self._changed.is_set():
-            await self._changed.wait()
+        await self._changed.wait()
         self._changed = trio.Event()
 
     def feed(self, data: bytes) -> None:
@@ -533,13 +532,14 @@ class GrpcConnection:
 
     def _cancel(self, stream: _Stream) -> None:
         """Forget a stream we leave early; tell the server with RST_STREAM CANCEL."""
-        self._streams.pop(stream.id, None)
-        if self._error is None and stream.error is None:
-            try:
-                self._h2.reset_stream(stream.id, h2.errors.ErrorCodes.CANCEL)
-            except h2.exceptions.ProtocolError:
-                pass  # both sides had ended it already
+        if self._streams.pop(stream.id, None) is None:
+            return  # forgotten already
+        if self._error is None and stream.error is None and not stream.ended:
+            self._h2.reset_stream(stream.id, h2.errors.ErrorCodes.CANCEL)
             self._kick()
+        if stream.error is None:
+            stream.error = _lost(self.endpoint, "the stream was closed")
+        stream.notify()
         self._more_capacity()
         if self._draining and not self._streams:
             self._fail(_lost(self.endpoint, "the server went away"))
@@ -581,7 +581,6 @@ class GrpcStream:
     def __init__(self, connection: GrpcConnection, stream: _Stream) -> None:
         self._connection = connection
         self._stream = stream
-        self._closed = False
         self._send_lock = trio.Lock()  # a message held up by flow control stays in one piece
 
     async def send(self, message: bytes) -> None:
@@ -622,9 +621,7 @@ class GrpcStream:
 
     def close(self) -> None:
         """Reset the stream (RST_STREAM CANCEL) unless it already ended."""
-        if not self._closed:
-            self._closed = True
-            self._connection._cancel(self._stream)
+        self._connection._cancel(self._stream)
 
 
 def stream_endpoint(stream: GrpcStream) -> str:
@@ -662,8 +659,7 @@ def copy_error(error: EtcdError) -> UnavailableError:
 
 
 def _describe(error: EtcdError, request_desc: str) -> None:
-    if not error.request:
-        error.request = request_desc
+    error.request = request_desc
 
 
 async def _connect_stream(

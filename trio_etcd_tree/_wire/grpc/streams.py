@@ -182,6 +182,9 @@ class WatchMux:
     def _endpoint(self) -> str:
         return self.connection.endpoint
 
+    def _lost(self, why: str) -> UnavailableError:
+        return UnavailableError(why, kind="lost", endpoint=self._endpoint)
+
     async def _send(self, message: bytes) -> None:
         async with self._opening:
             if self._stream is None:
@@ -197,17 +200,15 @@ class WatchMux:
                 data = await stream.receive("watch")
                 await self._dispatch(codec.watch_response(data))
         except EtcdError as error:
-            if self._stream is stream:
-                self._end(error)
+            self._end(stream, error)
 
-    def _end(self, error: EtcdError) -> None:
-        stream, self._stream = self._stream, None
+    def _end(self, stream: GrpcStream, error: EtcdError) -> None:
+        self._stream = None
         for watch in list(self._watches.values()):
             watch._fail(error)
         self._watches.clear()
         self._creates.clear()
-        if stream is not None:
-            stream.close()
+        stream.close()
 
     async def _dispatch(self, message: Any) -> None:
         watch_id = message.watch_id
@@ -232,8 +233,10 @@ class WatchMux:
             return  # a watch we cancelled already
         header = codec.header(message.header)
         if message.canceled:
-            self._watches.pop(watch.id, None)
+            self._forget(watch)
             await self._deliver(watch, self._canceled(message, header, watch), 0, force=True)
+            # after the canceled message, the watch is over
+            watch._fail(self._lost("the server cancelled the watch"))
             return
         if message.created:
             if not watch.next_revision:
@@ -300,11 +303,13 @@ class WatchMux:
     async def _send_quietly(self, message: bytes) -> None:
         """Send a cancel; a broken stream needs none (the reader reports the break)."""
         stream = self._stream
-        if stream is not None:
-            try:
-                await stream.send(message)
-            except EtcdError:
-                pass
+        if stream is None:  # it could not even be opened
+            await trio.lowlevel.checkpoint()
+            return
+        try:
+            await stream.send(message)
+        except EtcdError:
+            pass
 
 
 def _create_request(watch_id: int, create: WatchCreateRequest, start_revision: int) -> bytes:
