@@ -3,6 +3,7 @@ the wire can show, deterministically, under trio's MockClock."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -309,6 +310,8 @@ async def test_pings_only_while_a_stream_is_open(
 
         await scripted(grpc, net, PutRequest(b"/a", b"1"), answer, CallState())
         server = net.servers[0]
+        await trio.sleep(3)  # a read in the middle of the idle time moves the next look
+        await scripted(grpc, net, PutRequest(b"/a", b"1"), answer, CallState())
         await trio.sleep(60)  # idle: grpc-go would count pings as strikes
         assert server.pings == 0
         async with grpc.watch(EP, WatchCreateRequest(b"/w"), token=None):
@@ -502,12 +505,12 @@ async def _watch_mux_messages(grpc: GrpcTransport, net: Network) -> None:
             assert (await b.receive()).created
             assert (await b.receive()).created
             got = await b.receive()
-            assert got.events[0].kv.key == b"/b" and b.next_revision == 11  # type: ignore[attr-defined]
+            assert got.events[0].kv.key == b"/b" and b.next_revision == 11
             ended = await b.receive()
             assert ended.canceled and "cancelled the watch" in str(ended.error)
             await b.request_progress()
             assert (await watch_requests(server, 3))[2].HasField("progress_request")
-            await grpc._endpoints[EP].muxes["t"].cancel(b)  # type: ignore[arg-type]
+            await grpc._endpoints[EP].muxes["t"].cancel(b)
         # leaving b's block again cancels nothing more
         assert len(await watch_requests(server, 3)) == 3
         with pytest.raises(UnavailableError, match="cancelled the watch"):
@@ -583,7 +586,7 @@ async def test_slow_watch_is_suspended_and_created_again(
                     end=False,
                     headers_sent=True,
                 )
-            assert a.resumed == 1  # type: ignore[attr-defined]
+            assert a.resumed == 1
             # it falls behind again; this time the connection breaks before it is resumed
             await server.answer(
                 stream,
@@ -711,5 +714,145 @@ async def test_late_frames_of_a_forgotten_stream_are_ignored(
     async def answer(s: Server, c: Any) -> None:
         await s.answer(c, put_answer(3))
 
+    await trio.testing.wait_all_tasks_blocked()
     result = await scripted(grpc, net, PutRequest(b"/b", b"1"), answer, CallState())
     assert result.revision == 3
+    assert len(net.servers) == 1  # the connection lived on
+
+
+async def test_more_connection_edges(
+    grpc: GrpcTransport, net: Network, autojump_clock: trio.testing.MockClock
+) -> None:
+    async def unknown_reset(server: Server, c: Any) -> None:
+        server.h2.reset_stream(c.stream_id, 0x99)
+        await server.flush()
+
+    error = await scripted(grpc, net, RangeRequest(b"/a"), unknown_reset, CallState())
+    assert "error code 153" in str(error)
+
+    # a GOAWAY while a call is open: no new call starts on this connection, and leaving
+    # the last open call ends it
+    outcome: list[Any] = []
+
+    async def slow() -> None:
+        with trio.move_on_after(5):
+            outcome.append(await call(grpc, RangeRequest(b"/slow")))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(slow)
+        server, c = await net.unanswered()
+        await goaway(server, h2.errors.ErrorCodes.NO_ERROR, b"", c.stream_id)
+        await trio.testing.wait_all_tasks_blocked()
+        peer = grpc._endpoints[EP]
+        with pytest.raises(UnavailableError, match="going away"):
+            await peer.connection.unary(pb_method("/etcdserverpb.KV/Range"), b"", request_desc="r")
+    assert outcome == [] and not peer.connection.usable
+    await peer.connection.finished.wait()
+
+
+async def test_stream_fails_while_waiting_for_window(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    net = Network(nursery, {S.INITIAL_WINDOW_SIZE: 100})
+    grpc = GrpcTransport(connect=net.connect)
+    try:
+
+        async def answer(server: Server, c: Any) -> None:
+            await server.answer(c, put_answer(0))
+
+        await scripted(grpc, net, PutRequest(b"/", b""), answer, CallState())
+        server = net.servers[0]
+        outcome: list[Any] = []
+        for how in ("reset", "close"):
+            outcome.clear()
+
+            async def big() -> None:
+                try:
+                    await call(grpc, PutRequest(b"/big", b"v" * 5000))
+                except UnavailableError as exc:
+                    outcome.append(exc)
+
+            async with trio.open_nursery() as calls:
+                calls.start_soon(big)
+                await server.wait_for(lambda: len(server.calls) == 2 and bool(server.calls[1].data))
+                await trio.testing.wait_all_tasks_blocked()
+                if how == "reset":
+                    server.h2.reset_stream(server.calls[1].stream_id, 8)
+                    await server.flush()
+                else:
+                    await server.stream.aclose()
+            assert len(outcome) == 1
+    finally:
+        await grpc.aclose()
+
+
+async def test_reading_fails(nursery: trio.Nursery, autojump_clock: trio.testing.MockClock) -> None:
+    class Breaks(trio.abc.Stream):
+        def __init__(self, inner: trio.abc.Stream) -> None:
+            self.inner = inner
+
+        async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+            await self.inner.send_all(data)
+
+        async def wait_send_all_might_not_block(self) -> None:
+            raise NotImplementedError
+
+        async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+            await trio.sleep(1)
+            raise trio.BrokenResourceError("reset by peer")
+
+        async def aclose(self) -> None:
+            await self.inner.aclose()
+
+    net = Network(nursery)
+    net.wrap = Breaks
+    grpc = GrpcTransport(connect=net.connect)
+    try:
+        with pytest.raises(UnavailableError, match="reading failed"):
+            await call(grpc, RangeRequest(b"/a"))
+    finally:
+        await grpc.aclose()
+
+
+async def test_tls_server_without_h2(nursery: trio.Nursery) -> None:
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_context)
+
+    async def handler(stream: trio.SSLStream[trio.SocketStream]) -> None:
+        try:
+            await stream.receive_some()
+        except trio.BrokenResourceError:
+            pass
+
+    listeners = await nursery.start(
+        functools.partial(trio.serve_ssl_over_tcp, host="127.0.0.1"), handler, 0, server_context
+    )
+    port = listeners[0].transport_listener.socket.getsockname()[1]
+    client_context = ssl.create_default_context()
+    ca.configure_trust(client_context)
+    grpc = GrpcTransport(tls=client_context)
+    try:
+        with pytest.raises(UnavailableError, match="ALPN") as info:
+            await call_at(grpc, f"https://127.0.0.1:{port}")
+        assert info.value.kind == "tls"
+    finally:
+        await grpc.aclose()
+
+
+async def call_at(grpc: GrpcTransport, endpoint: str) -> None:
+    await grpc.call(endpoint, RangeRequest(b"/a"), token=None, state=CallState())
+
+
+def test_codec_and_runtime_checks() -> None:
+    from trio_etcd_tree._wire.grpc import codec
+    from trio_etcd_tree._wire.grpc.messages import require_upb
+
+    with pytest.raises(ImportError, match="needs protobuf's C runtime"):
+        require_upb("python")
+    with pytest.raises(TypeError, match="not a transaction operation"):
+        codec.txn_request([], ["nope"], [])  # type: ignore[list-item]

@@ -253,8 +253,6 @@ class WatchMux:
     async def _deliver(
         self, watch: MuxWatch, message: WatchMessage, revision: int, *, force: bool = False
     ) -> None:
-        if watch._suspended:
-            return
         if force:
             watch._buffer.append(message)
             watch._changed.set()
