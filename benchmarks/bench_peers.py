@@ -66,6 +66,8 @@ def _optional(name: str) -> Any:
 aetcd: Any = _optional("aetcd")
 etcd3aio: Any = _optional("etcd3aio")
 
+# a 100k-key range is ~8 MB: over grpc's default 4 MiB receive limit
+AETCD_OPTIONS = {"grpc.max_receive_message_length": 64 * 1024 * 1024}
 PREFIX = b"/bench/"
 END = b"/bench0"
 WATCH_PREFIX = b"/watchbench/"
@@ -265,7 +267,7 @@ def _host_port(endpoint: str) -> tuple[str, int]:
 
 async def aetcd_read(endpoint: str) -> tuple[float, int]:
     host, port = _host_port(endpoint)
-    async with aetcd.Client(host, port) as client:
+    async with aetcd.Client(host, port, options=AETCD_OPTIONS) as client:
         await client.get(b"/warm-up")
         gc.collect()
         started = time.perf_counter()
@@ -276,7 +278,7 @@ async def aetcd_read(endpoint: str) -> tuple[float, int]:
 
 async def aetcd_puts(endpoint: str, count: int, tasks: int) -> float:
     host, port = _host_port(endpoint)
-    async with aetcd.Client(host, port) as client:
+    async with aetcd.Client(host, port, options=AETCD_OPTIONS) as client:
         await client.put(b"/put-warm", b"x")
         started = time.perf_counter()
 
@@ -292,7 +294,7 @@ async def aetcd_latency(endpoint: str, count: int) -> list[float]:
     host, port = _host_port(endpoint)
     key = WATCH_PREFIX + b"alat"
     out: list[float] = []
-    async with aetcd.Client(host, port) as client:
+    async with aetcd.Client(host, port, options=AETCD_OPTIONS) as client:
         watch = await client.watch(key)  # returns once etcd created it
         events = watch.__aiter__()
         for i in range(count):
@@ -307,7 +309,7 @@ async def aetcd_latency(endpoint: str, count: int) -> list[float]:
 async def aetcd_watch_cpu(endpoint: str, count: int) -> float:
     host, port = _host_port(endpoint)
     key = WATCH_PREFIX + b"acpu"
-    async with aetcd.Client(host, port) as client:
+    async with aetcd.Client(host, port, options=AETCD_OPTIONS) as client:
         watch = await client.watch(key)  # returns once etcd created it
         writer_cpu: list[float] = []
         writer = threading.Thread(target=_writer_thread, args=(endpoint, key, count, writer_cpu))
