@@ -66,6 +66,8 @@ KEEPALIVE_TIMEOUT: Final = 4.0
 """Seconds a PING may go unanswered (with nothing else read) before the connection is dead."""
 WINDOW: Final = 16 * 1024 * 1024
 """Our receive window, per stream and for the connection."""
+ACK_DELAY: Final = 0.002
+"""Seconds an acknowledgement (PING ACK, SETTINGS ACK, WINDOW_UPDATE) may wait for a write."""
 _READ_SIZE: Final = 256 * 1024
 _PING_DATA: Final = b"trioetcd"
 
@@ -223,6 +225,8 @@ class GrpcConnection:
         self._error: EtcdError | None = None  # once set, the connection is done
         self._draining = False  # GOAWAY received: no new streams
         self._write_wanted = trio.Event()
+        self._deferred = bytearray()  # acknowledgements waiting for the next write
+        self._ack_wanted = trio.Event()
         self._capacity = trio.Event()  # a stream slot or flow-control window opened
         self._last_read = 0.0
         self._ping_sent: float | None = None
@@ -309,6 +313,7 @@ class GrpcConnection:
                     nursery.start_soon(self._reader)
                     nursery.start_soon(self._writer)
                     nursery.start_soon(self._keepalive)
+                    nursery.start_soon(self._delayed_acks)
                     self._kick()
                     self.started.set()
                     await self.closed.wait()
@@ -339,6 +344,9 @@ class GrpcConnection:
             await self._write_wanted.wait()
             self._write_wanted = trio.Event()
             data = self._h2.data_to_send()
+            if self._deferred:
+                data = bytes(self._deferred) + data
+                self._deferred.clear()
             if data:
                 try:
                     await self._transport.send_all(data)
@@ -366,18 +374,34 @@ class GrpcConnection:
             except (h2.exceptions.ProtocolError, ProtocolError) as exc:
                 self._fail(_lost(self.endpoint, f"HTTP/2 protocol error: {exc}", exc))
                 return
+            # What reading makes h2 send is acknowledgements (PING and SETTINGS ACK) and
+            # WINDOW_UPDATEs of our wide windows: nothing waits on them. grpc-go pings every
+            # connection that receives data (its BDP estimator), so acking at once would
+            # double the packets of every call; the ack goes out with the next request, or
+            # after ACK_DELAY at the latest.
+            self._deferred += self._h2.data_to_send()
+            if self._deferred:
+                self._ack_wanted.set()
+
+    async def _delayed_acks(self) -> None:
+        while True:
+            await self._ack_wanted.wait()
+            self._ack_wanted = trio.Event()
+            await trio.sleep(ACK_DELAY)
             self._kick()
 
     async def _keepalive(self) -> None:
         while True:
             if self._ping_sent is None:
                 await trio.sleep_until(self._last_read + self._keepalive_time)
-                idle = trio.current_time() - self._last_read
-                if idle >= self._keepalive_time and self._streams:
+                # (the same expression as the deadline: a difference of floats could fall
+                # short of keepalive_time by a rounding error and spin this loop)
+                due = trio.current_time() >= self._last_read + self._keepalive_time
+                if due and self._streams:
                     self._h2.ping(_PING_DATA)
                     self._ping_sent = trio.current_time()
                     self._kick()
-                elif idle >= self._keepalive_time:
+                elif due:
                     # nothing open: grpc-go refuses pings on an idle connection; look again
                     # a keepalive_time from now
                     self._last_read = trio.current_time()
