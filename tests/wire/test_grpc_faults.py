@@ -360,7 +360,8 @@ async def test_compressed_message_and_protocol_garbage(
 async def test_max_concurrent_streams_and_flow_control(
     nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
 ) -> None:
-    net = Network(nursery, {S.MAX_CONCURRENT_STREAMS: 1, S.INITIAL_WINDOW_SIZE: 1000})
+    settings = {S.MAX_CONCURRENT_STREAMS: 1, S.INITIAL_WINDOW_SIZE: 1000, S.HEADER_TABLE_SIZE: 256}
+    net = Network(nursery, settings)
     grpc = GrpcTransport(connect=net.connect)
     done: list[int] = []
     try:
