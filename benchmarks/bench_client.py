@@ -38,6 +38,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -612,6 +613,43 @@ def print_table(rows: list[Row]) -> None:
     print(line)
 
 
+def json_option(argv: list[str]) -> Path | None:
+    """The ``--json FILE`` of a benchmark's command line (each parser lists it too)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--json", type=Path)
+    path: Path | None = parser.parse_known_args(argv)[0].json
+    return path
+
+
+JSON_HELP = "also write the table as JSON to FILE (docs/make_figures.py plots it)"
+
+
+def write_json(path: Path, script: str, title: str, settings: object, rows: Sequence[Row]) -> None:
+    """The table as data: each row's samples, median ratio and verdict (for the plots)."""
+    data = {
+        "script": script,
+        "title": title,
+        "settings": vars(settings),
+        "python": sys.version.split()[0],
+        "trio": trio.__version__,
+        "httpx": httpx.__version__,
+        "cpus": os.cpu_count(),
+        "rows": [
+            {
+                "metric": row.metric,
+                "ours": list(row.ours),
+                "baseline": list(row.bare),
+                "kind": row.kind,
+                "ratio": row.ratio(),
+                "verdict": row.verdict(),
+            }
+            for row in rows
+        ],
+    }
+    path.write_text(json.dumps(data, indent=1) + "\n")
+    log(f"wrote {path}")
+
+
 # --- main ----------------------------------------------------------------------------------
 
 
@@ -640,6 +678,7 @@ def parse_args(argv: list[str]) -> tuple[Settings, str | None, list[str]]:
     parser.add_argument(
         "--only", default="read,watch,put", help="comma-separated parts to run (read,watch,put)"
     )
+    parser.add_argument("--json", metavar="FILE", help=JSON_HELP)
     args = parser.parse_args(argv)
     quick = bool(args.quick)
     repeat = args.repeat or (3 if quick else 5)
@@ -753,6 +792,11 @@ def main(argv: list[str]) -> None:
             misses.append(sub if sub == parent else f"{parent}: {sub}")
     print(f"{len(misses)} target(s) missed" + (": " + "; ".join(misses) if misses else ""))
     print(f"total {time.perf_counter() - started:.1f} s")
+    json_file = json_option(argv)
+    if json_file is not None:
+        write_json(
+            json_file, "bench_client.py", f"client vs raw httpx + trio; {server}", settings, rows
+        )
 
 
 if __name__ == "__main__":

@@ -297,6 +297,7 @@ def parse_args(argv: list[str]) -> tuple[Settings, str | None]:
     parser.add_argument("--endpoints", help="use this etcd instead of starting one")
     parser.add_argument("--quick", action="store_true", help="10000 keys")
     parser.add_argument("--profile", action="store_true", help="always run the cProfile pass")
+    parser.add_argument("--json", metavar="FILE", help=bc.JSON_HELP)
     args = parser.parse_args(argv)
     keys = args.keys or (10_000 if args.quick else 100_000)
     return Settings(keys, args.repeat, bool(args.profile)), args.endpoints
@@ -338,6 +339,10 @@ def main(argv: list[str]) -> None:
             )
             print_table(rows)
             print(f"{len(misses)} target(s) missed" + (": " + "; ".join(misses) if misses else ""))
+            json_file = bc.json_option(argv)
+            if json_file is not None:
+                title = f"etcd2yaml / yaml2etcd vs etcdctl and bare httpx; {server}"
+                bc.write_json(json_file, "bench_tools.py", title, settings, rows)
             if misses or settings.profile:
                 profile(endpoint, yaml_file, work)
     print(f"total {time.perf_counter() - started:.1f} s")

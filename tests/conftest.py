@@ -1,5 +1,6 @@
 """Test configuration. The etcd fixtures come from trio_etcd_tree.testing.pytest_plugin
-(loaded with -p in pyproject.toml); here are only the suite's safety nets against hangs."""
+(registered by the package's pytest11 entry point); here are only the suite's safety nets
+against hangs."""
 
 from __future__ import annotations
 

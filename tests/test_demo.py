@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import trio
 
 import trio_etcd_tree as et
 from trio_etcd_tree._cli import demo
@@ -16,7 +17,7 @@ EXPECTED = [
     "the tree shows it: web has 4 replicas",
     "guarded write: db/port = 5433",
     "conflict caught, nothing written: transaction on the root: refused: changed since the "
-    "tree read it: b'/demo-",
+    "tree read it: /demo-",
     "an atomic transaction changed four keys at one revision",
     "    host: db2.internal",
     "    audit: true",
@@ -52,10 +53,37 @@ def test_demo_reports_errors(
         raise KeyboardInterrupt
 
     monkeypatch.setattr(demo, "run_demo", fails)
-    assert demo.main(["--endpoints", "http://127.0.0.1:1"]) == 1
-    assert capsys.readouterr().err == "demo: status: no endpoint answered\n"
+    assert demo.main(["--endpoints", "127.0.0.1:1"]) == 1
+    assert capsys.readouterr().err == (
+        "trio-etcd-tree-demo: no endpoint answered (endpoints http://127.0.0.1:1)\n"
+    )
+    monkeypatch.setenv("ETCDCTL_ENDPOINTS", "127.0.0.1:1")
     monkeypatch.setattr(demo, "run_demo", interrupted)
-    assert demo.main(["--endpoints", "http://127.0.0.1:1"]) == 130
+    assert demo.main([]) == 130
+    with pytest.raises(SystemExit) as exited:
+        demo.main(["--endpoints", "http://[::1"])
+    assert exited.value.code == 2
+
+
+def test_serve_keeps_an_etcd_running_until_ctrl_c(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seen: list[str] = []
+
+    async def use_it() -> None:
+        printed = capsys.readouterr()
+        endpoint = printed.out.removeprefix("export ETCDCTL_ENDPOINTS=").strip()
+        seen.extend([endpoint, printed.err])
+
+        async with et.open_client(endpoint) as client:
+            await client.put("/tried", "yes")
+        raise KeyboardInterrupt  # Ctrl-C
+
+    monkeypatch.setattr(trio, "sleep_forever", use_it)
+    assert demo.serve_main([]) == 0
+    assert seen[0].startswith("http://127.0.0.1:")
+    assert "is running at" in seen[1] and "Ctrl-C stops it" in seen[1]
+    assert capsys.readouterr().err == "trio-etcd-tree-demo: stopped\n"
 
 
 def test_demo_without_etcd(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -63,5 +91,6 @@ def test_demo_without_etcd(monkeypatch: pytest.MonkeyPatch) -> None:
         raise EtcdNotFoundError("no etcd binary found")
 
     monkeypatch.setattr(EtcdCluster, "start", missing)
-    with pytest.raises(SystemExit, match="demo: no etcd binary found"):
+    monkeypatch.delenv("ETCDCTL_ENDPOINTS", raising=False)
+    with pytest.raises(SystemExit, match="trio-etcd-tree-demo: no etcd binary found"):
         demo.main([])

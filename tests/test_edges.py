@@ -11,8 +11,8 @@ import trio
 import trio.testing
 
 import trio_etcd_tree as et
-from trio_etcd_tree._keys import key_bytes, prefix_end, range_end_for
-from trio_etcd_tree._util import Backoff, gc_paused, open_service_nursery
+from trio_etcd_tree._core.keys import key_bytes, prefix_end, range_end_for
+from trio_etcd_tree._core.util import Backoff, gc_paused, open_service_nursery
 from trio_etcd_tree._wire import errors as wire_errors
 from trio_etcd_tree._wire.base import _has_writes
 from trio_etcd_tree._wire.gateway import codec as gw

@@ -4,7 +4,10 @@ in-memory etcd under the mock clock (the real-server versions are in test_failov
 
 from __future__ import annotations
 
-from contextlib import AbstractAsyncContextManager
+import dataclasses
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
 
 import httpx
 import pytest
@@ -325,3 +328,98 @@ def test_credentials_repr_hides_the_password() -> None:
     from trio_etcd_tree._client import Credentials
 
     assert "s3cret" not in repr(Credentials("app", "s3cret"))
+
+
+async def test_member_thawed_in_time_delivers_what_it_held(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_fake_etcd(members=2) as fake:
+        async with (
+            et.open_client(fake.endpoints, transport=fake) as one,
+            et.open_client(fake.endpoints[::-1], transport=fake) as other,
+            one.watch("/w/", prefix=True) as first,
+            other.watch("/w/", prefix=True) as second,
+        ):
+            fake.freeze_member(0)
+            fake.freeze_member(0)  # frozen twice: still held once
+            rev = fake.put("/w/a", "1")
+            assert (await second.receive()).revision == rev  # member 1 is not frozen
+            with pytest.raises(trio.WouldBlock):
+                first.receive_nowait()
+            fake.thaw_member(0)
+            assert (await first.receive()).revision == rev
+            assert first.statistics().disconnects == 0
+
+
+class LaggingTransport:
+    """The gateway to the in-memory etcd, except that a new watch is confirmed at an old
+    revision, as a follower that is behind its leader confirms it."""
+
+    def __init__(self, fake: FakeEtcd, lag: int) -> None:
+        from trio_etcd_tree._wire.gateway.transport import GatewayTransport
+
+        self.inner = GatewayTransport(http_transport=fake)
+        self.lag = lag
+        self.call = self.inner.call
+        self.discard = self.inner.discard
+        self.aclose = self.inner.aclose
+
+    @asynccontextmanager
+    async def watch(self, endpoint: str, create: Any, *, token: str | None) -> AsyncIterator[Any]:
+        async with self.inner.watch(endpoint, create, token=token) as watch:
+            lag = self.lag
+
+            class Lagging:
+                async def receive(self) -> Any:
+                    message = await watch.receive()
+                    if message.created:
+                        header = message.header._replace(revision=message.header.revision - lag)
+                        return dataclasses.replace(message, header=header)
+                    return message
+
+                request_progress = watch.request_progress
+
+            yield Lagging()
+
+
+async def test_a_lagging_member_is_not_a_restored_cluster(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_fake_etcd() as fake:
+        transport = LaggingTransport(fake, lag=0)
+        async with et.open_client(fake.endpoints, transport=transport) as client:
+            async with client.watch("/w/", prefix=True) as stream:
+                rev = fake.put("/w/a", "1")
+                assert (await stream.receive()).revision == rev
+                transport.lag = 5  # the next watch is confirmed revisions behind ...
+                fake.break_watches("eof")
+                rev = fake.put("/w/b", "1")
+                # ... but a linearizable read shows the store is not behind: no error
+                assert (await stream.receive()).revision == rev
+
+
+def test_call_state_without_a_scope() -> None:
+    from trio_etcd_tree._wire import CallState
+
+    state = CallState()
+    state.mark_sent()
+    state.mark_answered()
+    assert state.sent
+    assert state.answered
+
+
+async def test_gateway_watch_cannot_ask_for_progress(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    from trio_etcd_tree._wire import WatchCreateRequest
+    from trio_etcd_tree._wire.gateway.transport import GatewayTransport
+
+    async with open_fake_etcd() as fake:
+        transport = GatewayTransport(http_transport=fake)
+        async with transport.watch(fake.endpoints[0], WatchCreateRequest(b"/a"), token=None) as w:
+            assert (await w.receive()).created
+            with pytest.raises(et.InvalidRequestError, match="no progress request"):
+                await w.request_progress()
+        async with et.open_client(fake.endpoints, transport=transport) as client:
+            await client.put("/a", "1")  # a transport object is used as it is
+        await transport.aclose()

@@ -19,7 +19,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "trio_etcd_tree"
 WIRE_FORMAT = ("httpx", "httpcore", "h2", "hpack", "google.protobuf", "grpc")
 # json is also a plain data format: allowed where it is not etcd's wire format.
 JSON_ALLOWED = (
-    "_codecs.py",  # the JSON value codec of typed nodes
+    "_core/codecs.py",  # the JSON value codec of typed nodes
     "_cli/",  # tools that print JSON lines or read JSON
     "testing/",  # the in-memory etcd is a server of the gateway's JSON, and the launcher
 )

@@ -14,7 +14,15 @@ from ._client import (
     WatchStream as WatchStream,
     open_client as open_client,
 )
-from ._codecs import (
+from ._coord.election import (
+    Election as Election,
+    Leader as Leader,
+    current_leader as current_leader,
+    election as election,
+    observe_leader as observe_leader,
+)
+from ._coord.lock import Lock as Lock, lock as lock, try_lock as try_lock
+from ._core.codecs import (
     BOOL as BOOL,
     BYTES as BYTES,
     FLOAT as FLOAT,
@@ -23,26 +31,24 @@ from ._codecs import (
     STR as STR,
     Codec as Codec,
 )
-from ._election import (
-    Election as Election,
-    Leader as Leader,
-    NotLeaderError as NotLeaderError,
-    current_leader as current_leader,
-    election as election,
-    observe_leader as observe_leader,
-)
-from ._errors import (
+from ._core.errors import (
     AuthenticationError as AuthenticationError,
     ClusterChangedError as ClusterChangedError,
     CompactedError as CompactedError,
     ConflictError as ConflictError,
     DecodeError as DecodeError,
+    DocumentError as DocumentError,
+    DocumentLimitError as DocumentLimitError,
     EtcdError as EtcdError,
     FutureRevisionError as FutureRevisionError,
     InvalidRequestError as InvalidRequestError,
     LeaseExpiredError as LeaseExpiredError,
+    LockBusyError as LockBusyError,
+    LockLostError as LockLostError,
     MirrorError as MirrorError,
     NotFoundError as NotFoundError,
+    NotLeaderError as NotLeaderError,
+    NotLoadedError as NotLoadedError,
     PermissionDeniedError as PermissionDeniedError,
     ProtocolError as ProtocolError,
     SubscriptionOverflow as SubscriptionOverflow,
@@ -50,26 +56,8 @@ from ._errors import (
     TreeClosedError as TreeClosedError,
     UnavailableError as UnavailableError,
 )
-from ._keys import prefix_end as prefix_end
-from ._lock import (
-    Lock as Lock,
-    LockBusyError as LockBusyError,
-    LockLostError as LockLostError,
-    lock as lock,
-    try_lock as try_lock,
-)
-from ._mount import (
-    MountState as MountState,
-    MountStatistics as MountStatistics,
-    Root as Root,
-    Transaction as Transaction,
-    mount as mount,
-)
-from ._node import NOT_LOADED as NOT_LOADED, Node as Node, NotLoadedError as NotLoadedError
-from ._registry import TypeRegistry as TypeRegistry
-from ._subscribe import Subscription as Subscription
-from ._tree import Change as Change, ChangeKind as ChangeKind, Update as Update
-from ._txn import (
+from ._core.keys import prefix_end as prefix_end
+from ._core.txn import (
     Compare as Compare,
     CompareResult as CompareResult,
     CompareTarget as CompareTarget,
@@ -78,7 +66,7 @@ from ._txn import (
     Put as Put,
     Txn as Txn,
 )
-from ._types import (
+from ._core.types import (
     DeleteResult as DeleteResult,
     Event as Event,
     EventType as EventType,
@@ -94,8 +82,21 @@ from ._types import (
     TxnResult as TxnResult,
     WatchResponse as WatchResponse,
 )
+from ._tree.changes import (
+    NOT_LOADED as NOT_LOADED,
+    Change as Change,
+    ChangeKind as ChangeKind,
+    MountState as MountState,
+    MountStatistics as MountStatistics,
+    Update as Update,
+)
+from ._tree.mount import mount as mount
+from ._tree.node import Node as Node, Root as Root
+from ._tree.registry import TypeRegistry as TypeRegistry
+from ._tree.subscribe import Subscription as Subscription
+from ._tree.transaction import Transaction as Transaction
 from ._yaml import (
-    DocumentError as DocumentError,
+    Limits as Limits,
     LoadPlan as LoadPlan,
     LoadResult as LoadResult,
     dump_yaml as dump_yaml,
@@ -103,6 +104,7 @@ from ._yaml import (
     parse_yaml as parse_yaml,
     plan_load as plan_load,
 )
+from ._yaml.progress import Progress as Progress
 
 __version__ = "0.1.0.dev0"
 
@@ -130,6 +132,7 @@ __all__ = [
     "Delete",
     "DeleteResult",
     "DocumentError",
+    "DocumentLimitError",
     "Election",
     "EtcdError",
     "Event",
@@ -143,6 +146,7 @@ __all__ = [
     "LeaseExpiredError",
     "LeaseGrant",
     "LeaseInfo",
+    "Limits",
     "LoadPlan",
     "LoadResult",
     "Lock",
@@ -158,6 +162,7 @@ __all__ = [
     "NotLoadedError",
     "Page",
     "PermissionDeniedError",
+    "Progress",
     "ProtocolError",
     "Put",
     "PutResult",

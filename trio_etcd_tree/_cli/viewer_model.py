@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import yaml
 
 from trio_etcd_tree import ChangeKind, MountState, Node, Root, Update
+from trio_etcd_tree._core.keys import show_bytes
 
 __all__ = [
     "HIGHLIGHT_SECONDS",
@@ -270,8 +271,12 @@ class TreeModel:
 
 
 def _preview(raw: bytes, limit: int = 200) -> str:
-    text = raw[: limit * 4].decode("utf-8", "replace")
-    return text.replace("\r", "").replace("\n", "⏎")[:limit]
+    """A value on one line: text as it is (line breaks as ⏎), binary as escaped bytes."""
+    try:
+        text = raw.decode()
+    except UnicodeDecodeError:
+        return show_bytes(raw[: limit * 4])[:limit]
+    return text[: limit * 4].replace("\r", "").replace("\n", "⏎")[:limit]
 
 
 def parse_path(text: str, prefix: bytes) -> Path:
@@ -289,7 +294,7 @@ def pretty_value(raw: bytes) -> str:
     try:
         text = raw.decode()
     except UnicodeDecodeError:
-        return repr(raw)
+        return show_bytes(raw)
     try:
         data = json.loads(text)
     except ValueError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from os import PathLike
@@ -10,9 +11,9 @@ from urllib.parse import urlsplit
 
 import trio
 
-from .._keys import KeyLike, key_bytes, range_end_for
-from .._txn import Compare, Op
-from .._types import (
+from .._core.keys import KeyLike, key_bytes, range_end_for
+from .._core.txn import Compare, Op
+from .._core.types import (
     DeleteResult,
     KeyValue,
     LeaseGrant,
@@ -64,6 +65,8 @@ async def open_client(
     ca_cert: str | PathLike[str] | None = None,
     client_cert: str | PathLike[str] | None = None,
     client_key: str | PathLike[str] | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    dial_timeout: float | None = None,
     request_deadline: float = 10.0,
     attempt_timeout: float = 5.0,
     transport: str | object = "gateway",
@@ -79,6 +82,11 @@ async def open_client(
             request) when the server stops accepting it.
         ca_cert: the CA that signed the servers' certificates (for ``https://``).
         client_cert, client_key: our own certificate, for servers that ask for one.
+        ssl_context: the whole TLS setup, instead of ``ca_cert``/``client_cert`` (for
+            example one that does not check the server, etcdctl's
+            ``--insecure-skip-tls-verify``).
+        dial_timeout: seconds to open a connection (None: only ``attempt_timeout`` bounds
+            it).
         request_deadline: seconds a unary request may take, all attempts included, when
             the caller set no deadline of their own (etcd can otherwise wait forever, e.g.
             on a stale token).
@@ -102,15 +110,17 @@ async def open_client(
         raise ValueError("client_key needs client_cert")
     if not attempt_timeout > 0:
         raise ValueError("attempt_timeout must be > 0")
+    if ssl_context is not None and (ca_cert is not None or client_cert is not None):
+        raise ValueError("give ssl_context, or ca_cert and client_cert, not both")
     credentials = (
         Credentials(username, password) if username is not None and password is not None else None
     )
-    tls = tls_context(
+    tls = ssl_context or tls_context(
         None if ca_cert is None else str(ca_cert),
         None if client_cert is None else str(client_cert),
         None if client_key is None else str(client_key),
     )
-    wire = open_transport(transport, tls)
+    wire = open_transport(transport, tls, dial_timeout)
     try:
         connection = Connection(
             wire,

@@ -43,8 +43,8 @@ from typing import TypeVar
 
 import trio
 
-from .._errors import AuthenticationError, UnavailableError
-from .._util import Backoff
+from .._core.errors import AuthenticationError, UnavailableError
+from .._core.util import Backoff
 from .._wire import (
     AuthenticateRequest,
     CallState,
@@ -92,6 +92,12 @@ class Connection:
     def token(self) -> str | None:
         return self._token
 
+    def endpoint_failed(self, endpoint: str) -> None:
+        """``endpoint`` failed (no answer, a refused or broken connection): skip it for a
+        while, move its watches, and drop the transport's connection to it."""
+        self.endpoints.failed(endpoint)
+        self.transport.discard(endpoint)
+
     # --- auth ------------------------------------------------------------------------------
 
     async def ensure_token(self, stale: str | None = None) -> None:
@@ -132,7 +138,7 @@ class Connection:
         """The request deadline ran out (during ``attempt``, if one was in flight)."""
         state, endpoint = attempt.state, attempt.endpoint
         if state is not None and endpoint is not None and not state.answered:
-            self.endpoints.failed(endpoint)
+            self.endpoint_failed(endpoint)
         tried = "; ".join(attempt.failures) or "the server did not answer"
         raise UnavailableError(
             f"no answer within {self.request_deadline:g} s (request_deadline): {tried}",
@@ -197,7 +203,7 @@ class Connection:
         """Note a failed attempt; raise ``exc`` unless the next endpoint may be tried."""
         attempt.state = None
         attempt.last = exc
-        self.endpoints.failed(endpoint)
+        self.endpoint_failed(endpoint)
         if exc.kind == "tls" or exc.outcome_unknown:
             # a setup error that every endpoint would repeat, or a write that may have
             # been applied: not for another endpoint to repeat

@@ -46,8 +46,9 @@ class Endpoints:
 
     @property
     def current(self) -> str:
-        """The endpoint requests go to first: the current one while it is healthy."""
-        return self.order()[0]
+        """The endpoint in use: requests go to it first while it is healthy (a failed one
+        is left at once). Needs no trio context."""
+        return self.urls[self._current]
 
     def healthy(self, url: str) -> bool:
         return self._health[url].retry_at <= trio.current_time()

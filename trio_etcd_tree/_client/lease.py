@@ -8,9 +8,9 @@ from typing import Protocol, final
 
 import trio
 
-from .._errors import EtcdError, LeaseExpiredError, NotFoundError
-from .._types import LeaseGrant, LeaseInfo
-from .._util import Backoff, open_service_nursery
+from .._core.errors import EtcdError, LeaseExpiredError, NotFoundError
+from .._core.types import LeaseGrant, LeaseInfo
+from .._core.util import Backoff, open_service_nursery
 
 __all__ = ["Lease", "open_lease"]
 

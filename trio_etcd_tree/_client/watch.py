@@ -41,7 +41,7 @@ from typing import NoReturn, final
 
 import trio
 
-from .._errors import (
+from .._core.errors import (
     AuthenticationError,
     ClusterChangedError,
     CompactedError,
@@ -49,8 +49,8 @@ from .._errors import (
     PermissionDeniedError,
     UnavailableError,
 )
-from .._types import WatchResponse
-from .._util import Backoff, open_service_nursery
+from .._core.types import WatchResponse
+from .._core.util import Backoff, open_service_nursery
 from .._wire import WatchCreateRequest, WatchMessage
 from .connection import Connection
 
@@ -286,7 +286,7 @@ class WatchStream(trio.abc.ReceiveChannel[WatchResponse]):
                 renewed = False
                 backoff.reset()
             if not self._moved:
-                self._conn.endpoints.failed(endpoint)
+                self._conn.endpoint_failed(endpoint)
             self._last_error = reason
             self._reconnects += 1
             self._set_state(ConnectionState.CONNECTING)

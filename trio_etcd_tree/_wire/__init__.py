@@ -32,11 +32,15 @@ TRANSPORTS = ("gateway", "grpc")
 """The names ``open_client(transport=...)`` takes."""
 
 
-def open_transport(kind: object, tls: ssl.SSLContext | None) -> Transport:
-    """The transport ``kind`` names (``"gateway"``, ``"grpc"``), or ``kind`` itself if it is one; an
+def open_transport(
+    kind: object, tls: ssl.SSLContext | None, dial_timeout: float | None = None
+) -> Transport:
+    """The transport ``kind`` names (``"gateway"``, ``"grpc"``), or ``kind`` itself if it is
+    one; an
     httpx transport (such as the in-memory etcd) is carried by the gateway.
 
-    ``tls``: the TLS setup for ``https://`` endpoints (None: the system's CAs).
+    ``tls``: the TLS setup for ``https://`` endpoints (None: the system's CAs);
+    ``dial_timeout``: seconds to open a connection (None: no limit of its own).
     """
     if isinstance(kind, Transport):
         return kind
@@ -44,11 +48,13 @@ def open_transport(kind: object, tls: ssl.SSLContext | None) -> Transport:
         from .gateway.transport import GatewayTransport
 
         http: Any = None if kind == "gateway" else kind
-        return GatewayTransport(verify=True if tls is None else tls, http_transport=http)
+        return GatewayTransport(
+            verify=True if tls is None else tls, dial_timeout=dial_timeout, http_transport=http
+        )
     if kind == "grpc":
         from .grpc.transport import GrpcTransport
 
-        return GrpcTransport(tls=tls)
+        return GrpcTransport(tls=tls, dial_timeout=dial_timeout)
     raise ValueError(f"transport must be one of {', '.join(TRANSPORTS)}, or a transport: {kind!r}")
 
 

@@ -27,9 +27,9 @@ from typing import TYPE_CHECKING, Generic, Protocol, TypeVar, runtime_checkable
 
 import trio
 
-from .._keys import key_text
-from .._txn import Compare, Get, Op, Txn
-from .._types import (
+from .._core.keys import show_bytes
+from .._core.txn import Compare, Get, Op, Txn
+from .._core.types import (
     DeleteResult,
     Event,
     LeaseGrant,
@@ -43,7 +43,7 @@ from .._types import (
 )
 
 if TYPE_CHECKING:
-    from .._errors import EtcdError
+    from .._core.errors import EtcdError
 
 __all__ = [
     "AuthenticateRequest",
@@ -112,8 +112,8 @@ class Request(Generic[R_co]):
 
 def _span(verb: str, key: bytes, range_end: bytes | None) -> str:
     if range_end is None:
-        return f"{verb} {key_text(key)}"
-    return f"{verb} {key_text(key)}..{key_text(range_end)}"
+        return f"{verb} {show_bytes(key)}"
+    return f"{verb} {show_bytes(key)}..{show_bytes(range_end)}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,11 +322,9 @@ class WireWatch(Protocol):
         """The next message. Raises ``UnavailableError`` when the connection ends or
         breaks (any end of a watch stream is a disconnect), another ``EtcdError`` for an
         error the server sent in the stream. Cancellation: a checkpoint; nothing is lost."""
-        ...
 
     async def request_progress(self) -> None:
         """Ask the server how far the store has moved (answered by a progress message)."""
-        ...
 
 
 @runtime_checkable
@@ -340,7 +338,6 @@ class Transport(Protocol):
 
         Cancellation: a checkpoint; ``state`` tells how far the call got.
         """
-        ...
 
     def watch(
         self, endpoint: str, create: WatchCreateRequest, *, token: str | None
@@ -351,13 +348,10 @@ class Transport(Protocol):
         leaving cancels the watch on the server. Failures to connect are raised from entry
         or from the first ``receive``.
         """
-        ...
 
     def discard(self, endpoint: str) -> None:
         """Drop any connection kept to ``endpoint`` (it failed: the next call reconnects).
         Not a checkpoint."""
-        ...
 
     async def aclose(self) -> None:
         """Close every connection. Cancellation: never blocks on the network."""
-        ...

@@ -7,7 +7,7 @@ this way may have been applied (``outcome_unknown``).
 
 from __future__ import annotations
 
-from .._errors import (
+from .._core.errors import (
     AuthenticationError,
     CompactedError,
     EtcdError,

@@ -543,9 +543,8 @@ class _WatchStream(httpx.AsyncByteStream):
 
     def thaw(self) -> None:
         held, self.frozen = self.frozen or [], None
-        for line in held:
-            if not self.ended:
-                self.send.send_nowait(line)
+        for line in held:  # (an ended stream is no longer among the fake's streams)
+            self.send.send_nowait(line)
 
     def end(self, how: _Break | None) -> None:
         """Stop serving: drop the watchers, and end the body the given way (None = plain EOF)."""

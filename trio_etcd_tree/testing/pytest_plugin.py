@@ -1,15 +1,24 @@
 """pytest fixtures for testing with etcd: real servers and the in-memory one.
 
-Enable it with ``-p trio_etcd_tree.testing.pytest_plugin`` (or ``pytest_plugins = [...]`` in
-a conftest). It needs pytest-trio in trio mode. Fixtures:
+Installing trio-etcd-tree registers it with pytest (a ``pytest11`` entry point named
+after this module; ``-p no:trio_etcd_tree.testing.pytest_plugin`` turns it off). It needs
+pytest-trio in trio mode (``trio_mode = true``); ``pip install 'trio-etcd-tree[testing]'``
+brings both. Fixtures:
 
 ``etcd_backend``
-    One etcd to test against, parametrized over the in-memory :class:`FakeEtcd` and every
+    One etcd to test against, parametrized over the in-memory
+    :class:`~trio_etcd_tree.testing.FakeEtcd` and every
     real etcd version asked for (``--etcd-versions``, default ``3.4,3.5``). Real servers are
     started once per session (single node, loopback, temporary data dir) and shared: each
     test gets its own key ``prefix``. Tests marked ``real_only`` skip the fake.
 ``etcd_servers``
     The session's real servers (session scope, synchronous): ``etcd_servers.get("3.5")``.
+``fake_etcd``
+    An in-memory :class:`~trio_etcd_tree.testing.FakeEtcd` of the test's own; options of
+    ``open_fake_etcd`` come from the marker ``@pytest.mark.fake_etcd(members=2, ...)`` (on
+    the test, its class or its module). A test using it runs on an autojump clock.
+``fake_client``
+    A :class:`~trio_etcd_tree.Client` connected to ``fake_etcd``.
 
 A real version whose binary cannot be found is skipped with the reason, unless the
 environment variable ``TRIO_ETCD_TREE_REQUIRE_ETCD`` is set (CI sets it): then it fails.
@@ -29,7 +38,7 @@ from typing import Any
 import pytest
 import trio.testing
 
-from .. import Client, open_client
+from .._client import Client, open_client
 from ._fake import FakeEtcd, open_fake_etcd
 from ._launcher import EtcdBinary, EtcdCluster, EtcdNotFoundError, find_etcd
 
@@ -93,6 +102,18 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "real_only: needs a real etcd server (the reason is given in the test)"
     )
+    config.addinivalue_line(
+        "markers", "fake_etcd(**options): options of open_fake_etcd for the fake_etcd fixture"
+    )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests on ``fake_etcd`` run on an autojump clock (before pytest-trio's own mark, so
+    that this one is the closest)."""
+    for item in items:
+        if "fake_etcd" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.trio(run=_run_on_autojump_clock), append=False)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -165,6 +186,22 @@ def etcd_servers() -> Iterator[Servers]:
         yield servers
     finally:
         servers.close()
+
+
+@pytest.fixture
+async def fake_etcd(request: pytest.FixtureRequest) -> AsyncIterator[FakeEtcd]:
+    """An in-memory etcd of this test's own (options: the ``fake_etcd`` marker)."""
+    marker = request.node.get_closest_marker("fake_etcd")
+    options: dict[str, Any] = dict(marker.kwargs) if marker is not None else {}
+    async with open_fake_etcd(**options) as fake:
+        yield fake
+
+
+@pytest.fixture
+async def fake_client(fake_etcd: FakeEtcd) -> AsyncIterator[Client]:
+    """A client of ``fake_etcd``."""
+    async with open_client(fake_etcd.endpoints, transport=fake_etcd) as client:
+        yield client
 
 
 def _prefix(request: pytest.FixtureRequest) -> bytes:

@@ -19,9 +19,9 @@ import json
 from collections.abc import Callable
 from typing import Any, TypeAlias
 
-from ..._errors import ProtocolError
-from ..._txn import Compare, Delete, Get, Op, Put, Txn
-from ..._types import (
+from ..._core.errors import ProtocolError
+from ..._core.txn import Compare, Delete, Get, Op, Put, Txn
+from ..._core.types import (
     DeleteResult,
     Event,
     EventType,
@@ -36,7 +36,7 @@ from ..._types import (
     Status,
     TxnResult,
 )
-from ..._util import gc_paused
+from ..._core.util import gc_paused
 from ..base import (
     AuthenticateRequest,
     CompactRequest,

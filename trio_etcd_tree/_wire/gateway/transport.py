@@ -7,7 +7,7 @@ request: httpx sends the whole body before it reads the answer).
 
 This module is the one place where httpx's failures become our errors. How far a call got
 comes from httpcore's trace hooks: the request may have reached the server from the moment
-its headers start to go out, and the server has answered once the response headers are in.
+its body starts to go out, and the server has answered once the response headers are in.
 (An httpx transport given instead of the network, such as the in-memory etcd, reports
 nothing: then a request counts as sent from the start, and as answered only when it is.)
 
@@ -37,8 +37,8 @@ from typing import Any, TypeVar, cast
 import httpx
 import trio
 
-from ..._errors import EtcdError, InvalidRequestError, ProtocolError, UnavailableError
-from ..._util import gc_paused
+from ..._core.errors import EtcdError, InvalidRequestError, ProtocolError, UnavailableError
+from ..._core.util import gc_paused
 from ..base import CallState, Request, WatchCreateRequest, WatchMessage
 from ..errors import error_for
 from . import codec
@@ -58,6 +58,7 @@ class GatewayTransport:
     Args:
         verify: the TLS setup for ``https://`` endpoints (an ``ssl.SSLContext``, or True
             for the system's CAs).
+        dial_timeout: seconds to open a connection (None: no limit but the client's).
         http_transport: an httpx transport to use instead of the network (the in-memory
             etcd, :class:`trio_etcd_tree.testing.FakeEtcd`, is one).
     """
@@ -66,6 +67,7 @@ class GatewayTransport:
         self,
         *,
         verify: ssl.SSLContext | bool = True,
+        dial_timeout: float | None = None,
         http_transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         # httpcore's connection pool reports through its trace hook how far a request got;
@@ -74,7 +76,7 @@ class GatewayTransport:
         self._http = httpx.AsyncClient(
             transport=http_transport,
             verify=verify,
-            timeout=httpx.Timeout(None),
+            timeout=httpx.Timeout(None, connect=dial_timeout),
             limits=httpx.Limits(max_connections=None, max_keepalive_connections=32),
         )
 
@@ -229,7 +231,9 @@ def _tracer(state: CallState) -> Callable[[str, Any], Awaitable[None]]:
     """httpcore's trace hook, reporting how far the call got."""
 
     async def trace(event: str, info: Any) -> None:
-        if event.endswith("send_request_headers.started"):
+        # the server acts on a request once it has all of it: a request cut before its
+        # body started to go out was certainly not applied
+        if event.endswith("send_request_body.started"):
             state.mark_sent()
         elif event.endswith("receive_response_headers.complete"):
             state.mark_answered()

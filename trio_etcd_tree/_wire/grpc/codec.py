@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ..._errors import ProtocolError
-from ..._txn import Compare, CompareResult, CompareTarget, Delete, Get, Op, Put, Txn
-from ..._types import (
+from ..._core.errors import ProtocolError
+from ..._core.txn import Compare, CompareResult, CompareTarget, Delete, Get, Op, Put, Txn
+from ..._core.types import (
     DeleteResult,
     Event,
     EventType,
@@ -28,7 +28,7 @@ from ..._types import (
     Status,
     TxnResult,
 )
-from ..._util import gc_paused
+from ..._core.util import gc_paused
 from . import messages as pb
 
 __all__ = [

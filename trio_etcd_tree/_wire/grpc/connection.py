@@ -57,7 +57,7 @@ import hpack.table
 import hyperframe.frame
 import trio
 
-from ..._errors import EtcdError, ProtocolError, UnavailableError
+from ..._core.errors import EtcdError, ProtocolError, UnavailableError
 from ..base import CallState
 from ..errors import error_for
 
@@ -778,6 +778,7 @@ async def connect_endpoint(
     keepalive_time: float = KEEPALIVE_TIME,
     keepalive_timeout: float = KEEPALIVE_TIMEOUT,
     connect: Callable[[], trio.abc.Stream] | None = None,
+    dial_timeout: float | None = None,
 ) -> GrpcConnection:
     """Connect to ``endpoint`` (``http://host:port`` or ``https://host:port``); the
     connection works once its :meth:`GrpcConnection.run` task runs.
@@ -787,7 +788,8 @@ async def connect_endpoint(
     with a stream of the caller's (the in-memory etcd).
 
     Raises:
-        UnavailableError: the connection could not be made (``kind`` "connect" or "tls").
+        UnavailableError: the connection could not be made (``kind`` "connect" or "tls"),
+            or not within ``dial_timeout`` seconds (``kind`` "connect").
     """
     url = urllib.parse.urlsplit(endpoint)
     scheme = url.scheme or "http"
@@ -797,9 +799,14 @@ async def connect_endpoint(
         stream = connect()
     else:
         try:
-            stream = await _connect_stream(
-                host, port, h2_ssl_context(ssl_context) if scheme == "https" else None
-            )
+            with trio.fail_after(math.inf if dial_timeout is None else dial_timeout):
+                stream = await _connect_stream(
+                    host, port, h2_ssl_context(ssl_context) if scheme == "https" else None
+                )
+        except trio.TooSlowError as exc:
+            raise UnavailableError(
+                f"could not connect within {dial_timeout:g} s", kind="connect", endpoint=endpoint
+            ) from exc
         except (OSError, trio.BrokenResourceError) as exc:
             cause = exc.__cause__ if isinstance(exc, trio.BrokenResourceError) else exc
             tls = isinstance(cause, ssl.SSLError) and not isinstance(cause, _CUT)

@@ -33,8 +33,8 @@ from typing import Any, Final, final
 
 import trio
 
-from ..._errors import EtcdError, UnavailableError
-from ..._types import ResponseHeader
+from ..._core.errors import EtcdError, UnavailableError
+from ..._core.types import ResponseHeader
 from ..base import WatchCreateRequest, WatchMessage
 from ..errors import cancel_reason_fields, error_for
 from . import codec

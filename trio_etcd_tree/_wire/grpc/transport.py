@@ -30,7 +30,7 @@ from typing import Any, Final, TypeVar, cast
 
 import trio
 
-from ..._errors import EtcdError, UnavailableError
+from ..._core.errors import EtcdError, UnavailableError
 from ..base import (
     AuthenticateRequest,
     CallState,
@@ -173,6 +173,8 @@ class GrpcTransport:
         max_buffered: messages a watch may hold unread before it is cancelled and resumed.
         connect: make the byte stream to an endpoint instead of TCP/TLS (the in-memory
             etcd's gRPC front uses it).
+        dial_timeout: seconds to open a connection, TLS handshake included (None: no limit
+            of its own).
     """
 
     def __init__(
@@ -183,8 +185,10 @@ class GrpcTransport:
         keepalive_timeout: float = KEEPALIVE_TIMEOUT,
         max_buffered: int = 1024,
         connect: Callable[[str], trio.abc.Stream] | None = None,
+        dial_timeout: float | None = None,
     ) -> None:
         self._tls = tls
+        self._dial_timeout = dial_timeout
         self._keepalive = (keepalive_time, keepalive_timeout)
         self._max_buffered = max_buffered
         self._connect = connect
@@ -270,6 +274,7 @@ class GrpcTransport:
                 keepalive_time=self._keepalive[0],
                 keepalive_timeout=self._keepalive[1],
                 connect=None if factory is None else lambda: factory(endpoint),
+                dial_timeout=self._dial_timeout,
             )
             trio.lowlevel.spawn_system_task(connection.run)
             await connection.started.wait()

@@ -1,0 +1,79 @@
+"""Emitting: a subtree of etcd keys as YAML text that reads back to the same keys and bytes.
+
+The form (every subtree has exactly one):
+
+* The keys under the path are split at ``/``; each segment is a mapping key, so
+  ``<path>/db/port`` is ``{"db": {"port": ...}}``. Empty segments are kept.
+* A key that has a value *and* keys below it is a mapping whose ``null`` entry holds its
+  own value: ``db: {null: primary, port: 5432}``. Segments are always strings (quoted when
+  they could read as anything else) or ``!!binary``, so ``null`` never collides with one.
+* Keys whose segments below a key are exactly ``0``, ``1``, ... ``n-1`` (and no value of
+  its own) are written as a list, which reads back to the same keys.
+* Values: see :func:`.scalars.render_value`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .scalars import render_key, render_value
+
+__all__ = ["Node", "order", "write"]
+
+_LONG_KEY = 128  # longer keys are written as explicit "? key" entries
+
+
+@dataclass(slots=True)
+class Node:
+    """A key being written: its own value (``None``: none) and the keys below it."""
+
+    value: bytes | None = None
+    children: dict[bytes, Node] = field(default_factory=dict)
+
+
+def order(segment: bytes) -> bytes:
+    """The order of a mapping's entries: the end of each segment's key range, which is the
+    order in which paging completes them."""
+    return segment + b"0"
+
+
+def write(node: Node, key: str, indent: str, raw: bool, out: list[str]) -> None:
+    """Append the YAML lines of ``key: node`` (``key`` already rendered) at ``indent``."""
+    if len(key) > _LONG_KEY:
+        out.append(f"{indent}? {key}\n")
+        key = ""
+    if not node.children:
+        assert node.value is not None
+        out.append(f"{indent}{key}: {render_value(node.value, raw)}\n")
+        return
+    out.append(f"{indent}{key}:\n")
+    _body(node, indent + "  ", raw, out)
+
+
+def _body(node: Node, indent: str, raw: bool, out: list[str]) -> None:
+    """The entries (or items) of a node with children, at ``indent``."""
+    items = _items(node)
+    if items is not None:
+        for item in items:
+            if not item.children:
+                assert item.value is not None
+                out.append(f"{indent}- {render_value(item.value, raw)}\n")
+                continue
+            first = len(out)
+            _body(item, indent + "  ", raw, out)
+            out[first] = f"{indent}- {out[first][len(indent) + 2 :]}"
+        return
+    if node.value is not None:
+        out.append(f"{indent}null: {render_value(node.value, raw)}\n")
+    children = node.children
+    for segment in sorted(children, key=order):
+        write(children[segment], render_key(segment), indent, raw, out)
+
+
+def _items(node: Node) -> list[Node] | None:
+    """The node's children in order if they are a list: ``0`` to ``n-1``, no own value."""
+    children = node.children
+    if node.value is not None:
+        return None
+    items = [children.get(str(i).encode()) for i in range(len(children))]
+    return None if None in items else items  # type: ignore[return-value]
