@@ -631,6 +631,7 @@ async def test_watch_on_a_dead_connection_and_cancel_on_a_broken_one(
         # the connection is closed under the block: cancelling the watch on the way out
         # fails quietly
         peer.connection.close()
+    await trio.testing.wait_all_tasks_blocked()  # the mux has seen its stream end
     mux = peer.mux(None, 10)
     with pytest.raises(UnavailableError):
         await mux.watch(WatchCreateRequest(b"/b"))
@@ -870,5 +871,55 @@ async def test_dial_timeout(nursery: trio.Nursery) -> None:
         with pytest.raises(UnavailableError, match=r"within 0.2 s") as info:
             await call_at(grpc, f"https://127.0.0.1:{port}")
         assert info.value.kind == "connect"
+    finally:
+        await grpc.aclose()
+
+
+async def test_server_answers_before_the_request_is_sent(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    """grpc-go refuses a message over its size limit as soon as it sees the length: a
+    trailers-only answer, then RST_STREAM NO_ERROR, while the client is still sending."""
+    net = Network(nursery, {S.INITIAL_WINDOW_SIZE: 100})
+    grpc = GrpcTransport(connect=net.connect)
+    try:
+
+        async def answer(server: Server, c: Any) -> None:
+            await server.answer(c, put_answer(0))
+
+        await scripted(grpc, net, PutRequest(b"/", b""), answer, CallState())
+        server = net.servers[0]
+        outcome: list[Any] = []
+
+        async def big() -> None:
+            try:
+                await call(grpc, PutRequest(b"/big", b"v" * 5000))
+            except Exception as exc:
+                outcome.append(exc)
+
+        async with trio.open_nursery() as calls:
+            calls.start_soon(big)
+            await server.wait_for(lambda: len(server.calls) == 2 and bool(server.calls[1].data))
+            sid = server.calls[1].stream_id
+            headers = [
+                (b":status", b"200"),
+                (b"grpc-status", b"8"),
+                (b"grpc-message", b"grpc: received message larger than max (5012 vs. 100)"),
+            ]
+            # both in one write, so that the client reads them together
+            server.h2.send_headers(sid, headers, end_stream=True)
+            server.h2.reset_stream(sid, h2.errors.ErrorCodes.NO_ERROR)
+            await server.flush()
+        assert type(outcome[0]).__name__ == "TooLargeError"
+        # a bidi stream the server ended refuses to send
+        peer = grpc._endpoints[EP]
+        stream = await peer.connection.open_stream(pb_method("/etcdserverpb.Watch/Watch"))
+        c = await server.call(2, ended=False)
+        await server.answer(c, status=0)
+        await server.wait_for(lambda: True)
+        await trio.testing.wait_all_tasks_blocked()
+        with pytest.raises(UnavailableError, match="ended the stream"):
+            await stream.send(b"")
+        stream.close()
     finally:
         await grpc.aclose()

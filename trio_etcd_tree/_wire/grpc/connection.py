@@ -322,15 +322,15 @@ class GrpcConnection:
         state = state if state is not None else CallState()
         stream = await self._start(method, state, token)
         try:
-            await self._send(stream, frame(request), end_stream=True)
+            complete = await self._send(stream, frame(request), end_stream=True)
             while not stream.ended and stream.error is None:
                 await stream.wait()
         except BaseException:
             self._cancel(stream)
             raise
-        if stream.error is None:
+        if stream.error is None and complete:
             self._forget(stream)
-        else:  # the server may still be sending on it
+        else:  # the server may still be sending on it, or we on it
             self._cancel(stream)
         return self._result(stream, request_desc, writes)
 
@@ -504,9 +504,10 @@ class GrpcConnection:
                 code = event.error_code
                 if code == h2.errors.ErrorCodes.REFUSED_STREAM:
                     stream.state.sent = False
-                stream.error = _lost(
-                    self.endpoint, f"the server reset the stream ({_code_name(code)})"
-                )
+                if not stream.ended:  # (grpc-go resets a stream it answered early: ignore)
+                    stream.error = _lost(
+                        self.endpoint, f"the server reset the stream ({_code_name(code)})"
+                    )
                 stream.notify()
             self._more_capacity()
         elif isinstance(event, h2.events.WindowUpdated | h2.events.RemoteSettingsChanged):
@@ -581,12 +582,17 @@ class GrpcConnection:
         self._capacity.set()
         self._capacity = trio.Event()
 
-    async def _send(self, stream: _Stream, data: bytes, *, end_stream: bool) -> None:
-        """Queue ``data`` on the stream, waiting for flow-control window as needed."""
+    async def _send(self, stream: _Stream, data: bytes, *, end_stream: bool) -> bool:
+        """Queue ``data`` on the stream, waiting for flow-control window as needed; False
+        when the server answered (and ended the stream) before all of it was sent, as
+        grpc-go does for a message over its size limit."""
         h2c = self._h2
         offset, total = 0, len(data)
         while True:
             self._check(stream)
+            if stream.ended:
+                await trio.lowlevel.checkpoint()
+                return False
             window = h2c.local_flow_control_window(stream.id)
             size = min(window, h2c.max_outbound_frame_size, total - offset)
             if size <= 0 and offset < total:
@@ -599,6 +605,7 @@ class GrpcConnection:
                 break
         self._kick()
         await trio.lowlevel.checkpoint()
+        return True
 
     def _check(self, stream: _Stream) -> None:
         if stream.error is not None:  # (a failed connection sets it on every stream)
@@ -667,7 +674,9 @@ class GrpcStream:
             UnavailableError: the stream or the connection is broken.
         """
         async with self._send_lock:
-            await self._connection._send(self._stream, frame(message), end_stream=False)
+            sent = await self._connection._send(self._stream, frame(message), end_stream=False)
+        if not sent:
+            raise _lost(self._connection.endpoint, "the server ended the stream")
 
     async def receive(self, request_desc: str) -> bytes:
         """The next message.
