@@ -5,6 +5,7 @@ in-memory etcd under the mock clock (the real-server versions are in test_failov
 from __future__ import annotations
 
 import dataclasses
+import ssl
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
@@ -318,6 +319,9 @@ async def test_option_checks() -> None:
             pass  # pragma: no cover
     with pytest.raises(ValueError, match="attempt_timeout must be > 0"):
         async with et.open_client(attempt_timeout=0):
+            pass  # pragma: no cover
+    with pytest.raises(ValueError, match="ssl_context, or ca_cert and client_cert, not both"):
+        async with et.open_client(ssl_context=ssl.create_default_context(), ca_cert="ca.pem"):
             pass  # pragma: no cover
     with pytest.raises(ValueError, match="transport must be one of gateway"):
         async with et.open_client(transport="carrier pigeon"):

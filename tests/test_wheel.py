@@ -87,7 +87,7 @@ def test_the_wheel_installs_and_runs(tmp_path: Path, etcd_servers: Servers) -> N
         python,
         "first.py",
         cwd=tmp_path,
-        env=clean_env(ETCD_ENDPOINTS=endpoints, ETCDCTL_ENDPOINTS=endpoints),
+        env=clean_env(ETCDCTL_ENDPOINTS=endpoints),
     )
     assert printed.strip(), f"{where_first} printed nothing"
 

@@ -103,3 +103,44 @@ def test_importing_the_package_loads_no_transport() -> None:
         [sys.executable, "-c", code], check=True, capture_output=True, text=True
     ).stdout
     assert out.strip() == "['trio_etcd_tree._wire.base']"
+
+
+def test_every_request_describes_itself() -> None:
+    """What an error says was asked: keys as text, never a byte repr."""
+    from trio_etcd_tree import Get, Put
+    from trio_etcd_tree._wire import base
+
+    assert [
+        base.RangeRequest(b"/a", b"/b").describe(),
+        base.RangeRequest.of(Get("/a", prefix=True)).describe(),
+        base.PutRequest(b"/a b", b"v").describe(),
+        base.DeleteRangeRequest(b"/\xff").describe(),
+        base.TxnRequest((), (Put("/a", "1"),)).describe(),
+        base.CompactRequest(7).describe(),
+        base.LeaseGrantRequest(5).describe(),
+        base.LeaseRevokeRequest(12).describe(),
+        base.LeaseKeepAliveRequest(12).describe(),
+        base.LeaseTimeToLiveRequest(12).describe(),
+        base.LeaseLeasesRequest().describe(),
+        base.AuthenticateRequest("root", "pw").describe(),
+        base.StatusRequest().describe(),
+        base.MemberListRequest().describe(),
+        base.WatchCreateRequest(b"/w/", b"/w0", 3).describe(),
+    ] == [
+        "range /a../b",
+        "range /a../b",
+        'put "/a b"',
+        'delete "/\\xff"',
+        "txn (0 compares, 1/0 operations)",
+        "compact at 7",
+        "grant lease of 5 s",
+        "revoke lease 12",
+        "keep lease 12 alive",
+        "lease 12 ttl",
+        "list leases",
+        "authenticate as 'root'",
+        "status",
+        "member list",
+        "watch /w/../w0 from revision 3",
+    ]
+    assert "pw" not in repr(base.AuthenticateRequest("root", "pw"))

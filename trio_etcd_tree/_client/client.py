@@ -369,7 +369,7 @@ class Client:
         progress_notify: bool = True,
         filters: Sequence[Literal["NOPUT", "NODELETE"]] = (),
         buffer: int = 64,
-        heartbeat: float = 30.0,
+        heartbeat: float = 10.0,
         stall_timeout: float | None = None,
     ) -> AbstractAsyncContextManager[WatchStream]:
         """Watch a key, a range or a prefix: ``async with client.watch(...) as stream``.
