@@ -8,7 +8,9 @@ brings both. Fixtures:
 ``etcd_backend``
     One etcd to test against, parametrized over the in-memory
     :class:`~trio_etcd_tree.testing.FakeEtcd` and every
-    real etcd version asked for (``--etcd-versions``, default ``3.4,3.5``). Real servers are
+    real etcd version asked for (``--etcd-versions``, default ``3.4,3.5``), reached over
+    each transport asked for (``--etcd-transports``, default ``gateway``; ``gateway,grpc``
+    runs every real-server test over both). Real servers are
     started once per session (single node, loopback, temporary data dir) and shared: each
     test gets its own key ``prefix``. Tests marked ``real_only`` skip the fake.
 ``etcd_servers``
@@ -62,7 +64,7 @@ class EtcdBackend:
         fake: the in-memory etcd, when ``kind == "fake"`` (for fault injection).
         cluster: the real cluster, otherwise.
         wire: the transport a real server is reached with: ``"gateway"`` or ``"grpc"``
-            (``--etcd-transports``; the in-memory etcd speaks the gateway).
+            (``--etcd-transports``, default gateway; the in-memory etcd speaks the gateway).
     """
 
     kind: str
@@ -96,8 +98,8 @@ class EtcdBackend:
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--etcd-transports",
-        default="gateway,grpc",
-        help="transports that etcd_backend uses with real servers (comma-separated)",
+        default="gateway",
+        help="transports etcd_backend uses with real servers (comma-separated: gateway,grpc)",
     )
     parser.addoption(
         "--etcd-versions",
