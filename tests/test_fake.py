@@ -993,6 +993,7 @@ async def test_watch_bodies(
 async def test_watch_chunks(
     fake: FakeEtcd, client: httpx.AsyncClient, autojump_clock: trio.testing.MockClock
 ) -> None:
+    assert fake.chunk_size is None  # whole messages by default
     fake.chunk_size = 7
     req = client.build_request(
         "POST", "/v3/watch", json={"create_request": {"key": b("a"), "start_revision": 1}}
