@@ -262,7 +262,9 @@ def viewer_screenshot() -> None:
     import time
 
     from trio_etcd_tree._cli import viewer
-    from trio_etcd_tree._cli.viewer_app import Bridge, TreeView, ViewerApp
+    from trio_etcd_tree._cli.viewer_app import ViewerApp
+    from trio_etcd_tree._cli.viewer_bridge import Bridge
+    from trio_etcd_tree._cli.viewer_treeview import TreeView
     from trio_etcd_tree.testing import EtcdCluster, find_etcd
 
     with EtcdCluster.start(find_etcd("3.5")) as cluster:

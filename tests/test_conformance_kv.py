@@ -315,7 +315,7 @@ async def test_compacted_and_future_revisions(etcd_backend: EtcdBackend) -> None
             await client.range(k, revision=r1)
         error = info.value
         assert error.code == 11
-        assert error.http_status == 400
+        assert error.http_status == _http(400, etcd_backend)
         assert error.server_message == "etcdserver: mvcc: required revision has been compacted"
         assert error.request == f"range {k.decode()}"
         assert k.decode() in str(error)
@@ -766,7 +766,7 @@ async def test_invalid_requests(etcd_backend: EtcdBackend) -> None:
                 await call()
             assert type(info.value) is InvalidRequestError
             assert info.value.code == 3
-            assert info.value.http_status == 400
+            assert info.value.http_status == _http(400, etcd_backend)
             assert info.value.server_message == "etcdserver: key is not provided"
         assert await current_revision(client) == r
 
@@ -779,7 +779,7 @@ async def test_request_too_large(etcd_backend: EtcdBackend) -> None:
             await client.put(k, b"x" * (2 * MiB))
         error = grpc_limit.value
         assert error.code == 8
-        assert error.http_status == 429
+        assert error.http_status == _http(429, etcd_backend)
         assert error.server_message is not None
         assert error.server_message.startswith("grpc: received message larger than max (")
         assert error.request == f"put {k.decode()}"
@@ -820,3 +820,8 @@ async def test_status_and_members(etcd_backend: EtcdBackend) -> None:
         assert member.client_urls == etcd_backend.endpoints
         assert member.peer_urls
         assert member.is_learner is False
+
+
+def _http(status: int, backend: EtcdBackend) -> int | None:
+    """The HTTP status an error carries: the gateway's, none over gRPC."""
+    return status if backend.wire == "gateway" else None

@@ -13,8 +13,9 @@ import pytest
 import trio
 import trio.testing
 
-from trio_etcd_tree.testing._fake import FakeCall, FakeEtcd, error_response, open_fake_etcd
-from trio_etcd_tree.testing._fake_store import FakeError, MvccStore, prefix_end
+from trio_etcd_tree.testing._fake import FakeCall, FakeEtcd, open_fake_etcd
+from trio_etcd_tree.testing._fake.gateway import error_response
+from trio_etcd_tree.testing._fake.store import FakeError, MvccStore, prefix_end
 
 Json = dict[str, Any]
 
@@ -36,7 +37,7 @@ async def client(fake: FakeEtcd) -> AsyncIterator[httpx.AsyncClient]:
 
 
 def hdr(fake: FakeEtcd, rev: int | None = None, member: int = 0) -> Json:
-    return fake._header(member, rev)
+    return fake._cluster.header(member, rev)
 
 
 async def call(client: httpx.AsyncClient, path: str, body: Any = None, **kw: Any) -> Any:
@@ -647,7 +648,7 @@ async def test_lease_lifecycle(
 
 async def test_lease_id_collision(fake: FakeEtcd, client: httpx.AsyncClient) -> None:
     twin = random.Random()
-    twin.setstate(fake._rng.getstate())
+    twin.setstate(fake._cluster.rng.getstate())
     taken = twin.getrandbits(63)
     await call(client, "/v3/lease/grant", {"TTL": 10, "ID": taken})
     assert (await call(client, "/v3/lease/grant", {"TTL": 10}))["ID"] != str(taken)
@@ -786,7 +787,7 @@ async def test_watch_live_events(
     }
     assert await w.silent()
     await w.resp.aclose()
-    assert not fake._streams
+    assert not fake._watches.streams
     fake.put("/w/c", "3")
 
 
@@ -992,6 +993,7 @@ async def test_watch_bodies(
 async def test_watch_chunks(
     fake: FakeEtcd, client: httpx.AsyncClient, autojump_clock: trio.testing.MockClock
 ) -> None:
+    assert fake.chunk_size is None  # whole messages by default
     fake.chunk_size = 7
     req = client.build_request(
         "POST", "/v3/watch", json={"create_request": {"key": b("a"), "start_revision": 1}}
@@ -1039,7 +1041,7 @@ async def test_watch_breaks(
     else:
         with pytest.raises(StopAsyncIteration):
             await w.next()
-    assert not fake._streams
+    assert not fake._watches.streams
     fake.break_watches()  # nothing open: nothing to do
 
 

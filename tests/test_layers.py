@@ -6,10 +6,10 @@ layers, lowest first::
     core      _core/ (errors, types, transactions as values, keys, codecs, util)
     wire      _wire/ (the calls in Python types, and the transports)
     client    _client/
-    testing   testing/ (beside the client: fake and real etcd for tests)
-    domain    _tree/, _coord/, _yaml/ (or the flat _yaml)
-    tools     _cli/, testing/nemesis/ (the fault-injection suite) and the package's own
-              ``__init__`` (the public names)
+    testing   testing/ (beside the client: fake and real etcd for tests; its nemesis,
+              which runs workloads through every layer, sits with the tools)
+    domain    _tree/, _coord/, _yaml/
+    tools     _cli/ and the package's own ``__init__`` (the public names)
 
 A module may import from its own layer and the layers below. Where a lower layer needs to
 call a higher one, it defines a small Protocol the higher one implements.
@@ -32,12 +32,12 @@ LAYERS: dict[str, int] = {
     "_core": 0,
     "_wire": 1,
     "_client": 2,
-    "testing": 3,  # beside the client
+    "testing": 3,  # beside the client: real and in-memory etcd, fixtures
+    "testing.nemesis": 5,  # runs workloads through every layer
     "_tree": 4,
     "_coord": 4,
     "_yaml": 4,
     "_cli": 5,
-    "testing.nemesis": 5,  # the fault-injection suite drives the whole library, as the tools do
     "": 5,  # trio_etcd_tree/__init__.py: the public names
 }
 
@@ -98,7 +98,7 @@ def import_graph() -> dict[str, set[str]]:
 
 def layer(module: str) -> int:
     parts = module.split(".")[1:3]
-    if ".".join(parts) in LAYERS:  # a subpackage with a layer of its own
+    if ".".join(parts) in LAYERS:  # a package placed apart from its parent (testing.nemesis)
         return LAYERS[".".join(parts)]
     top = parts[0] if parts else ""
     if top not in LAYERS:

@@ -102,3 +102,51 @@ async def test_keep_alive_once_stream_error(autojump_clock: trio.testing.MockClo
         # deadline, and then reported
         with pytest.raises(et.UnavailableError, match=r"within 1 s.*no leader"):
             await client.lease_keep_alive_once(7)
+
+
+class LostLease:
+    """A server that renews a lease once, then says it is gone, and wakes ``gone`` in the
+    same step (as a watch delivering the deletion of the lease's key would): no checkpoint
+    inside, so the keep-alive and the block fail in the same scheduling step."""
+
+    def __init__(self) -> None:
+        self.renewals = 0
+        self.gone = trio.Event()
+
+    async def lease_grant(self, ttl: int) -> et.LeaseGrant:
+        await trio.lowlevel.checkpoint()
+        return et.LeaseGrant(7, ttl)
+
+    async def lease_revoke(self, id: int) -> None:  # noqa: A002
+        await trio.lowlevel.checkpoint()
+
+    async def lease_keep_alive_once(self, id: int) -> int:  # noqa: A002
+        self.renewals += 1
+        if self.renewals == 1:
+            return 3
+        self.gone.set()
+        return 0
+
+    async def lease_time_to_live(self, id: int, *, keys: bool = False) -> et.LeaseInfo:  # noqa: A002
+        raise NotImplementedError
+
+
+async def test_lease_lost_as_the_block_fails_with_it(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Found by the fault-injection suite (nemesis finding 5): a lock waiter whose lease is
+    lost got an ExceptionGroup of LeaseExpiredError and LockLostError; now one error."""
+    from trio_etcd_tree._client.lease import open_lease
+
+    server = LostLease()
+    with pytest.raises(et.LeaseExpiredError) as info:
+        async with open_lease(server, 3):
+            await server.gone.wait()
+            raise et.LockLostError("our key was deleted while we waited")
+    assert isinstance(info.value.__context__, et.LockLostError)
+    # an error of the block's own that is not etcd's stays beside the lease's
+    server = LostLease()
+    with pytest.raises(BaseExceptionGroup):
+        async with open_lease(server, 3):
+            await server.gone.wait()
+            raise KeyError("a bug in the block")

@@ -23,16 +23,8 @@ import trio
 
 import trio_etcd_tree as et
 from trio_etcd_tree._cli import viewer, viewer_model
-from trio_etcd_tree._cli.viewer_app import (
-    Bridge,
-    ChoiceScreen,
-    EditScreen,
-    TreeView,
-    ViewerApp,
-    _settle,
-    delete_key,
-    write_value,
-)
+from trio_etcd_tree._cli.viewer_app import ViewerApp
+from trio_etcd_tree._cli.viewer_bridge import Bridge, _settle
 from trio_etcd_tree._cli.viewer_model import (
     RateMeter,
     TreeModel,
@@ -42,6 +34,9 @@ from trio_etcd_tree._cli.viewer_model import (
     state_label,
     status_text,
 )
+from trio_etcd_tree._cli.viewer_screens import ChoiceScreen, EditScreen
+from trio_etcd_tree._cli.viewer_treeview import TreeView
+from trio_etcd_tree._cli.viewer_writes import delete_key, write_value
 from trio_etcd_tree._tree.mount import mirror_of
 from trio_etcd_tree.testing import EtcdCluster, FakeEtcd, find_etcd, open_fake_etcd
 from trio_etcd_tree.testing.pytest_plugin import Servers

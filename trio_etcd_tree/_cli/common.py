@@ -24,6 +24,7 @@ import trio
 
 from .._client import Client, open_client
 from .._core.errors import EtcdError, UnavailableError
+from .._wire import TRANSPORTS
 
 T = TypeVar("T")
 
@@ -42,6 +43,8 @@ connection (as etcdctl; each option also from its ETCDCTL_* variable):
                           servers' certificates
   --dial-timeout DURATION      ETCDCTL_DIAL_TIMEOUT (2s): to open a connection
   --command-timeout DURATION   ETCDCTL_COMMAND_TIMEOUT (5s): per request
+  --transport {gateway,grpc}   TRIO_ETCD_TREE_TRANSPORT (gateway): etcd's HTTP/JSON
+                          gateway, or gRPC over HTTP/2
   durations as Go writes them: 500ms, 5s, 1m30s, 1h (a bare number is seconds)
 
 exit status: 0 done; 1 an error (one line on stderr naming the file, endpoint or option);
@@ -58,6 +61,7 @@ _ENV = {
     "insecure_skip_tls_verify": "ETCDCTL_INSECURE_SKIP_TLS_VERIFY",
     "dial_timeout": "ETCDCTL_DIAL_TIMEOUT",
     "command_timeout": "ETCDCTL_COMMAND_TIMEOUT",
+    "transport": "TRIO_ETCD_TREE_TRANSPORT",
     "write_out": "ETCDCTL_WRITE_OUT",
 }
 _DURATION = re.compile(r"(\d+\.?\d*|\.\d+)(ns|us|µs|ms|s|m|h)")
@@ -94,6 +98,7 @@ def parser(prog: str, description: str, examples: str, *, outputs: tuple[str, ..
     g.add_argument("--insecure-skip-tls-verify", action="store_true", default=None)
     g.add_argument("--dial-timeout", metavar="DURATION")
     g.add_argument("--command-timeout", metavar="DURATION")
+    g.add_argument("--transport", metavar="{gateway,grpc}")
     if outputs:
         p.add_argument(
             "-w", "--write-out", choices=outputs, help=f"output format (default {outputs[0]})"
@@ -153,6 +158,7 @@ class Settings:
     verify: ssl.SSLContext | None = None
     dial_timeout: float = 2.0
     command_timeout: float = 5.0
+    transport: str = "gateway"
 
     def __repr__(self) -> str:  # never the password
         return f"Settings(endpoints={self.endpoints!r}, username={self.username!r})"
@@ -216,7 +222,14 @@ def settings(args: argparse.Namespace) -> Settings:
         _tls(args),
         value("dial_timeout", duration, 2.0),
         value("command_timeout", duration, 5.0),
+        value("transport", _transport, "gateway"),
     )
+
+
+def _transport(text: str) -> str:
+    if text not in TRANSPORTS:
+        raise ValueError(f"{text!r} is not one of {', '.join(TRANSPORTS)}")
+    return text
 
 
 def _flag(text: str) -> bool:
@@ -273,6 +286,7 @@ def connect(setup: Settings, **options: Any) -> AbstractAsyncContextManager[Clie
         password=setup.password,
         ssl_context=setup.verify,
         dial_timeout=setup.dial_timeout,
+        transport=options.pop("transport", setup.transport),
         request_deadline=setup.command_timeout,
         **options,
     )

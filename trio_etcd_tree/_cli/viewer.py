@@ -130,7 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     setup = None if args.embedded else common.usage("etcd-tree", lambda: common.settings(args))
     try:
-        from .viewer_app import Bridge, ViewerApp
+        from .viewer_app import ViewerApp
+        from .viewer_bridge import Bridge
     except ImportError as exc:
         print(
             f"etcd-tree needs Textual ({exc}): pip install 'trio-etcd-tree[viewer]'",

@@ -2,8 +2,8 @@
 
 Pure: it reads a mounted tree (reading nodes never does I/O), takes the time as an argument
 and imports neither Textual nor trio, so it is tested without a terminal. The Textual layer
-(``viewer_app``) draws ``rows`` and calls ``apply`` once per frame with the updates that
-arrived since the last one.
+draws ``rows`` (``viewer_treeview``) and calls ``apply`` once per frame (``viewer_app``) with
+the updates that arrived since the last one.
 """
 
 from __future__ import annotations

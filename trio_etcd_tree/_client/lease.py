@@ -10,7 +10,7 @@ import trio
 
 from .._core.errors import EtcdError, LeaseExpiredError, NotFoundError
 from .._core.types import LeaseGrant, LeaseInfo
-from .._core.util import Backoff, open_service_nursery
+from .._core.util import Backoff, leaves_of, open_service_nursery
 
 __all__ = ["Lease", "open_lease"]
 
@@ -96,6 +96,7 @@ async def open_lease(client: LeaseCalls, ttl: int) -> AsyncIterator[Lease]:
         raise ValueError("a lease's ttl must be at least 1 second")
     grant = await client.lease_grant(ttl)
     lease = Lease(client, grant.id, grant.ttl)
+    lost: LeaseExpiredError | None = None
     try:
         async with open_service_nursery() as nursery:
             nursery.start_soon(lease._keep_alive)
@@ -103,9 +104,32 @@ async def open_lease(client: LeaseCalls, ttl: int) -> AsyncIterator[Lease]:
                 yield lease
             finally:
                 nursery.cancel_scope.cancel(reason="the lease block was left")
+    except BaseExceptionGroup as group:
+        lost = _one_error(group)
+        if lost is None:
+            raise
     finally:
         with trio.move_on_after(_REVOKE_DEADLINE, shield=True):
             try:
                 await client.lease_revoke(lease.id)
             except EtcdError:
                 pass  # gone already, or unreachable: either way it expires on its own
+    if lost is not None:
+        context = lost.__context__
+        try:
+            raise lost
+        finally:
+            lost.__context__ = context
+
+
+def _one_error(group: BaseExceptionGroup[BaseException]) -> LeaseExpiredError | None:
+    """The lease was lost (the keep-alive's LeaseExpiredError) in the same instant as the
+    block failed because of it (its key is gone, a request refused): one error for the
+    caller, the lease's, with the block's as its context. None for any other group."""
+    leaves = [e for e in leaves_of(group) if not isinstance(e, trio.Cancelled)]
+    expired = [e for e in leaves if isinstance(e, LeaseExpiredError)]
+    if not expired or not all(isinstance(e, EtcdError) for e in leaves):
+        return None
+    first = expired[0]
+    first.__context__ = next((e for e in leaves if e is not first), None)
+    return first

@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager, contextmanager
 
 import trio
 
-__all__ = ["Backoff", "gc_paused", "open_service_nursery"]
+__all__ = ["Backoff", "gc_paused", "leaves_of", "open_service_nursery"]
 
 
 @asynccontextmanager
@@ -27,10 +27,10 @@ async def open_service_nursery() -> AsyncIterator[trio.Nursery]:
         async with trio.open_nursery() as nursery:
             yield nursery
     except BaseExceptionGroup as group:
-        real = [e for e in _leaves(group) if not isinstance(e, trio.Cancelled)]
+        real = [e for e in leaves_of(group) if not isinstance(e, trio.Cancelled)]
         if len(real) > 1:
             raise
-        single = real[0] if real else _leaves(group)[0]
+        single = real[0] if real else leaves_of(group)[0]
         context = single.__context__
         try:
             raise single
@@ -39,11 +39,11 @@ async def open_service_nursery() -> AsyncIterator[trio.Nursery]:
             del single, group
 
 
-def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+def leaves_of(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
     out: list[BaseException] = []
     for exc in group.exceptions:
         if isinstance(exc, BaseExceptionGroup):
-            out.extend(_leaves(exc))
+            out.extend(leaves_of(exc))
         else:
             out.append(exc)
     return out

@@ -28,14 +28,15 @@ from .base import (
     WireWatch as WireWatch,
 )
 
-TRANSPORTS = ("gateway",)
+TRANSPORTS = ("gateway", "grpc")
 """The names ``open_client(transport=...)`` takes."""
 
 
 def open_transport(
     kind: object, tls: ssl.SSLContext | None, dial_timeout: float | None = None
 ) -> Transport:
-    """The transport ``kind`` names (``"gateway"``), or ``kind`` itself if it is one; an
+    """The transport ``kind`` names (``"gateway"``, ``"grpc"``), or ``kind`` itself if it is
+    one; an
     httpx transport (such as the in-memory etcd) is carried by the gateway.
 
     ``tls``: the TLS setup for ``https://`` endpoints (None: the system's CAs);
@@ -50,6 +51,10 @@ def open_transport(
         return GatewayTransport(
             verify=True if tls is None else tls, dial_timeout=dial_timeout, http_transport=http
         )
+    if kind == "grpc":
+        from .grpc.transport import GrpcTransport
+
+        return GrpcTransport(tls=tls, dial_timeout=dial_timeout)
     raise ValueError(f"transport must be one of {', '.join(TRANSPORTS)}, or a transport: {kind!r}")
 
 

@@ -8,7 +8,9 @@ brings both. Fixtures:
 ``etcd_backend``
     One etcd to test against, parametrized over the in-memory
     :class:`~trio_etcd_tree.testing.FakeEtcd` and every
-    real etcd version asked for (``--etcd-versions``, default ``3.4,3.5``). Real servers are
+    real etcd version asked for (``--etcd-versions``, default ``3.4,3.5``), reached over
+    each transport asked for (``--etcd-transports``, default ``gateway``; ``gateway,grpc``
+    runs every real-server test over both). Real servers are
     started once per session (single node, loopback, temporary data dir) and shared: each
     test gets its own key ``prefix``. Tests marked ``real_only`` skip the fake.
 ``etcd_servers``
@@ -61,6 +63,8 @@ class EtcdBackend:
         prefix: a key prefix of this test's own (``b"/t7-test_name/"``).
         fake: the in-memory etcd, when ``kind == "fake"`` (for fault injection).
         cluster: the real cluster, otherwise.
+        wire: the transport a real server is reached with: ``"gateway"`` or ``"grpc"``
+            (``--etcd-transports``, default gateway; the in-memory etcd speaks the gateway).
     """
 
     kind: str
@@ -69,6 +73,7 @@ class EtcdBackend:
     fake: FakeEtcd | None = None
     cluster: EtcdCluster | None = None
     client_options: dict[str, Any] = field(default_factory=dict)
+    wire: str = "gateway"
 
     @property
     def is_fake(self) -> bool:
@@ -77,7 +82,7 @@ class EtcdBackend:
     @property
     def transport(self) -> object:
         """What ``open_client(transport=...)`` takes to reach this etcd."""
-        return self.fake if self.fake is not None else "gateway"
+        return self.fake if self.fake is not None else self.wire
 
     def client(self, **options: Any) -> AbstractAsyncContextManager[Client]:
         """``async with backend.client() as client``: a client to this etcd."""
@@ -91,6 +96,11 @@ class EtcdBackend:
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--etcd-transports",
+        default="gateway",
+        help="transports etcd_backend uses with real servers (comma-separated: gateway,grpc)",
+    )
     parser.addoption(
         "--etcd-versions",
         default="3.4,3.5",
@@ -122,13 +132,15 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     kinds = [v.strip() for v in metafunc.config.getoption("--etcd-versions").split(",") if v]
     if metafunc.definition.get_closest_marker("real_only") is None:
         kinds.insert(0, "fake")
+    wires = [w.strip() for w in metafunc.config.getoption("--etcd-transports").split(",") if w]
     params = [
         # pytest-trio takes the clock from the test's own arguments or from the runner of
         # its `trio` mark: the fake's parameter brings a runner with an autojump clock
         pytest.param(kind, marks=pytest.mark.trio(run=_run_on_autojump_clock))
         if kind == "fake"
-        else kind
+        else (kind if wire == "gateway" else f"{kind}/{wire}")
         for kind in kinds
+        for wire in (["gateway"] if kind == "fake" else wires)
     ]
     metafunc.parametrize("etcd_backend_kind", params, indirect=True)
 
@@ -219,5 +231,6 @@ async def etcd_backend(
         async with open_fake_etcd(progress_notify_interval=PROGRESS_NOTIFY_INTERVAL) as fake:
             yield EtcdBackend("fake", list(fake.endpoints), prefix, fake=fake)
         return
-    cluster = etcd_servers.get(etcd_backend_kind)
-    yield EtcdBackend(etcd_backend_kind, cluster.endpoints, prefix, cluster=cluster)
+    version, _, wire = etcd_backend_kind.partition("/")
+    cluster = etcd_servers.get(version)
+    yield EtcdBackend(version, cluster.endpoints, prefix, cluster=cluster, wire=wire or "gateway")

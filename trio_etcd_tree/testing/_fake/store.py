@@ -19,6 +19,8 @@ __all__ = [
     "Lessor",
     "MvccStore",
     "WriteTxn",
+    "as_bytes",
+    "in_range",
     "prefix_end",
 ]
 
@@ -59,6 +61,11 @@ class Event:
     type: str  # "PUT" or "DELETE"
     kv: KeyValue
     prev_kv: KeyValue | None
+
+
+def as_bytes(data: bytes | str) -> bytes:
+    """A key or value given as text or bytes, as bytes (text is UTF-8)."""
+    return data.encode() if isinstance(data, str) else data
 
 
 def prefix_end(prefix: bytes) -> bytes:

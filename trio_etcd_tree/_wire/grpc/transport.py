@@ -1,0 +1,282 @@
+"""etcd's native gRPC API as a :class:`~trio_etcd_tree._wire.base.Transport`: one HTTP/2
+connection per endpoint carries every unary call, every watch (on one Watch stream) and the
+lease keep-alives (on one LeaseKeepAlive stream).
+
+This module and :mod:`.connection` are the one place where gRPC's failures become our
+errors:
+
+==============================================  =========================  ================
+what failed                                      error (``kind``)           a write's outcome
+==============================================  =========================  ================
+no connection (refused, no route)                UnavailableError connect   not applied
+TLS handshake, or no ALPN ``h2``                 UnavailableError tls       not applied
+stream refused (REFUSED_STREAM, above GOAWAY)    UnavailableError lost      not applied
+connection lost, PING unanswered, stream reset   UnavailableError lost      unknown once sent
+an answer that does not parse                    ProtocolError              unknown
+``grpc-status`` from the server                  ``error_for`` (shared)     as ``error_for``
+==============================================  =========================  ================
+
+The connections' reader, writer and keep-alive tasks run as trio system tasks (the
+transport is created outside any nursery of the client); they never raise: a failure ends
+the connection and is reported to the calls on it.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any, Final, TypeVar, cast
+
+import trio
+
+from ..._core.errors import EtcdError, UnavailableError
+from ..base import (
+    AuthenticateRequest,
+    CallState,
+    CompactRequest,
+    DeleteRangeRequest,
+    LeaseGrantRequest,
+    LeaseKeepAliveRequest,
+    LeaseLeasesRequest,
+    LeaseRevokeRequest,
+    LeaseTimeToLiveRequest,
+    MemberListRequest,
+    PutRequest,
+    RangeRequest,
+    Request,
+    StatusRequest,
+    TxnRequest,
+    WatchCreateRequest,
+)
+from . import codec
+from .connection import (
+    KEEPALIVE_TIME,
+    KEEPALIVE_TIMEOUT,
+    GrpcConnection,
+    Method,
+    connect_endpoint,
+)
+from .streams import KeepAliveStream, MuxWatch, WatchMux
+
+__all__ = ["GrpcTransport"]
+
+R = TypeVar("R")
+
+
+def _range(r: RangeRequest) -> bytes:
+    return codec.range_request(
+        r.key,
+        r.range_end,
+        limit=r.limit,
+        revision=r.revision,
+        keys_only=r.keys_only,
+        count_only=r.count_only,
+        sort_order=r.sort_order,
+        sort_target=r.sort_target,
+        serializable=r.serializable,
+        min_mod_revision=r.min_mod_revision,
+    )
+
+
+_CALLS: Final[dict[type[Any], tuple[Method, Callable[[Any], bytes], Callable[[bytes], Any]]]] = {
+    RangeRequest: (Method("/etcdserverpb.KV/Range"), _range, codec.range_result),
+    PutRequest: (
+        Method("/etcdserverpb.KV/Put"),
+        lambda r: codec.put_request(r.key, r.value, lease=r.lease, prev_kv=r.prev_kv),
+        codec.put_result,
+    ),
+    DeleteRangeRequest: (
+        Method("/etcdserverpb.KV/DeleteRange"),
+        lambda r: codec.delete_request(r.key, r.range_end, prev_kv=r.prev_kv),
+        codec.delete_result,
+    ),
+    TxnRequest: (
+        Method("/etcdserverpb.KV/Txn"),
+        lambda r: codec.txn_request(r.compare, r.success, r.failure),
+        codec.txn_result,
+    ),
+    CompactRequest: (
+        Method("/etcdserverpb.KV/Compact"),
+        lambda r: codec.compaction_request(r.revision, physical=r.physical),
+        codec.header_only,
+    ),
+    LeaseGrantRequest: (
+        Method("/etcdserverpb.Lease/LeaseGrant"),
+        lambda r: codec.lease_grant_request(r.ttl, r.id),
+        codec.lease_grant,
+    ),
+    LeaseRevokeRequest: (
+        Method("/etcdserverpb.Lease/LeaseRevoke"),
+        lambda r: codec.lease_id_request(r.id),
+        codec.header_only,
+    ),
+    LeaseTimeToLiveRequest: (
+        Method("/etcdserverpb.Lease/LeaseTimeToLive"),
+        lambda r: codec.lease_time_to_live_request(r.id, keys=r.keys),
+        codec.lease_info,
+    ),
+    LeaseLeasesRequest: (
+        Method("/etcdserverpb.Lease/LeaseLeases"),
+        lambda r: codec.EMPTY_REQUEST,
+        codec.leases,
+    ),
+    AuthenticateRequest: (
+        Method("/etcdserverpb.Auth/Authenticate"),
+        lambda r: codec.authenticate_request(r.name, r.password),
+        codec.token,
+    ),
+    StatusRequest: (
+        Method("/etcdserverpb.Maintenance/Status"),
+        lambda r: codec.EMPTY_REQUEST,
+        codec.status,
+    ),
+    MemberListRequest: (
+        Method("/etcdserverpb.Cluster/MemberList"),
+        lambda r: codec.EMPTY_REQUEST,
+        codec.members,
+    ),
+}
+
+
+class _Endpoint:
+    """One endpoint's connection and its long-lived streams (one set per token)."""
+
+    def __init__(self, connection: GrpcConnection) -> None:
+        self.connection = connection
+        self.muxes: dict[str | None, WatchMux] = {}
+        self.keepalives: dict[str | None, KeepAliveStream] = {}
+
+    def mux(self, token: str | None, max_buffered: int) -> WatchMux:
+        mux = self.muxes.get(token)
+        if mux is None:
+            mux = self.muxes[token] = WatchMux(
+                self.connection, token=token, max_buffered=max_buffered
+            )
+        return mux
+
+    def keepalive(self, token: str | None) -> KeepAliveStream:
+        stream = self.keepalives.get(token)
+        if stream is None:
+            stream = self.keepalives[token] = KeepAliveStream(self.connection, token=token)
+        return stream
+
+
+class GrpcTransport:
+    """etcd's gRPC API over HTTP/2 (trio + hyper-h2), one connection per endpoint.
+
+    Args:
+        tls: the TLS setup for ``https://`` endpoints (None: the system's CAs); ALPN ``h2``
+            is added to it.
+        keepalive_time, keepalive_timeout: the PING keep-alive (see :mod:`.connection`): a
+            dead or frozen member is noticed within their sum (10 s by default).
+        max_buffered: messages a watch may hold unread before it is cancelled and resumed.
+        connect: make the byte stream to an endpoint instead of TCP/TLS (the in-memory
+            etcd's gRPC front uses it).
+        dial_timeout: seconds to open a connection, TLS handshake included (None: no limit
+            of its own).
+    """
+
+    def __init__(
+        self,
+        *,
+        tls: ssl.SSLContext | None = None,
+        keepalive_time: float = KEEPALIVE_TIME,
+        keepalive_timeout: float = KEEPALIVE_TIMEOUT,
+        max_buffered: int = 1024,
+        connect: Callable[[str], trio.abc.Stream] | None = None,
+        dial_timeout: float | None = None,
+    ) -> None:
+        self._tls = tls
+        self._dial_timeout = dial_timeout
+        self._keepalive = (keepalive_time, keepalive_timeout)
+        self._max_buffered = max_buffered
+        self._connect = connect
+        self._endpoints: dict[str, _Endpoint] = {}
+        self._locks: dict[str, trio.Lock] = {}
+        self._closed = False
+
+    async def call(
+        self, endpoint: str, request: Request[R], *, token: str | None, state: CallState
+    ) -> R:
+        what = request.describe()
+        peer = await self._endpoint(endpoint)
+        if isinstance(request, LeaseKeepAliveRequest):
+            state.mark_sent()
+            ttl = await peer.keepalive(token).keep_alive_once(request.id)
+            state.mark_answered()
+            return cast("R", ttl)
+        method, encode, decode = _CALLS[type(request)]
+        data = await peer.connection.unary(
+            method,
+            encode(request),
+            request_desc=what,
+            state=state,
+            token=token,
+            writes=request.writes,
+        )
+        try:
+            return cast("R", decode(data))
+        except EtcdError as exc:
+            exc.request, exc.endpoint = what, endpoint
+            exc.outcome_unknown = request.writes
+            raise
+
+    @asynccontextmanager
+    async def watch(
+        self, endpoint: str, create: WatchCreateRequest, *, token: str | None
+    ) -> AsyncIterator[MuxWatch]:
+        peer = await self._endpoint(endpoint)
+        mux = peer.mux(token, self._max_buffered)
+        watch = await mux.watch(create)
+        try:
+            yield watch
+        finally:
+            await mux.cancel(watch)
+
+    def discard(self, endpoint: str) -> None:
+        peer = self._endpoints.pop(endpoint, None)
+        if peer is not None:
+            peer.connection.close()
+
+    async def aclose(self) -> None:
+        """Close every connection and wait (briefly: nothing is sent) until their sockets
+        are closed. Cancellation: the connections are closed even when this is cancelled."""
+        self._closed = True
+        peers = list(self._endpoints.values())
+        self._endpoints.clear()
+        for peer in peers:
+            peer.connection.close()
+        with trio.CancelScope(shield=True):
+            for peer in peers:
+                await peer.connection.finished.wait()
+
+    def connection_count(self) -> int:
+        """Open connections (one per endpoint in use)."""
+        return sum(1 for p in self._endpoints.values() if p.connection.usable)
+
+    async def _endpoint(self, endpoint: str) -> _Endpoint:
+        peer = self._endpoints.get(endpoint)
+        if peer is not None and peer.connection.usable:
+            await trio.lowlevel.checkpoint()
+            return peer
+        lock = self._locks.setdefault(endpoint, trio.Lock())
+        async with lock:
+            peer = self._endpoints.get(endpoint)
+            if peer is not None and peer.connection.usable:
+                return peer
+            if self._closed:
+                raise UnavailableError("the client is closed", kind="connect", endpoint=endpoint)
+            factory = self._connect
+            connection = await connect_endpoint(
+                endpoint,
+                ssl_context=self._tls,
+                keepalive_time=self._keepalive[0],
+                keepalive_timeout=self._keepalive[1],
+                connect=None if factory is None else lambda: factory(endpoint),
+                dial_timeout=self._dial_timeout,
+            )
+            trio.lowlevel.spawn_system_task(connection.run)
+            await connection.started.wait()
+            peer = self._endpoints[endpoint] = _Endpoint(connection)
+            return peer
