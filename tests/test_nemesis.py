@@ -15,7 +15,9 @@ import trio
 import trio.testing
 
 from trio_etcd_tree import mount, open_client
-from trio_etcd_tree.testing import _fake, open_fake_etcd
+from trio_etcd_tree.testing import open_fake_etcd
+from trio_etcd_tree.testing._fake import watch as fake_watch
+from trio_etcd_tree.testing._fake.store import Event as FakeEvent
 from trio_etcd_tree.testing.nemesis import (
     FAULT_KINDS,
     Fault,
@@ -329,17 +331,19 @@ async def test_a_run_with_every_fault_passes_on_the_in_memory_etcd() -> None:
 
 @autojump
 async def test_a_broken_mirror_fails_the_checker(monkeypatch: pytest.MonkeyPatch) -> None:
-    deliver = _fake._WatchStream.deliver
+    deliver = fake_watch.WatchStream.deliver
     dropped: list[int] = []
 
-    def forgetful(self: _fake._WatchStream, w: _fake._Watcher, events: list, revision: int) -> None:  # type: ignore[type-arg]
+    def forgetful(
+        self: fake_watch.WatchStream, w: fake_watch._Watcher, events: list[FakeEvent], revision: int
+    ) -> None:
         # a watch that loses the first change of one key: a mirror missing a revision
         kept = [ev for ev in events if not (ev.kv.key.endswith(b"/w1/k2") and not dropped)]
         if len(kept) < len(events):
             dropped.append(revision)
         deliver(self, w, kept, revision)
 
-    monkeypatch.setattr(_fake._WatchStream, "deliver", forgetful)
+    monkeypatch.setattr(fake_watch.WatchStream, "deliver", forgetful)
     report = await run_fake(Options(seed=2, seconds=20, kinds=["compact"], write_timeout=3))
     assert dropped
     assert not report.ok
