@@ -427,3 +427,69 @@ async def test_gateway_watch_cannot_ask_for_progress(
         async with et.open_client(fake.endpoints, transport=transport) as client:
             await client.put("/a", "1")  # a transport object is used as it is
         await transport.aclose()
+
+
+class Tracing(httpx.AsyncBaseTransport):
+    """An httpx transport that reports through httpcore's trace hook how far each request
+    got, as httpcore's connection pool does, and fails (or hangs) at the event it is told."""
+
+    EVENTS = (
+        "http11.send_request_headers.started",
+        "http11.send_request_body.started",
+        "http11.receive_response_headers.started",
+    )
+
+    def __init__(self, at: str, error: Exception | None) -> None:
+        self.at = at
+        self.error = error  # None: hang there
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        trace = request.extensions["trace"]
+        for event in self.EVENTS:
+            await trace(event, {})
+            if event == self.at:
+                if self.error is None:
+                    await trio.sleep_forever()
+                raise self.error
+        await trace("http11.receive_response_headers.complete", {})
+        return httpx.Response(200, json={"header": {"revision": "5"}})
+
+
+@pytest.mark.parametrize(
+    ("at", "error", "kind", "unknown"),
+    [
+        # the connection broke while the headers went out: the body never did
+        ("http11.send_request_headers.started", httpx.WriteError("EPIPE"), "lost", False),
+        # ... after the body started to go out: it may have been applied
+        ("http11.send_request_body.started", httpx.WriteError("EPIPE"), "lost", True),
+        ("http11.receive_response_headers.started", httpx.ReadError("reset"), "lost", True),
+        # no answer within attempt_timeout, before and after the body started to go out
+        ("http11.send_request_headers.started", None, "timeout", False),
+        ("http11.receive_response_headers.started", None, "timeout", True),
+    ],
+)
+async def test_outcome_follows_how_far_the_request_got(
+    at: str,
+    error: Exception | None,
+    kind: str,
+    unknown: bool,
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    from trio_etcd_tree._wire.gateway.transport import GatewayTransport
+
+    transport = GatewayTransport(http_transport=Tracing(at, error))
+    transport._traced = True  # it reports like httpcore's own pool: trust its trace
+    async with et.open_client(
+        "http://x:2379", transport=transport, attempt_timeout=ATTEMPT, request_deadline=5
+    ) as client:
+        with pytest.raises(et.UnavailableError) as info:
+            await client.put("/a", "1")
+    if unknown:  # raised at once: never repeated
+        assert (info.value.kind, info.value.outcome_unknown) == (kind, True)
+    else:  # certainly not applied: repeated until the deadline, then reported
+        assert info.value.kind == "timeout"
+        assert not info.value.outcome_unknown
+        seen = "the connection broke (" if kind == "lost" else "(attempt_timeout)"
+        assert seen in str(info.value)  # what the last attempt met
+        assert "may or may not" not in str(info.value)
+        assert trio.current_time() == pytest.approx(5)

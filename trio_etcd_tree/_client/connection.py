@@ -139,7 +139,8 @@ class Connection:
         state, endpoint = attempt.state, attempt.endpoint
         if state is not None and endpoint is not None and not state.answered:
             self.endpoint_failed(endpoint)
-        tried = "; ".join(attempt.failures) or "the server did not answer"
+        tried = "; ".join(f"{e}: {m}" for e, m in attempt.failures.items())
+        tried = tried or "the server did not answer"
         raise UnavailableError(
             f"no answer within {self.request_deadline:g} s (request_deadline): {tried}",
             kind="timeout",
@@ -154,7 +155,6 @@ class Connection:
         backoff = Backoff()
         renewed = False
         while True:
-            attempt.failures = []
             endpoints = [only] if only else self.endpoints.order()
             i = 0
             while i < len(endpoints):
@@ -208,7 +208,7 @@ class Connection:
             # a setup error that every endpoint would repeat, or a write that may have
             # been applied: not for another endpoint to repeat
             raise exc
-        attempt.failures.append(f"{endpoint}: {exc.message}")
+        attempt.failures[endpoint] = exc.message  # (the latest failure of each endpoint)
 
     # --- watches ---------------------------------------------------------------------------
 
@@ -228,4 +228,4 @@ class _Attempt:
         self.endpoint: str | None = None
         self.last: UnavailableError | None = None
         self.state: CallState | None = None
-        self.failures: list[str] = []
+        self.failures: dict[str, str] = {}
