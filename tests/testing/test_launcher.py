@@ -423,7 +423,7 @@ def test_atexit_hook_kills_forgotten_members(tmp_path: Path) -> None:
         f"base_dir=Path({str(tmp_path)!r}))\n"
         "print(cluster.members[0].pid, flush=True)\n"
     )
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parent.parent.parent
     env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     result = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parent.parent / "trio_etcd_tree"
+PACKAGE = Path(__file__).resolve().parent.parent.parent / "trio_etcd_tree"
 
 # Modules that carry etcd's wire format: only the wire itself may import them.
 WIRE_FORMAT = ("httpx", "httpcore", "h2", "hpack", "google.protobuf", "grpc")
