@@ -706,6 +706,25 @@ async def test_delay_then_member_down(
             await client.post("/v3/kv/range", json={"key": b("a")})
 
 
+async def test_restore_brings_ended_leases_back(fake: FakeEtcd, client: httpx.AsyncClient) -> None:
+    """Found by the fault-injection suite (nemesis finding 4): a restore brought keys back
+    without their leases, so they never expired. etcd restores its lease table: the lease
+    lives its TTL again unless kept alive, then its keys go."""
+    lease = int((await call(client, "/v3/lease/grant", {"TTL": 5}))["ID"])
+    fake.put("held", "1", lease=lease)
+    backup = fake.revision
+    await call(client, "/v3/lease/revoke", {"ID": lease})
+    assert fake.get("held") is None
+    fake.restore(backup)
+    assert fake.get("held") is not None
+    r = await call(client, "/v3/lease/timetolive", {"ID": lease, "keys": True})
+    assert r["keys"] == [b("held")]
+    assert 0 < int(r["TTL"]) <= 5  # alive again, for its TTL
+    await trio.sleep(5)
+    await trio.testing.wait_all_tasks_blocked()
+    assert fake.get("held") is None  # expired: nobody kept it alive
+
+
 async def test_restore_and_cluster_id(fake: FakeEtcd, client: httpx.AsyncClient) -> None:
     lease = int((await call(client, "/v3/lease/grant", {"TTL": 50}))["ID"])
     fake.put("a", "1")

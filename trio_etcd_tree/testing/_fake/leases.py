@@ -25,15 +25,16 @@ class Leases:
 
     # ---- expiry ----------------------------------------------------------------------------
 
-    def _kick(self) -> None:
+    def kick(self) -> None:
+        """The leases changed: the expiry loop looks at their deadlines again."""
         self._changed.set()
 
     def _revoke_lease(self, lease: Lease) -> None:
-        del self._lessor.leases[lease.id]
+        self._lessor.end(lease.id)
         with self._cluster.write() as w:
             for key in sorted(lease.keys):
                 w.delete_range(key, b"")
-        self._kick()
+        self.kick()
 
     def expire(self) -> None:
         """Revoke every lease whose deadline has passed (done before each request too)."""
@@ -61,7 +62,7 @@ class Leases:
         lease_id = f.get_int("ID") or self._next_id()
         self._cluster.raft_index += 1
         lease = self._lessor.grant(lease_id, f.get_int("TTL"), trio.current_time())
-        self._kick()
+        self.kick()
         header = self._cluster.header(ctx.member)
         return {"header": header, "ID": str(lease.id), "TTL": str(lease.ttl)}
 
@@ -99,7 +100,7 @@ class Leases:
             if ttl:
                 result["TTL"] = str(ttl)
             lines.append(result_line(result))
-        self._kick()
+        self.kick()
         return httpx.Response(
             200, headers={"content-type": "application/json"}, content=b"".join(lines)
         )

@@ -142,7 +142,8 @@ class FakeEtcd(httpx.AsyncBaseTransport):
         """Go back to the state at ``revision`` (a restored backup); open watches break."""
         store = self._cluster.store
         store.restore(revision)
-        self._cluster.lessor.reattach(store.range(b"\0", b"\0"))
+        self._cluster.lessor.reattach(store.range(b"\0", b"\0"), trio.current_time())
+        self._leases.kick()
         self.break_watches("mid-line")
 
     def new_cluster_id(self, cluster_id: int | None = None) -> None:

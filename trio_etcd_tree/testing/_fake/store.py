@@ -308,6 +308,13 @@ class Lessor:
 
     def __init__(self) -> None:
         self.leases: dict[int, Lease] = {}
+        self.ended: dict[int, int] = {}  # the TTL of each lease revoked or expired
+
+    def end(self, lease_id: int) -> Lease:
+        """Forget a lease (revoked or expired), remembering its TTL for a restore."""
+        lease = self.leases.pop(lease_id)
+        self.ended[lease_id] = lease.ttl
+        return lease
 
     def grant(self, lease_id: int, ttl: int, now: float) -> Lease:
         if lease_id in self.leases:
@@ -349,9 +356,14 @@ class Lessor:
     def next_deadline(self) -> float | None:
         return min((lease.deadline for lease in self.leases.values()), default=None)
 
-    def reattach(self, kvs: list[KeyValue]) -> None:
-        """Rebuild the key sets from the live kvs (after a restore)."""
+    def reattach(self, kvs: list[KeyValue], now: float) -> None:
+        """Rebuild the key sets from the live kvs (after a restore). A lease that ended
+        after the backup comes back with it, as etcd restores its lease table, and lives
+        its TTL again unless it is kept alive."""
         for lease in self.leases.values():
             lease.keys.clear()
         for kv in kvs:
+            ttl = self.ended.pop(kv.lease, None)
+            if ttl is not None:
+                self.leases[kv.lease] = Lease(kv.lease, ttl, now + ttl)
             self.move_key(kv.key, 0, kv.lease)
