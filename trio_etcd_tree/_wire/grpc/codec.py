@@ -29,6 +29,7 @@ from ..._core.types import (
     TxnResult,
 )
 from ..._core.util import gc_paused
+from ..base import DeleteRangeRequest, PutRequest, RangeRequest
 from . import messages as pb
 
 __all__ = [
@@ -64,76 +65,41 @@ _FILTERS = {"NOPUT": 0, "NODELETE": 1}
 # --- requests ------------------------------------------------------------------------------
 
 
-def _range_message(
-    key: bytes,
-    range_end: bytes | None,
-    *,
-    limit: int = 0,
-    revision: int = 0,
-    keys_only: bool = False,
-    count_only: bool = False,
-    sort_order: str | None = None,
-    sort_target: str | None = None,
-    serializable: bool = False,
-    min_mod_revision: int = 0,
-) -> Any:
+def _range_message(r: RangeRequest) -> Any:
     return pb.RangeRequest(
-        key=key,
-        range_end=range_end or b"",
-        limit=limit,
-        revision=revision,
-        keys_only=keys_only,
-        count_only=count_only,
-        sort_order=_SORT_ORDERS[sort_order or "NONE"],
-        sort_target=_SORT_TARGETS[sort_target or "KEY"],
-        serializable=serializable,
-        min_mod_revision=min_mod_revision,
+        key=r.key,
+        range_end=r.range_end or b"",
+        limit=r.limit,
+        revision=r.revision,
+        keys_only=r.keys_only,
+        count_only=r.count_only,
+        sort_order=_SORT_ORDERS[r.sort_order or "NONE"],
+        sort_target=_SORT_TARGETS[r.sort_target or "KEY"],
+        serializable=r.serializable,
+        min_mod_revision=r.min_mod_revision,
     )
 
 
-def range_request(
-    key: bytes,
-    range_end: bytes | None = None,
-    *,
-    limit: int = 0,
-    revision: int = 0,
-    keys_only: bool = False,
-    count_only: bool = False,
-    sort_order: str | None = None,
-    sort_target: str | None = None,
-    serializable: bool = False,
-    min_mod_revision: int = 0,
-) -> bytes:
-    data: bytes = _range_message(
-        key,
-        range_end,
-        limit=limit,
-        revision=revision,
-        keys_only=keys_only,
-        count_only=count_only,
-        sort_order=sort_order,
-        sort_target=sort_target,
-        serializable=serializable,
-        min_mod_revision=min_mod_revision,
-    ).SerializeToString()
+def range_request(r: RangeRequest) -> bytes:
+    data: bytes = _range_message(r).SerializeToString()
     return data
 
 
-def _put_message(key: bytes, value: bytes, *, lease: int = 0, prev_kv: bool = False) -> Any:
-    return pb.PutRequest(key=key, value=value, lease=lease, prev_kv=prev_kv)
+def _put_message(r: PutRequest | Put) -> Any:
+    return pb.PutRequest(key=r.key, value=r.value, lease=r.lease, prev_kv=r.prev_kv)
 
 
-def put_request(key: bytes, value: bytes, *, lease: int = 0, prev_kv: bool = False) -> bytes:
-    data: bytes = _put_message(key, value, lease=lease, prev_kv=prev_kv).SerializeToString()
+def put_request(r: PutRequest) -> bytes:
+    data: bytes = _put_message(r).SerializeToString()
     return data
 
 
-def _delete_message(key: bytes, range_end: bytes | None, *, prev_kv: bool = False) -> Any:
-    return pb.DeleteRangeRequest(key=key, range_end=range_end or b"", prev_kv=prev_kv)
+def _delete_message(r: DeleteRangeRequest | Delete) -> Any:
+    return pb.DeleteRangeRequest(key=r.key, range_end=r.range_end or b"", prev_kv=r.prev_kv)
 
 
-def delete_request(key: bytes, range_end: bytes | None = None, *, prev_kv: bool = False) -> bytes:
-    data: bytes = _delete_message(key, range_end, prev_kv=prev_kv).SerializeToString()
+def delete_request(r: DeleteRangeRequest) -> bytes:
+    data: bytes = _delete_message(r).SerializeToString()
     return data
 
 
@@ -153,26 +119,11 @@ def _compare_message(compare: Compare) -> Any:
 
 def _op_message(op: Op) -> Any:
     if isinstance(op, Get):
-        return pb.RequestOp(
-            request_range=_range_message(
-                op.key,
-                op.range_end,
-                limit=op.limit,
-                revision=op.revision,
-                keys_only=op.keys_only,
-                count_only=op.count_only,
-                sort_order=op.sort_order,
-                sort_target=op.sort_target,
-            )
-        )
+        return pb.RequestOp(request_range=_range_message(RangeRequest.of(op)))
     if isinstance(op, Put):
-        return pb.RequestOp(
-            request_put=_put_message(op.key, op.value, lease=op.lease, prev_kv=op.prev_kv)
-        )
+        return pb.RequestOp(request_put=_put_message(op))
     if isinstance(op, Delete):
-        return pb.RequestOp(
-            request_delete_range=_delete_message(op.key, op.range_end, prev_kv=op.prev_kv)
-        )
+        return pb.RequestOp(request_delete_range=_delete_message(op))
     if isinstance(op, Txn):
         return pb.RequestOp(request_txn=_txn_message(op.compare, op.success, op.failure))
     raise TypeError(f"not a transaction operation: {op!r}")

@@ -64,31 +64,16 @@ __all__ = ["GrpcTransport"]
 R = TypeVar("R")
 
 
-def _range(r: RangeRequest) -> bytes:
-    return codec.range_request(
-        r.key,
-        r.range_end,
-        limit=r.limit,
-        revision=r.revision,
-        keys_only=r.keys_only,
-        count_only=r.count_only,
-        sort_order=r.sort_order,
-        sort_target=r.sort_target,
-        serializable=r.serializable,
-        min_mod_revision=r.min_mod_revision,
-    )
-
-
 _CALLS: Final[dict[type[Any], tuple[Method, Callable[[Any], bytes], Callable[[bytes], Any]]]] = {
-    RangeRequest: (Method("/etcdserverpb.KV/Range"), _range, codec.range_result),
+    RangeRequest: (Method("/etcdserverpb.KV/Range"), codec.range_request, codec.range_result),
     PutRequest: (
         Method("/etcdserverpb.KV/Put"),
-        lambda r: codec.put_request(r.key, r.value, lease=r.lease, prev_kv=r.prev_kv),
+        codec.put_request,
         codec.put_result,
     ),
     DeleteRangeRequest: (
         Method("/etcdserverpb.KV/DeleteRange"),
-        lambda r: codec.delete_request(r.key, r.range_end, prev_kv=r.prev_kv),
+        codec.delete_request,
         codec.delete_result,
     ),
     TxnRequest: (
