@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Literal, TypeAlias
 
 import pytest
+from conformance import current_revision
 
 from trio_etcd_tree import (
     Client,
@@ -34,11 +35,6 @@ MiB = 1024 * 1024
 
 SortOrder: TypeAlias = Literal["NONE", "ASCEND", "DESCEND"]
 SortTarget: TypeAlias = Literal["KEY", "VERSION", "CREATE", "MOD", "VALUE"]
-
-
-async def current_revision(client: Client) -> int:
-    """The store's current revision (a count-only range answers with it in its header)."""
-    return (await client.range(b"\0", count_only=True)).revision
 
 
 # --- put / get / range ----------------------------------------------------------------------

@@ -9,43 +9,18 @@ import random
 
 import pytest
 import trio
+from conformance import current_revision, event_responses, flat
 
 from trio_etcd_tree import (
-    Client,
     Compare,
-    Event,
     EventType,
     InvalidRequestError,
     KeyValue,
     LeaseInfo,
     NotFoundError,
     Put,
-    WatchResponse,
-    WatchStream,
 )
 from trio_etcd_tree.testing.pytest_plugin import EtcdBackend
-
-
-async def current_revision(client: Client) -> int:
-    return (await client.range(b"\0", count_only=True)).revision
-
-
-async def event_responses(stream: WatchStream, n: int) -> list[WatchResponse]:
-    """The responses that carry events, until ``n`` events came (progress reports skipped)."""
-    out: list[WatchResponse] = []
-    count = 0
-    async for response in stream:
-        if response.events:
-            out.append(response)
-            count += len(response.events)
-            if count >= n:
-                break
-    assert count == n
-    return out
-
-
-def flat(responses: list[WatchResponse]) -> list[Event]:
-    return [event for response in responses for event in response.events]
 
 
 def unknown_lease_id() -> int:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import pytest
 import trio
+from conformance import current_revision, event_responses, flat
 
 from trio_etcd_tree import (
-    Client,
     CompactedError,
     ConnectionState,
     Delete,
@@ -18,34 +18,10 @@ from trio_etcd_tree import (
     EventType,
     KeyValue,
     Put,
-    WatchResponse,
-    WatchStream,
 )
 from trio_etcd_tree.testing.pytest_plugin import EtcdBackend
 
 PUT, DELETE = EventType.PUT, EventType.DELETE
-
-
-async def current_revision(client: Client) -> int:
-    return (await client.range(b"\0", count_only=True)).revision
-
-
-async def event_responses(stream: WatchStream, n: int) -> list[WatchResponse]:
-    """The responses that carry events, until ``n`` events came (progress reports skipped)."""
-    out: list[WatchResponse] = []
-    count = 0
-    async for response in stream:
-        if response.events:
-            out.append(response)
-            count += len(response.events)
-            if count >= n:
-                break
-    assert count == n
-    return out
-
-
-def flat(responses: list[WatchResponse]) -> list[Event]:
-    return [event for response in responses for event in response.events]
 
 
 async def test_watch_puts_and_deletes_in_order(etcd_backend: EtcdBackend) -> None:
