@@ -300,11 +300,11 @@ async def test_endpoint_forms() -> None:
 @pytest.mark.parametrize(
     ("endpoints", "message"),
     [
-        ("http://[::1", "endpoint 'http://\\[::1' is not a URL"),
-        ("http://h:port", "is not a URL"),
-        ("ftp://h:1", "not an http:// or https:// URL"),
-        ("http://h:1/path", "not an http:// or https:// URL"),
-        ("http://:1", "not an http:// or https:// URL"),
+        ("http://[::1", r"^not an endpoint: 'http://\[::1' \(Invalid IPv6 URL\)"),
+        ("http://h:port", r"^not an endpoint: 'http://h:port' \(Port could not be cast"),
+        ("ftp://h:1", r"^not an endpoint: 'ftp://h:1' \(say host:port or http://host:port\)"),
+        ("http://h:1/path", r"^not an endpoint: 'http://h:1/path' \(say host:port"),
+        ("http://:1", r"^not an endpoint: 'http://:1' \(say host:port"),
     ],
 )
 async def test_bad_endpoints_are_refused_at_once(endpoints: str, message: str) -> None:

@@ -15,6 +15,7 @@ import trio.testing
 
 import trio_etcd_tree as et
 from trio_etcd_tree._cli import common, output
+from trio_etcd_tree._client import endpoint_urls
 from trio_etcd_tree._yaml import Progress
 
 
@@ -51,15 +52,15 @@ def test_durations() -> None:
 
 
 def test_endpoints() -> None:
-    assert common.endpoints("a:1, http://b:2,", False) == ["http://a:1", "http://b:2"]
-    assert common.endpoints("a:1", True) == ["https://a:1"]
-    assert common.endpoints("[::1]:2379", False) == ["http://[::1]:2379"]
+    assert endpoint_urls("a:1, http://b:2,", tls=False) == ["http://a:1", "http://b:2"]
+    assert endpoint_urls("a:1", tls=True) == ["https://a:1"]
+    assert endpoint_urls("[::1]:2379", tls=False) == ["http://[::1]:2379"]
     with pytest.raises(ValueError, match=r"^not an endpoint: 'http://\[::1' \("):
-        common.endpoints("http://[::1", False)
+        endpoint_urls("http://[::1", tls=False)
     with pytest.raises(ValueError, match=r"^not an endpoint: 'ftp://x' \(say host:port"):
-        common.endpoints("ftp://x", False)
-    with pytest.raises(ValueError, match="no endpoint given"):
-        common.endpoints(" , ", False)
+        endpoint_urls("ftp://x", tls=False)
+    with pytest.raises(ValueError, match="at least one endpoint is needed"):
+        endpoint_urls(" , ", tls=False)
 
 
 def test_settings_from_options_and_variables(monkeypatch: pytest.MonkeyPatch) -> None:

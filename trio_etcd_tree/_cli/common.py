@@ -18,11 +18,10 @@ from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, NoReturn, TextIO, TypeVar
-from urllib.parse import urlsplit
 
 import trio
 
-from .._client import Client, open_client
+from .._client import Client, endpoint_urls, open_client
 from .._core.errors import EtcdError, UnavailableError
 from .._wire import TRANSPORTS
 
@@ -126,28 +125,6 @@ def duration(text: str) -> float:
     return value
 
 
-def endpoints(text: str, tls: bool) -> list[str]:
-    """etcdctl's endpoints: comma-separated, a scheme optional (``https://`` when TLS is
-    configured); ``ValueError`` naming the endpoint that is not a URL."""
-    scheme = "https://" if tls else "http://"
-    urls = []
-    for given in (e.strip() for e in text.split(",")):
-        if not given:
-            continue
-        url = given if "://" in given else scheme + given
-        try:
-            parsed = urlsplit(url)
-            parsed.port  # noqa: B018  (raises for a port that is not a number)
-        except ValueError as exc:
-            raise ValueError(f"not an endpoint: {given!r} ({exc})") from None
-        if parsed.scheme not in ("http", "https") or not parsed.hostname:
-            raise ValueError(f"not an endpoint: {given!r} (say host:port or http://host:port)")
-        urls.append(url)
-    if not urls:
-        raise ValueError("no endpoint given")
-    return urls
-
-
 @dataclass(frozen=True, slots=True)
 class Settings:
     """The connection, as the options and ``ETCDCTL_*`` variables give it."""
@@ -196,9 +173,9 @@ def settings(args: argparse.Namespace) -> Settings:
             raise UsageError(f"{where}: {exc}") from None
 
     tls_given = any(_option(args, n)[0] for n in ("cacert", "cert", "key"))
-    urls = value("endpoints", lambda t: endpoints(t, tls_given), None)
+    urls = value("endpoints", lambda t: endpoint_urls(t, tls=tls_given), None)
     if urls is None:
-        urls = endpoints("127.0.0.1:2379", tls_given)
+        urls = endpoint_urls("127.0.0.1:2379", tls=tls_given)
     user, user_where = _option(args, "user")
     password, _ = _option(args, "password")
     if user is not None and ":" in user and password is None:

@@ -4,7 +4,11 @@ Python types to a transport (:mod:`trio_etcd_tree._wire`)."""
 
 from __future__ import annotations
 
-from .client import Client as Client, open_client as open_client
+from .client import (
+    Client as Client,
+    endpoint_urls as endpoint_urls,
+    open_client as open_client,
+)
 from .connection import Credentials as Credentials
 from .lease import Lease as Lease
 from .watch import (

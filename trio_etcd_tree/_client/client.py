@@ -45,7 +45,7 @@ from .connection import Connection, Credentials
 from .lease import Lease, open_lease
 from .watch import WatchStream, open_watch
 
-__all__ = ["Client", "open_client"]
+__all__ = ["Client", "endpoint_urls", "open_client"]
 
 SortOrder = Literal["NONE", "ASCEND", "DESCEND"]
 SortTarget = Literal["KEY", "VERSION", "CREATE", "MOD", "VALUE"]
@@ -103,7 +103,7 @@ async def open_client(
     Cancellation: entering does no I/O (authentication happens on the first request);
     leaving closes the connections and never blocks on the network.
     """
-    urls = _endpoint_urls(endpoints)
+    urls = endpoint_urls(endpoints)
     if (username is None) != (password is None):
         raise ValueError("give both username and password, or neither")
     if client_key is not None and client_cert is None:
@@ -135,27 +135,27 @@ async def open_client(
             await wire.aclose()
 
 
-def _endpoint_urls(endpoints: str | Sequence[str]) -> list[str]:
-    """The endpoints as URLs: a scheme added where missing, anything else refused at once."""
+def endpoint_urls(endpoints: str | Sequence[str], *, tls: bool = False) -> list[str]:
+    """Endpoints as URLs, as etcdctl takes them: one string of comma-separated endpoints or
+    a sequence, the scheme optional (``http://``, or ``https://`` with ``tls``); a
+    ``ValueError`` naming the first that is not an ``http://`` or ``https://`` URL of a
+    host."""
     if isinstance(endpoints, str):
         endpoints = endpoints.split(",")
+    scheme = "https://" if tls else "http://"
     urls = []
-    for given in endpoints:
-        text = given.strip().rstrip("/")
-        if not text:
+    for given in (e.strip() for e in endpoints):
+        if not given:
             continue
-        if "://" not in text:
-            text = "http://" + text
+        url = (given if "://" in given else scheme + given).rstrip("/")
         try:
-            parts = urlsplit(text)
+            parts = urlsplit(url)
             parts.port  # noqa: B018  (raises for a port that is not a number)
         except ValueError as exc:
-            raise ValueError(f"endpoint {given.strip()!r} is not a URL: {exc}") from None
+            raise ValueError(f"not an endpoint: {given!r} ({exc})") from None
         if parts.scheme not in ("http", "https") or not parts.hostname or parts.path:
-            raise ValueError(
-                f"endpoint {given.strip()!r} is not an http:// or https:// URL of a host (and port)"
-            )
-        urls.append(text)
+            raise ValueError(f"not an endpoint: {given!r} (say host:port or http://host:port)")
+        urls.append(url)
     if not urls:
         raise ValueError("at least one endpoint is needed")
     return urls
