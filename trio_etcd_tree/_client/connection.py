@@ -36,8 +36,8 @@ any other refusal (invalid, denied, ...)     False
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -212,11 +212,11 @@ class Connection:
 
     # --- watches ---------------------------------------------------------------------------
 
-    @asynccontextmanager
-    async def watch(self, endpoint: str, create: WatchCreateRequest) -> AsyncIterator[WireWatch]:
+    def watch(
+        self, endpoint: str, create: WatchCreateRequest
+    ) -> AbstractAsyncContextManager[WireWatch]:
         """One watch on ``endpoint``, with the current token."""
-        async with self.transport.watch(endpoint, create, token=self._token) as watch:
-            yield watch
+        return self.transport.watch(endpoint, create, token=self._token)
 
 
 class _Attempt:

@@ -36,8 +36,7 @@ def open_transport(
     kind: object, tls: ssl.SSLContext | None, dial_timeout: float | None = None
 ) -> Transport:
     """The transport ``kind`` names (``"gateway"``, ``"grpc"``), or ``kind`` itself if it is
-    one; an
-    httpx transport (such as the in-memory etcd) is carried by the gateway.
+    one; an httpx transport (such as the in-memory etcd) is carried by the gateway.
 
     ``tls``: the TLS setup for ``https://`` endpoints (None: the system's CAs);
     ``dial_timeout``: seconds to open a connection (None: no limit of its own).
