@@ -84,6 +84,51 @@ def test_load_builds_the_tree() -> None:
     assert root["a"]["b"].root is root
 
 
+def _shape(node: Node) -> list[tuple[tuple[str, ...], bytes | None, int, int, int, int]]:
+    return [
+        (n.path, n._raw, n.create_revision, n.mod_revision, n.version, n.lease) for n in node.walk()
+    ]
+
+
+@pytest.mark.parametrize("prefix", [b"/cfg", b""])
+def test_load_of_plain_nodes_equals_the_general_path(prefix: bytes) -> None:
+    """The fast load (no node classes) builds the same tree as the general one, for keys
+    in order, out of order (a key after a key below it), repeated, across several calls,
+    with the mount's own key, keys outside the mount, non-UTF-8 and empty segments, many
+    children (a dict), and keys that were written more than once or carry a lease."""
+    keys = [
+        prefix,
+        prefix + b"-other",
+        prefix + b"/a/x/1",
+        prefix + b"/a/0",
+        prefix + b"/a/x",  # after a key below it: its node exists already
+        prefix + b"/a//\xff",
+        prefix + b"/b/",
+        *(prefix + b"/many/%02d" % i for i in range(12)),
+    ]
+    pages = [[kv(k, b"v%d" % i, rev=i + 2) for i, k in enumerate(keys)]]
+    pages.append([KeyValue(prefix + b"/c/d", b"w", 3, 7, 4, 99), kv(prefix + b"/a/x/1", b"new", 9)])
+    pages.append([kv(prefix + b"/c/e", b"e", 10)])
+    plain, typed = core(prefix), core(prefix, _int_registry())
+    for page in pages:
+        plain.load(page, 11)
+        typed.load(page, 11, keys_only=True)
+    typed_shape = [(p, r, *rest) for p, r, *rest in _shape(typed.root)]
+    assert [(p, *rest) for p, _, *rest in _shape(plain.root)] == [
+        (p, *rest) for p, _, *rest in typed_shape
+    ]
+    by_path = {path: raw for path, raw, *_ in _shape(plain.root)}
+    assert by_path[("a", "x", "1")] == b"new"
+    assert by_path[("a", "", "\udcff")] == b"v5"
+    assert by_path[()] == (b"v0" if prefix else None)  # (the root of "" has no key)
+    assert isinstance(plain.root["many"]._children, dict)
+    assert plain.root.lookup("c/d").lease == 99 and plain.root.lookup("c/d").version == 4
+    assert plain.keys == typed.keys == (21 if prefix else 20)  # (a repeated key counts twice)
+    assert plain.revision == 11
+    plain.load(pages[0], 12, keys_only=True)  # again: every node exists, values unloaded
+    assert not plain.root.lookup("a/0").loaded and plain.root.lookup("a/0").mod_revision == 5
+
+
 def test_apply_puts_and_deletes_prune_empty_nodes() -> None:
     tree = core()
     tree.load([kv(b"/cfg/a/b/c", b"1")], 2)

@@ -32,6 +32,34 @@ from .view import SMALL
 __all__ = ["TreeCore"]
 
 
+def _child_of(parent: Node, segment: bytes, new: bool, made: set[Node] | None = None) -> Node:
+    """The plain child of ``parent`` for a key segment, made (without a value, and added
+    to ``made``) if missing; ``new``: the caller knows it is missing."""
+    name = segment.decode("utf-8", "surrogateescape")
+    children = parent._children
+    if not new and children is not None:
+        node = parent._child(name)
+        if node is not None:
+            return node
+    node = _new_node(Node)
+    node._name = sys.intern(name)
+    node._parent = parent
+    node._children = node._raw = node._meta = None
+    node._mod = 0
+    if children is None:
+        parent._children = (node,)
+    elif type(children) is tuple and len(children) < SMALL:
+        parent._children = (*children, node)
+    else:
+        TreeCore._attach(parent, node)
+    if made is not None:
+        made.add(node)
+    return node
+
+
+_new_node = Node.__new__
+
+
 class TreeCore:
     """The tree of a mount and the revision it reflects."""
 
@@ -66,20 +94,81 @@ class TreeCore:
         """Add keys of a snapshot read at ``revision`` to the (empty) tree; call it once per
         page. Keys come sorted, so neighbours share their parent: it is looked up once.
         With ``keys_only`` the values are left unloaded."""
+        with gc_paused():
+            if self.registry:
+                self._load_typed(kvs, keys_only)
+            else:
+                self._load_plain(kvs, keys_only)
+        self.revision = revision
+
+    def _load_typed(self, kvs: Iterable[KeyValue], keys_only: bool) -> None:
+        """``load`` where the registry may give nodes their own classes."""
         parent_names: Path | None = None
         parent = self.root
-        with gc_paused():
-            for kv in kvs:
-                names = self.names_of(kv.key)
-                if names is None:
-                    continue
-                if names[:-1] != parent_names or not names:
-                    parent_names = names[:-1]
-                    parent = self._make_path(parent_names)
-                node = self._make_path(names[-1:], parent, names) if names else self.root
-                self._set(node, kv, keys_only)
-                self.keys += 1
-        self.revision = revision
+        for kv in kvs:
+            names = self.names_of(kv.key)
+            if names is None:
+                continue
+            if names[:-1] != parent_names or not names:
+                parent_names = names[:-1]
+                parent = self._make_path(parent_names)
+            node = self._make_path(names[-1:], parent, names) if names else self.root
+            self._set(node, kv, keys_only)
+            self.keys += 1
+
+    def _load_plain(self, kvs: Iterable[KeyValue], keys_only: bool) -> None:
+        """``load`` with plain nodes: the hot path of a mount, a few steps per key.
+
+        A key's parent is found by the bytes before its last ``/`` (the previous key's
+        parent, mostly; else from a table of the parents seen, made on the way), and only
+        the last segment is decoded (``/`` is ASCII and surrogateescape works byte by byte,
+        so the names are those of ``names_of``). Nodes are made with their state at once.
+        A parent made by this call has only children made by it, all for keys before the
+        current one; while the keys ascend (all of them, since the call began), none of those
+        children can be the current key's node (it would have been made for a key below it,
+        which sorts after it): no need to look for it.
+        """
+        sub, prefix, root = self._sub, self.prefix, self.root
+        parents: dict[bytes, Node] = {prefix: root}
+        made: set[Node] = set()
+
+        def node_at(key: bytes) -> Node:  # the node of a parent key, made if missing
+            node = parents.get(key)
+            if node is None:
+                cut = key.rfind(b"/")
+                up = node_at(key[:cut])
+                node = parents[key] = _child_of(up, key[cut + 1 :], up in made, made)
+            return node
+
+        not_loaded = NOT_LOADED
+        parent_key = prefix
+        parent = root
+        fresh = False  # the parent was made by this call
+        previous = b""
+        ascending = True  # every key so far came after the one before
+        added = 0
+        for kv in kvs:
+            key, value, create, mod, version, lease = kv
+            if not key.startswith(sub):
+                if key == prefix and key:  # the mount's own key (else: not under it)
+                    self._set(root, kv, keys_only)
+                    added += 1
+                continue
+            cut = key.rfind(b"/")
+            if key[:cut] != parent_key:
+                parent_key = key[:cut]
+                parent = node_at(parent_key)
+                fresh = parent in made
+            ascending = ascending and key > previous
+            previous = key
+            node = _child_of(parent, key[cut + 1 :], fresh and ascending)
+            node._raw = not_loaded if keys_only else value
+            node._mod = mod
+            node._meta = (
+                None if create == mod and version == 1 and not lease else (create, version, lease)
+            )
+            added += 1
+        self.keys += added
 
     def fill(self, kvs: Iterable[KeyValue], base: Path) -> int:
         """Give unloaded nodes at or below ``base`` their values from a read, where the
