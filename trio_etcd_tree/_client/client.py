@@ -5,6 +5,7 @@ from __future__ import annotations
 import ssl
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from operator import itemgetter
 from os import PathLike
 from typing import Literal, final
 from urllib.parse import urlsplit
@@ -291,7 +292,7 @@ class Client:
             if not result.more or not page:
                 return
             start = page[-1].key + b"\0"
-            size = sum(len(kv.key) + len(kv.value) for kv in page)
+            size = sum(map(len, map(_KEY, page))) + sum(map(len, map(_VALUE, page)))
             limit = max(1, min(page_size, limit * 4, limit * PAGE_BYTES // size))
 
     async def put(
@@ -489,3 +490,4 @@ class Client:
 
 
 _PRIVATE = object()
+_KEY, _VALUE = itemgetter(0), itemgetter(1)  # of a KeyValue

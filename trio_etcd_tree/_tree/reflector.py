@@ -41,7 +41,7 @@ from .._core.errors import (
 )
 from .._core.keys import prefix_end, show_bytes
 from .._core.types import KeyValue, Page, WatchResponse
-from .._core.util import Backoff
+from .._core.util import Backoff, open_service_nursery
 from .changes import MountState, MountStatistics, Update
 from .core import TreeCore
 from .node import Node
@@ -51,6 +51,8 @@ from .waiters import Waiters
 
 __all__ = ["CONFIRM_AFTER", "Reflector", "current_value"]
 
+LOAD_STEP = 2000
+"""Keys a mount adds to its tree between two checkpoints while it loads."""
 CONFIRM_AFTER = 1.0
 """Seconds ``wait_revision`` waits for the watch before it asks the server whether the
 revision changed anything under the mount (then again with backoff, up to 32 times this)."""
@@ -179,15 +181,36 @@ class Reflector:
             ) from exc
 
     async def _load(self) -> None:
-        """Fill the empty tree page by page (parsing overlaps with the server's work)."""
+        """Fill the empty tree page by page.
+
+        The pages are read by a task of their own, one ahead: while a page goes into the
+        tree (in steps of ``LOAD_STEP`` keys, with a checkpoint between them, so that the
+        reader gets to send its request early), the server is already at the next one.
+        """
         while True:
             try:
-                async for page in self._pages():
-                    self.core.load(page.kvs, page.revision, keys_only=self.lazy)
+                async with open_service_nursery() as nursery:
+                    send, receive = trio.open_memory_channel[Page](0)
+                    nursery.start_soon(self._read_ahead, send)
+                    async with receive:
+                        async for page in receive:
+                            kvs = page.kvs
+                            for i in range(0, len(kvs), LOAD_STEP):
+                                self.core.load(
+                                    kvs[i : i + LOAD_STEP], page.revision, keys_only=self.lazy
+                                )
+                                await trio.lowlevel.checkpoint()
+                            if not kvs:
+                                self.core.load((), page.revision)
             except (CompactedError, _Restart):
                 self.core.clear()  # compacted while paging: read again at the new revision
                 continue
             return
+
+    async def _read_ahead(self, send: trio.MemorySendChannel[Page]) -> None:
+        async with send:
+            async for page in self._pages():
+                await send.send(page)
 
     async def _snapshot(self) -> tuple[list[KeyValue], int]:
         """Every key of the mount at one revision (retried if compacted while paging)."""
