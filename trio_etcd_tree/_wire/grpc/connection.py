@@ -199,22 +199,35 @@ class _Stream:
         await self._changed.wait()
         self._changed = trio.Event()
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes) -> bool:
+        """Add received bytes; True when they completed a message."""
         buf = self._buffer
         buf += data
+        need = self._need
+        if 0 <= need and len(buf) < need:
+            return False  # (the middle of a large message: most of a large read)
+        complete = False
         while True:
-            if self._need < 0:
+            if need < 0:
                 if len(buf) < 5:
-                    return
+                    break
                 if buf[0]:
                     raise ProtocolError("the server sent a compressed gRPC message")
-                self._need = int.from_bytes(buf[1:5], "big")
+                need = int.from_bytes(buf[1:5], "big")
                 del buf[:5]
-            if len(buf) < self._need:
-                return
-            self.messages.append(bytes(buf[: self._need]))
-            del buf[: self._need]
-            self._need = -1
+            if len(buf) < need:
+                break
+            if len(buf) == need:  # (mostly) the message is all there is: one copy
+                self.messages.append(bytes(buf))
+                buf.clear()
+            else:
+                with memoryview(buf) as view:
+                    self.messages.append(bytes(view[:need]))
+                del buf[:need]
+            need = -1
+            complete = True
+        self._need = need
+        return complete
 
 
 def _status(headers: dict[bytes, bytes]) -> tuple[int, str] | None:
@@ -322,7 +335,9 @@ class GrpcConnection:
         state = state if state is not None else CallState()
         stream = await self._start(method, state, token)
         try:
-            complete = await self._send(stream, frame(request), end_stream=True)
+            # (no checkpoint of its own: sent whole, the stream is open and the wait for the
+            # answer below is the checkpoint; answered early, _send made one)
+            complete = await self._send(stream, frame(request), end_stream=True, checkpoint=False)
             while not stream.ended and stream.error is None:
                 await stream.wait()
         except BaseException:
@@ -473,8 +488,8 @@ class GrpcConnection:
         if isinstance(event, h2.events.DataReceived):
             self._h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
             stream = self._streams.get(event.stream_id)
-            if stream is not None:  # pragma: no branch  (h2 drops frames of streams we reset)
-                stream.feed(event.data)
+            # (h2 drops frames of streams we reset; the consumer is woken for whole messages)
+            if stream is not None and stream.feed(event.data):
                 stream.notify()
         elif isinstance(event, h2.events.ResponseReceived | h2.events.TrailersReceived):
             stream = self._streams.get(event.stream_id)
@@ -582,10 +597,13 @@ class GrpcConnection:
         self._capacity.set()
         self._capacity = trio.Event()
 
-    async def _send(self, stream: _Stream, data: bytes, *, end_stream: bool) -> bool:
+    async def _send(
+        self, stream: _Stream, data: bytes, *, end_stream: bool, checkpoint: bool = True
+    ) -> bool:
         """Queue ``data`` on the stream, waiting for flow-control window as needed; False
         when the server answered (and ended the stream) before all of it was sent, as
-        grpc-go does for a message over its size limit."""
+        grpc-go does for a message over its size limit. Without ``checkpoint`` it is a
+        checkpoint only if it has to wait (the caller then makes one)."""
         h2c = self._h2
         offset, total = 0, len(data)
         while True:
@@ -604,7 +622,8 @@ class GrpcConnection:
             if offset >= total:
                 break
         self._kick()
-        await trio.lowlevel.checkpoint()
+        if checkpoint:
+            await trio.lowlevel.checkpoint()
         return True
 
     def _check(self, stream: _Stream) -> None:
