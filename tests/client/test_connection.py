@@ -198,6 +198,26 @@ async def test_authentication_and_renewal(autojump_clock: trio.testing.MockClock
             assert len(auths) == 2
 
 
+async def test_deadline_runs_out_while_the_token_is_renewed(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The request deadline bounds the renewal too: a write refused for its stale token
+    whose renewal hangs fails at the deadline (it was sent, so its outcome is unknown)."""
+    async with open_fake_etcd() as fake:
+        fake.enable_auth({"root": "rootpw"}, token_ttl=60)
+        async with et.open_client(
+            fake.endpoints, transport=fake, username="root", password="rootpw", attempt_timeout=20
+        ) as client:
+            await client.put("/a", "1")
+            await trio.sleep(120)  # the token expires
+            fake.delay_next("/v3/auth/authenticate", 100)
+            started = trio.current_time()
+            with pytest.raises(et.UnavailableError, match="request_deadline") as info:
+                await client.put("/a", "2")
+            assert trio.current_time() - started == pytest.approx(10)
+            assert info.value.kind == "timeout" and info.value.outcome_unknown
+
+
 async def test_wrong_password(autojump_clock: trio.testing.MockClock) -> None:
     async with open_fake_etcd() as fake:
         fake.enable_auth({"root": "rootpw"})

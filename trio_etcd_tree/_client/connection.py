@@ -127,12 +127,9 @@ class Connection:
 
     async def _call(self, request: Request[R], *, auth: bool, only: str | None = None) -> R:
         attempt = _Attempt()
-        if trio.current_effective_deadline() != math.inf:
-            return await self._attempts(request, auth, only, attempt)
-        with trio.move_on_after(self.request_deadline) as scope:
-            return await self._attempts(request, auth, only, attempt)
-        assert scope.cancelled_caught
-        return self._deadline_passed(request, attempt)
+        if trio.current_effective_deadline() == math.inf:  # no deadline of the caller's
+            attempt.deadline = trio.current_time() + self.request_deadline
+        return await self._attempts(request, auth, only, attempt)
 
     def _deadline_passed(self, request: Request[R], attempt: _Attempt) -> R:
         """The request deadline ran out (during ``attempt``, if one was in flight)."""
@@ -152,7 +149,11 @@ class Connection:
     async def _attempts(
         self, request: Request[R], auth: bool, only: str | None, attempt: _Attempt
     ) -> R:
-        backoff = Backoff()
+        """The attempts of one call. The request deadline (``attempt.deadline``, when the
+        caller set none) bounds each attempt's own cancel scope, and a scope of its own
+        only around the waits between attempts (token renewal, backoff): one cancel scope
+        per call when the first attempt answers."""
+        backoff: Backoff | None = None
         renewed = False
         while True:
             endpoints = [only] if only else self.endpoints.order()
@@ -168,27 +169,39 @@ class Connection:
                     # the token expired or the member forgot it (a restart): renew it, once
                     # per call, and try the same endpoint again
                     renewed = True
-                    await self.ensure_token(stale=token)
-                    continue
+                    with trio.move_on_at(attempt.deadline):
+                        await self.ensure_token(stale=token)
+                        continue
+                    return self._deadline_passed(request, attempt)
                 except UnavailableError as exc:
                     self._failed(endpoint, exc, attempt)
                 i += 1
             if only:
                 assert attempt.last is not None
                 raise attempt.last
-            await backoff.wait()
+            backoff = backoff or Backoff()
+            with trio.move_on_at(attempt.deadline):
+                await backoff.wait()
+                continue
+            return self._deadline_passed(request, attempt)
 
     async def _attempt(
         self, endpoint: str, request: Request[R], token: str | None, attempt: _Attempt
     ) -> R:
-        """One try on one endpoint, within ``attempt_timeout`` until the answer begins."""
-        with trio.move_on_after(self.attempt_timeout) as scope:
-            state = attempt.state = CallState(scope)
+        """One try on one endpoint, within ``attempt_timeout`` until the answer begins (and
+        the request deadline throughout)."""
+        deadline = attempt.deadline
+        with trio.CancelScope(
+            deadline=min(trio.current_time() + self.attempt_timeout, deadline)
+        ) as scope:
+            state = attempt.state = _AttemptState(scope, deadline)
             attempt.endpoint = endpoint
             result = await self.transport.call(endpoint, request, token=token, state=state)
             attempt.state = None
             self.endpoints.succeeded(endpoint)
             return result
+        if trio.current_time() >= deadline:
+            return self._deadline_passed(request, attempt)
         unknown = request.writes and state.sent
         raise UnavailableError(
             f"no answer within {self.attempt_timeout:g} s (attempt_timeout)"
@@ -220,12 +233,30 @@ class Connection:
 
 
 class _Attempt:
-    """How far the call has got, for the error that ends it."""
+    """How far the call has got, for the error that ends it; ``deadline``: the request
+    deadline (trio time), infinite when the caller's own deadline governs."""
 
-    __slots__ = ("endpoint", "failures", "last", "state")
+    __slots__ = ("deadline", "endpoint", "failures", "last", "state")
 
     def __init__(self) -> None:
+        self.deadline = math.inf
         self.endpoint: str | None = None
         self.last: UnavailableError | None = None
         self.state: CallState | None = None
         self.failures: dict[str, str] = {}
+
+
+class _AttemptState(CallState):
+    """An attempt's :class:`CallState`: once the answer begins, its scope keeps only the
+    request deadline (``after``; infinite: none of ours)."""
+
+    __slots__ = ("_after",)
+
+    def __init__(self, scope: trio.CancelScope, after: float) -> None:
+        super().__init__(scope)
+        self._after = after
+
+    def mark_answered(self) -> None:
+        self.answered = True
+        assert self.scope is not None
+        self.scope.deadline = self._after

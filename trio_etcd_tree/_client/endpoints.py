@@ -57,6 +57,8 @@ class Endpoints:
         """Every endpoint, healthy ones first (from the current one round), then the
         unhealthy ones, soonest retry first."""
         n = len(self.urls)
+        if n == 1:
+            return list(self.urls)
         rotation = [self.urls[(self._current + i) % n] for i in range(n)]
         now = trio.current_time()
         good = [u for u in rotation if self._health[u].retry_at <= now]
