@@ -198,12 +198,9 @@ class GrpcTransport:
         traceback: TracebackType | None,
     ) -> bool | None:
         """Close every connection, then wait for their tasks to end. Cancellation: never
-        blocks on the network (nothing is sent)."""
-        try:
-            await self.aclose()
-        finally:
-            suppress = await self._exit.__aexit__(exc_type, exc, traceback)
-        return suppress
+        blocks on the network (nothing is sent; cancelled, the tasks end at once)."""
+        self.close()
+        return await self._exit.__aexit__(exc_type, exc, traceback)
 
     async def call(
         self, endpoint: str, request: Request[R], *, token: str | None, state: CallState
@@ -248,17 +245,14 @@ class GrpcTransport:
         if peer is not None:
             peer.connection.close()
 
-    async def aclose(self) -> None:
-        """Close every connection and wait (briefly: nothing is sent) until their sockets
-        are closed. Cancellation: the connections are closed even when this is cancelled."""
+    def close(self) -> None:
+        """Close every connection: calls on them fail, new calls are refused. Not a
+        checkpoint; leaving the ``async with`` block closes, then waits for the tasks."""
         self._closed = True
         peers = list(self._endpoints.values())
         self._endpoints.clear()
         for peer in peers:
             peer.connection.close()
-        with trio.CancelScope(shield=True):
-            for peer in peers:
-                await peer.connection.finished.wait()
 
     def connection_count(self) -> int:
         """Open connections (one per endpoint in use)."""
