@@ -10,7 +10,8 @@ notice, heals the partition, checks that the client comes back by itself and tha
 and the watch end equal to the server with every revision once, and prints what it saw as
 one JSON object (``failure`` holds the traceback if the scenario itself broke).
 
-Usage: ``partition_script.py VERSION TRANSPORT`` (``3.5 grpc``). Times are seconds since the
+Usage: ``partition_script.py VERSION TRANSPORT DIRECTORY`` (``3.5 grpc /tmp/x``; the
+member's data and log go in a new directory under DIRECTORY). Times are seconds since the
 member stopped answering (a SIGSTOP just before the cut, so that a write is certainly in the
 member's receive queue when the network goes: it applies the write, and the answer is lost).
 """
@@ -116,7 +117,8 @@ def events_of(response: et.WatchResponse) -> list[list[Any]]:
 class Partition:
     """One run: the member, the client under test, and what was seen (``report``)."""
 
-    def __init__(self, version: str, transport: str) -> None:
+    def __init__(self, version: str, transport: str, directory: str) -> None:
+        self.directory = Path(directory)
         self.version = version
         self.transport = transport
         self.report: dict[str, Any] = {"version": version, "transport": transport}
@@ -151,7 +153,10 @@ class Partition:
 
     async def main(self) -> None:
         run("ip", "link", "set", "lo", "up")
-        with EtcdCluster.start(find_etcd(self.version), progress_notify_interval=1) as cluster:
+        binary = find_etcd(self.version)
+        with EtcdCluster.start(
+            binary, progress_notify_interval=1, base_dir=self.directory
+        ) as cluster:
             self.report["etcd"] = cluster.binary.version_string
             settings = self.report["settings"] = SETTINGS[self.transport]
             endpoint = cluster.endpoints[0]
@@ -302,7 +307,7 @@ class Partition:
 
 
 def main() -> None:
-    partition = Partition(*sys.argv[1:3])
+    partition = Partition(*sys.argv[1:4])
     try:
         trio.run(partition.main)
     except BaseException:

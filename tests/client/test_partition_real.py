@@ -30,7 +30,6 @@ from trio_etcd_tree.testing._launcher import EtcdNotFoundError, find_etcd
 from trio_etcd_tree.testing.pytest_plugin import _binary
 
 SCRIPT = Path(__file__).with_name("partition_script.py")
-CASES = [("3.4", "grpc"), ("3.5", "grpc"), ("3.5", "gateway")]
 PING_BOUND = KEEPALIVE_TIME + KEEPALIVE_TIMEOUT  # the documented 10 s
 MARGIN = 2.0  # seconds of slack for a loaded machine (2 cores, shared)
 RUN_LIMIT = 120.0  # seconds a case may take before it is killed
@@ -53,15 +52,17 @@ def namespaces_unavailable() -> str | None:
 
 
 class Runs:
-    """The cases' processes, all started on the first request, each waited for once."""
+    """The processes of the cases selected, all started on the first request, each waited
+    for once."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, cases: set[tuple[str, str]]) -> None:
         self.directory = directory
+        self.cases = cases
         self.processes: dict[tuple[str, str], subprocess.Popen[bytes]] = {}
         self.reports: dict[tuple[str, str], dict[str, Any]] = {}
 
     def start_all(self) -> None:
-        for version, transport in CASES:
+        for version, transport in sorted(self.cases):
             try:
                 find_etcd(version)
             except EtcdNotFoundError:
@@ -72,7 +73,14 @@ class Runs:
                 (self.directory / f"{name}.log").open("wb") as log,
             ):
                 self.processes[version, transport] = subprocess.Popen(
-                    [*NAMESPACE, sys.executable, str(SCRIPT), version, transport],
+                    [
+                        *NAMESPACE,
+                        sys.executable,
+                        str(SCRIPT),
+                        version,
+                        transport,
+                        str(self.directory),
+                    ],
                     stdout=out,
                     stderr=log,
                     stdin=subprocess.DEVNULL,
@@ -83,6 +91,7 @@ class Runs:
             self.start_all()
         case = version, transport
         if case not in self.reports:
+            assert case in self.processes, f"{case} was not started"
             process = self.processes[case]
             process.wait(RUN_LIMIT)
             name = f"{version}-{transport}"
@@ -99,12 +108,26 @@ class Runs:
                 process.wait()
 
 
+def case_of(item: pytest.Function) -> tuple[str, str]:
+    """(version, transport) of a test here: ``test_partition_over_grpc[3.4]``."""
+    callspec = getattr(item, "callspec", None)
+    version = str(callspec.params["version"]) if callspec is not None else "3.5"
+    return version, item.originalname.rsplit("_", 1)[1]
+
+
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runs]:
+def runs(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Runs]:
     reason = namespaces_unavailable()
     if reason is not None:
         pytest.skip(reason)
-    runs = Runs(tmp_path_factory.mktemp("partition"))
+    selected = {
+        case_of(item)
+        for item in request.session.items
+        if isinstance(item, pytest.Function) and item.module is request.module
+    }
+    runs = Runs(tmp_path_factory.mktemp("partition"), selected)
     try:
         yield runs
     finally:
@@ -165,7 +188,7 @@ def test_partition_over_grpc(runs: Runs, version: str) -> None:
     assert read["at"] >= report["healed_at"]
 
 
-def test_partition_over_the_gateway(runs: Runs) -> None:
+def test_partition_over_gateway(runs: Runs) -> None:
     _binary("3.5")
     report = runs.report("3.5", "gateway")
     check_partition(report)
