@@ -10,20 +10,23 @@ notice, heals the partition, checks that the client comes back by itself and tha
 and the watch end equal to the server with every revision once, and prints what it saw as
 one JSON object (``failure`` holds the traceback if the scenario itself broke).
 
-Usage: ``partition_script.py VERSION TRANSPORT DIRECTORY`` (``3.5 grpc /tmp/x``; the
-member's data and log go in a new directory under DIRECTORY). Times are seconds since the
+Usage: ``partition_script.py VERSION TRANSPORT DIRECTORY MEMBERS`` (``3.5 grpc /tmp/x 1``;
+the members' data and logs go in a new directory under DIRECTORY). With one member every
+packet on ``lo`` is held; with three, those of one follower's client and peer ports: the
+client must move to the others, which keep their quorum. Times are seconds since the
 member stopped answering (a SIGSTOP just before the cut, so that a write is certainly in the
 member's receive queue when the network goes: it applies the write, and the answer is lost).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import socket
 import subprocess
 import sys
 import traceback
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -56,21 +59,42 @@ def run(*args: str) -> None:
     subprocess.run(args, check=True, capture_output=True)
 
 
-def cut() -> bool:
-    """Hold every packet on ``lo`` from now on; True if the class's first burst went to a
-    datagram of ours (then nothing of anyone else's can pass).
+def cut(ports: Sequence[int] = ()) -> bool:
+    """Hold every packet on ``lo`` from now on, or only those from or to ``ports``; True if
+    the class's first burst went to a datagram of ours (then nothing of anyone else's can
+    pass).
 
     An htb class of 1 byte/s holds the packets in its queue: the sender is told they went
     out, as when they are lost on the way (a qdisc that drops them, ``pfifo limit 0``, tells
     TCP, which then gives up with ETIMEDOUT within seconds). Its bucket starts full: one
-    large datagram takes it far below zero for hours.
+    large datagram takes it far below zero for hours. With ``ports``, u32 filters pick the
+    packets held; the rest go straight through (htb's default class 0).
     """
-    run("tc", "qdisc", "add", "dev", "lo", "root", "handle", "1:", "htb", "default", "1")
-    run("tc", "class", "add", "dev", "lo", "parent", "1:", "classid", "1:1", "htb", "rate", "8bit")
-    run("tc", "qdisc", "add", "dev", "lo", "parent", "1:1", "pfifo", "limit", "100000")
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         probe.bind(("127.0.0.1", 0))
         probe.setblocking(False)
+        default = "0" if ports else "1"
+        run("tc", "qdisc", "add", "dev", "lo", "root", "handle", "1:", "htb", "default", default)
+        run(
+            "tc",
+            "class",
+            "add",
+            "dev",
+            "lo",
+            "parent",
+            "1:",
+            "classid",
+            "1:1",
+            "htb",
+            "rate",
+            "8bit",
+        )
+        run("tc", "qdisc", "add", "dev", "lo", "parent", "1:1", "pfifo", "limit", "100000")
+        if ports:
+            held = [*ports, probe.getsockname()[1]]
+            for port, direction in itertools.product(held, ("sport", "dport")):
+                match = ("u32", "match", "ip", direction, str(port), "0xffff", "flowid", "1:1")
+                run("tc", "filter", "add", "dev", "lo", "parent", "1:", "protocol", "ip", *match)
         probe.sendto(b"x" * 8000, probe.getsockname())
         try:
             return len(probe.recv(10000)) == 8000
@@ -117,11 +141,16 @@ def events_of(response: et.WatchResponse) -> list[list[Any]]:
 class Partition:
     """One run: the member, the client under test, and what was seen (``report``)."""
 
-    def __init__(self, version: str, transport: str, directory: str) -> None:
+    def __init__(self, version: str, transport: str, directory: str, members: str) -> None:
         self.directory = Path(directory)
         self.version = version
         self.transport = transport
-        self.report: dict[str, Any] = {"version": version, "transport": transport}
+        self.members = int(members)
+        self.report: dict[str, Any] = {
+            "version": version,
+            "transport": transport,
+            "members": self.members,
+        }
         self.t0 = 0.0
         self.outcomes: dict[str, dict[str, Any]] = {}
         self.done: dict[str, trio.Event] = {}
@@ -155,22 +184,25 @@ class Partition:
         run("ip", "link", "set", "lo", "up")
         binary = find_etcd(self.version)
         with EtcdCluster.start(
-            binary, progress_notify_interval=1, base_dir=self.directory
+            binary, size=self.members, progress_notify_interval=1, base_dir=self.directory
         ) as cluster:
             self.report["etcd"] = cluster.binary.version_string
             settings = self.report["settings"] = SETTINGS[self.transport]
-            endpoint = cluster.endpoints[0]
+            victim = await self.victim(cluster)
+            endpoints = [m.client_url for m in cluster.members if m is not victim]
+            endpoints.insert(0, victim.client_url)
             async with (
                 et.open_client(
-                    endpoint,
+                    endpoints,
                     transport=self.transport,
                     attempt_timeout=settings["attempt_timeout"],
                     request_deadline=settings["request_deadline"],
                 ) as client,
-                self.bare(endpoint) as bare,
+                self.bare(victim.client_url) as bare,
             ):
                 await client.put("/p/a", "1")
                 start = (await client.put("/p/b", "2")).revision
+                assert client.endpoint == victim.client_url
                 async with (
                     et.mount(client, "/p") as root,
                     client.watch("/p/", prefix=True) as watch,
@@ -178,17 +210,31 @@ class Partition:
                 ):
                     nursery.start_soon(self.collect_watch, watch)
                     nursery.start_soon(self.collect_updates, root)
-                    await self.cut(nursery, cluster.members[0], endpoint, client, bare)
-                    await self.noticed(root, watch)
+                    await self.cut(nursery, victim, client, bare)
+                    if self.members == 1:
+                        await self.noticed(root, watch)
+                    else:
+                        await self.moved(client, root, watch, victim.client_url)
                     heal()
                     await self.recovered(root, watch)
-                    await self.compare(endpoint, root, start)
+                    await self.compare(endpoints, root, start)
                     nursery.cancel_scope.cancel()
+
+    async def victim(self, cluster: EtcdCluster) -> EtcdMember:
+        """The member to cut off: the only one, or a follower (the others keep a quorum)."""
+        if self.members == 1:
+            return cluster.members[0]
+        async with et.open_client(cluster.endpoints, transport=self.transport) as probe:
+            for member in cluster.members:
+                status = await probe.status(member.client_url)
+                if status.header.member_id != status.leader:
+                    return member
+        raise AssertionError("no follower")
 
     @asynccontextmanager
     async def bare(self, endpoint: str) -> AsyncIterator[MuxWatch | None]:
         """On gRPC, a transport of its own with one watch: the PING bound, bare."""
-        if self.transport != "grpc":
+        if self.transport != "grpc" or self.members > 1:
             yield None
             return
         async with (
@@ -212,23 +258,21 @@ class Partition:
                 updates.append([update.revision, update.resync, len(update.changes)])  # noqa: PERF401
 
     async def cut(
-        self,
-        nursery: trio.Nursery,
-        member: EtcdMember,
-        endpoint: str,
-        client: et.Client,
-        bare: MuxWatch | None,
+        self, nursery: trio.Nursery, member: EtcdMember, client: et.Client, bare: MuxWatch | None
     ) -> None:
-        """Freeze the member, send a write into its socket, cut the network, thaw the member
-        (it applies the write; the answer is lost), and send more requests into the void."""
+        """Freeze the member, send a write into its socket, cut the network (all of it, or
+        the member's client and peer ports), thaw the member (a single member applies the
+        write, whose answer is lost), and send more requests into the void."""
+        endpoint = member.client_url
         port = int(endpoint.rsplit(":", 1)[1])
+        peer_port = int(member.peer_url.rsplit(":", 1)[1])
         member.freeze()
         self.t0 = trio.current_time()
         baseline = receive_queue(port)
         nursery.start_soon(self.outcome, "sent", lambda: client.put("/p/sent", SENT_VALUE))
         in_queue = await poll(lambda: receive_queue(port) >= baseline + len(SENT_VALUE), 10)
         self.report["sent_in_member_queue"] = in_queue
-        self.report["cut_complete"] = cut()
+        self.report["cut_complete"] = cut([port, peer_port] if self.members > 1 else [])
         self.report["cut_at"] = self.clock()
         member.thaw()
         nursery.start_soon(self.outcome, "during", lambda: client.put("/p/during", "x"))
@@ -261,6 +305,33 @@ class Partition:
         self.report["all_noticed"] = await poll(all_noticed, NOTICE_LIMIT)
         self.report["healed_at"] = self.clock()
 
+    async def moved(
+        self, client: et.Client, root: et.Root, watch: et.WatchStream, victim: str
+    ) -> None:
+        """Wait until the writes failed, the read was answered elsewhere, and the watch and
+        the mount run on another member; then a write of the same client (to a member
+        that has a quorum) must reach both while the partition lasts."""
+        moved: dict[str, float] = self.report.setdefault("moved", {})
+
+        def all_moved() -> bool:
+            stats = watch.statistics()
+            connected = stats.state is et.ConnectionState.CONNECTED
+            if "watch" not in moved and connected and stats.endpoint != victim:
+                moved["watch"] = self.clock()
+            mount = root.statistics()
+            if "mount" not in moved and mount.reconnects and mount.state is et.MountState.SYNCED:
+                moved["mount"] = self.clock()
+            return len(moved) == 2 and self.finished("sent", "during", "read")
+
+        self.report["all_noticed"] = await poll(all_moved, NOTICE_LIMIT)
+        mid = (await client.put("/p/mid", "m")).revision
+        self.report["mid_endpoint_is_victim"] = client.endpoint == victim
+        self.report["mid_seen"] = await poll(
+            lambda: root.revision >= mid and self.watch_revision >= mid, NOTICE_LIMIT
+        )
+        self.report["mid_seen_at"] = self.clock()
+        self.report["healed_at"] = self.clock()
+
     async def recovered(self, root: et.Root, watch: et.WatchStream) -> None:
         """The client comes back by itself: the watch, the mount and the read in flight."""
         back: dict[str, float] = self.report.setdefault("back", {})
@@ -275,10 +346,11 @@ class Partition:
         self.report["recovered"] = await poll(all_back, RECOVER_LIMIT)
         self.report["watch_statistics"] = repr(watch.statistics())
 
-    async def compare(self, endpoint: str, root: et.Root, start: int) -> None:
+    async def compare(self, endpoints: list[str], root: et.Root, start: int) -> None:
         """Writes of a fresh client reach the mount and the watch; the tree equals the
-        server at its revision, and the watch and the mount saw each revision once."""
-        async with et.open_client(endpoint, transport=self.transport) as fresh:
+        server at its revision, and the watch and the mount saw each revision once; the
+        member that was cut off catches up."""
+        async with et.open_client(endpoints[::-1], transport=self.transport) as fresh:
             await fresh.put("/p/x", "after")
             await fresh.txn(success=[et.Put("/p/y", "1"), et.Put("/p/z", "2")])
             end = (await fresh.delete("/p/a")).revision
@@ -301,13 +373,23 @@ class Partition:
                     history.extend(events_of(response))
                     if response.revision >= end:
                         break
+            if self.members > 1:
+                self.report["victim_caught_up"] = await self.caught_up(fresh, endpoints[0], end)
         self.report["history"] = [h for h in history if h[0] <= end]
         self.report["watch_events"] = [e for e in self.report["watch_events"] if e[0] <= end]
         self.report["updates"] = [u for u in self.report["updates"] if u[0] <= end]
 
+    async def caught_up(self, client: et.Client, victim: str, end: int) -> bool:
+        """Whether the member that was cut off reaches revision ``end`` by itself."""
+        with trio.move_on_after(RECOVER_LIMIT):
+            while (await client.status(victim)).header.revision < end:  # noqa: ASYNC110
+                await trio.sleep(0.05)
+            return True
+        return False
+
 
 def main() -> None:
-    partition = Partition(*sys.argv[1:4])
+    partition = Partition(*sys.argv[1:5])
     try:
         trio.run(partition.main)
     except BaseException:

@@ -2,14 +2,15 @@
 
 Each case runs ``partition_script.py`` as root in a private network namespace (``unshare
 --net --pid``: its own ``lo``, and every process in it ends with the script), where it
-starts one etcd on 127.0.0.1 and holds every packet on ``lo`` in a 1 byte/s htb class: no
-ACK, no RST, no FIN, and the senders' kernels believe the packets went out (unlike
-SIGSTOP, where the kernel still accepts and ACKs). The script prints what it saw as JSON;
-here are the assertions. The cases run at once (each in its own namespace), so the module
-takes about one case's time: 10 s of partition on gRPC.
+starts etcd on 127.0.0.1 and holds packets on ``lo`` in a 1 byte/s htb class: no ACK, no
+RST, no FIN, and the senders' kernels believe the packets went out (unlike SIGSTOP, where
+the kernel still accepts and ACKs). With one member every packet is held; with three, u32
+filters hold those of one follower's client and peer ports. The script prints what it saw
+as JSON; here are the assertions. The cases run at once (each in its own namespace), so the
+module takes about one case's time: 10 s of partition on gRPC, 12-15 s in all.
 
-Skipped, with the reason, where network namespaces or tc's htb are not available (not root,
-a container without CAP_SYS_ADMIN).
+Skipped, with the reason, where network namespaces, tc's htb or its u32 filter are not
+available (not root, a container without CAP_SYS_ADMIN).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -42,63 +43,77 @@ def namespaces_unavailable() -> str | None:
     missing = [tool for tool in ("unshare", "ip", "tc") if shutil.which(tool) is None]
     if missing:
         return f"no {', '.join(missing)} on PATH"
-    probe = "ip link set lo up && tc qdisc add dev lo root handle 1: htb default 1"
+    probe = (
+        "ip link set lo up && tc qdisc add dev lo root handle 1: htb"
+        " && tc class add dev lo parent 1: classid 1:1 htb rate 8bit"
+        " && tc filter add dev lo parent 1: protocol ip u32 match ip dport 1 0xffff flowid 1:1"
+    )
     result = subprocess.run(
         [*NAMESPACE, "sh", "-c", probe], capture_output=True, text=True, timeout=30, check=False
     )
     if result.returncode:
-        return f"no private network namespace with tc htb: {result.stderr.strip()}"
+        return f"no private network namespace with tc htb and u32: {result.stderr.strip()}"
     return None
 
 
-class Runs:
-    """The processes of the cases selected, all started on the first request, each waited
-    for once."""
+class Case(NamedTuple):
+    """One run of the script: ``"3.5-grpc-1"`` (etcd version, transport, members)."""
 
-    def __init__(self, directory: Path, cases: set[tuple[str, str]]) -> None:
+    version: str
+    transport: str
+    members: int
+
+    @classmethod
+    def parse(cls, text: str) -> Case:
+        version, transport, members = text.split("-")
+        return cls(version, transport, int(members))
+
+    def __str__(self) -> str:
+        return f"{self.version}-{self.transport}-{self.members}"
+
+
+class Runs:
+    """The processes of the cases selected, all started at once on the first request (each
+    in its own namespace), each waited for once."""
+
+    def __init__(self, directory: Path, cases: set[Case]) -> None:
         self.directory = directory
         self.cases = cases
-        self.processes: dict[tuple[str, str], subprocess.Popen[bytes]] = {}
-        self.reports: dict[tuple[str, str], dict[str, Any]] = {}
+        self.processes: dict[Case, subprocess.Popen[bytes]] = {}
+        self.reports: dict[Case, dict[str, Any]] = {}
 
     def start_all(self) -> None:
-        for version, transport in sorted(self.cases):
+        for case in sorted(self.cases):
             try:
-                find_etcd(version)
+                find_etcd(case.version)
             except EtcdNotFoundError:
                 continue  # (its test skips or fails with the reason)
-            name = f"{version}-{transport}"
+            args = [case.version, case.transport, str(self.directory), str(case.members)]
             with (
-                (self.directory / f"{name}.json").open("wb") as out,
-                (self.directory / f"{name}.log").open("wb") as log,
+                (self.directory / f"{case}.json").open("wb") as out,
+                (self.directory / f"{case}.log").open("wb") as log,
             ):
-                self.processes[version, transport] = subprocess.Popen(
-                    [
-                        *NAMESPACE,
-                        sys.executable,
-                        str(SCRIPT),
-                        version,
-                        transport,
-                        str(self.directory),
-                    ],
+                self.processes[case] = subprocess.Popen(
+                    [*NAMESPACE, sys.executable, str(SCRIPT), *args],
                     stdout=out,
                     stderr=log,
                     stdin=subprocess.DEVNULL,
                 )
 
-    def report(self, version: str, transport: str) -> dict[str, Any]:
+    def report(self, text: str) -> dict[str, Any]:
+        """The report of the case ``text`` (after checking its etcd binary exists)."""
+        case = Case.parse(text)
+        _binary(case.version)
         if not self.processes:
             self.start_all()
-        case = version, transport
         if case not in self.reports:
             assert case in self.processes, f"{case} was not started"
             process = self.processes[case]
             process.wait(RUN_LIMIT)
-            name = f"{version}-{transport}"
-            text = (self.directory / f"{name}.json").read_text()
-            log = (self.directory / f"{name}.log").read_text()[-3000:]
-            assert process.returncode == 0 and text, f"the script failed:\n{log}"
-            self.reports[case] = json.loads(text)
+            output = (self.directory / f"{case}.json").read_text()
+            log = (self.directory / f"{case}.log").read_text()[-3000:]
+            assert process.returncode == 0 and output, f"the script failed:\n{log}"
+            self.reports[case] = json.loads(output)
         return self.reports[case]
 
     def close(self) -> None:
@@ -106,13 +121,6 @@ class Runs:
             if process.poll() is None:
                 process.kill()  # (unshare --kill-child takes the namespace's processes along)
                 process.wait()
-
-
-def case_of(item: pytest.Function) -> tuple[str, str]:
-    """(version, transport) of a test here: ``test_partition_over_grpc[3.4]``."""
-    callspec = getattr(item, "callspec", None)
-    version = str(callspec.params["version"]) if callspec is not None else "3.5"
-    return version, item.originalname.rsplit("_", 1)[1]
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +131,7 @@ def runs(
     if reason is not None:
         pytest.skip(reason)
     selected = {
-        case_of(item)
+        Case.parse(str(item.callspec.params["case"]))
         for item in request.session.items
         if isinstance(item, pytest.Function) and item.module is request.module
     }
@@ -143,20 +151,26 @@ def error_of(report: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def check_partition(report: dict[str, Any]) -> None:
-    """What holds on both transports."""
+    """What holds for every case."""
     assert "failure" not in report, report["failure"]
     # the setup did what it meant to: the write lay in the member's queue, the cut held
     assert report["sent_in_member_queue"] and report["cut_complete"], report
     assert report["all_noticed"], f"not everything noticed the partition: {report}"
     # the write whose answer was lost says so; a write said not applied never is
     assert error_of(report, "sent")["outcome_unknown"]
-    if not error_of(report, "during")["outcome_unknown"]:
-        assert not report["during_applied"]
+    during = report["outcomes"]["during"]
+    if "error" in during and not during["error"]["outcome_unknown"]:
+        assert not report["during_applied"], during
+    if "result" in during:
+        assert report["during_applied"], during
     # healed: the client came back by itself; the mount and the watch caught up
     assert report["recovered"], f"the client did not come back: {report}"
     assert report["caught_up"], report
     assert report["tree_equal"], report
-    assert report["tree_keys"] == ["/p/b", "/p/sent", "/p/x", "/p/y", "/p/z"]
+    keys = {"/p/b", "/p/x", "/p/y", "/p/z"} | ({"/p/mid"} if report["members"] > 1 else set())
+    keys |= {"/p/sent"} if report["sent_applied"] else set()
+    keys |= {"/p/during"} if report["during_applied"] else set()
+    assert report["tree_keys"] == sorted(keys)
     assert report["resyncs"] == 0  # resumed from its revision, not a fresh snapshot
     # every revision once, in order, with every event: the watch and the subscriber
     history = report["history"]
@@ -166,21 +180,26 @@ def check_partition(report: dict[str, Any]) -> None:
     assert not any(update[1] for update in report["updates"])  # no resync updates
 
 
-@pytest.mark.parametrize("version", ["3.4", "3.5"])
-def test_partition_over_grpc(runs: Runs, version: str) -> None:
-    _binary(version)
-    report = runs.report(version, "grpc")
-    check_partition(report)
-    bound = PING_BOUND + MARGIN
-    # the PINGs notice: every call and watch on the connection fails within the bound
-    for name in ("sent", "during", "bare_read", "bare_watch"):
+def check_ping(report: dict[str, Any], *names: str) -> None:
+    """The PINGs noticed: each of ``names`` failed within the bound, and says why."""
+    for name in names:
         error = error_of(report, name)
         assert "HTTP/2 PING" in error["message"] and error["kind"] == "lost", error
-        assert KEEPALIVE_TIMEOUT <= report["outcomes"][name]["at"] <= bound, report["outcomes"]
+        at = report["outcomes"][name]["at"]
+        assert KEEPALIVE_TIMEOUT <= at <= PING_BOUND + MARGIN, report["outcomes"]
+
+
+@pytest.mark.parametrize("case", ["3.4-grpc-1", "3.5-grpc-1"])
+def test_partition_over_grpc(runs: Runs, case: str) -> None:
+    report = runs.report(case)
+    check_partition(report)
+    # every call and watch on the connection fails within the PING bound
+    check_ping(report, "sent", "during", "bare_read", "bare_watch")
     assert error_of(report, "during")["outcome_unknown"]  # it went out: may be applied later
     assert not error_of(report, "bare_read")["outcome_unknown"]  # (a read)
     # the member applied the write whose answer was lost (it was in its queue)
     assert report["sent_applied"]
+    bound = PING_BOUND + MARGIN
     assert report["left"]["watch"] <= bound and report["left"]["mount"] <= bound, report
     # the read was not given up (attempt_timeout 30 s): tried again once healed, it succeeded
     read = report["outcomes"]["read"]
@@ -188,9 +207,9 @@ def test_partition_over_grpc(runs: Runs, version: str) -> None:
     assert read["at"] >= report["healed_at"]
 
 
-def test_partition_over_gateway(runs: Runs) -> None:
-    _binary("3.5")
-    report = runs.report("3.5", "gateway")
+@pytest.mark.parametrize("case", ["3.5-gateway-1"])
+def test_partition_over_gateway(runs: Runs, case: str) -> None:
+    report = runs.report(case)
     check_partition(report)
     attempt = report["settings"]["attempt_timeout"]
     deadline = report["settings"]["request_deadline"]
@@ -204,4 +223,28 @@ def test_partition_over_gateway(runs: Runs) -> None:
     read = error_of(report, "read")
     assert read["kind"] == "timeout" and not read["outcome_unknown"], read
     assert deadline <= report["outcomes"]["read"]["at"] <= deadline + MARGIN
+    error_of(report, "during")
     assert report["outcomes"]["during"]["at"] <= deadline + MARGIN
+
+
+@pytest.mark.parametrize("case", ["3.5-grpc-3", "3.5-gateway-3"])
+def test_follower_cut_off(runs: Runs, case: str) -> None:
+    """Three members; the follower the client uses loses its network (client and peer
+    ports). The client leaves it within the bound and goes on with the other two."""
+    report = runs.report(case)
+    check_partition(report)
+    if report["transport"] == "grpc":
+        check_ping(report, "sent")
+        bound = PING_BOUND + MARGIN
+    else:
+        bound = report["settings"]["attempt_timeout"] + MARGIN
+        assert report["outcomes"]["sent"]["at"] <= bound
+    # the read in flight was answered by another member, during the partition
+    read = report["outcomes"]["read"]
+    assert "value=b'1'" in read.get("result", ""), read
+    assert read["at"] <= bound
+    # the watch and the mount moved, and a write during the partition reached them
+    assert report["moved"]["watch"] <= bound and report["moved"]["mount"] <= bound, report
+    assert report["mid_seen"] and not report["mid_endpoint_is_victim"], report
+    # healed, the member that was cut off catches up by itself
+    assert report["victim_caught_up"], report
