@@ -1,21 +1,23 @@
 """A network partition of a real etcd member, run inside a private network namespace.
 
 ``tests/client/test_partition_real.py`` runs this as root under ``unshare --net --pid --fork
---kill-child``: it brings the namespace's ``lo`` up, starts one etcd member on 127.0.0.1,
-opens a client with a mount and a watch (on gRPC also a bare transport with a watch of its
-own), then cuts every packet on ``lo`` with a ``pfifo limit 0`` qdisc: each packet is
-dropped as it is queued, so neither side gets an ACK, a RST or a FIN (unlike SIGSTOP, where
-the kernel still ACKs). It measures how soon each request in flight, the watch and the mount
-notice, heals the partition, checks that the client comes back by itself and that the mount
-and the watch end equal to the server with every revision once, and prints what it saw as
-one JSON object (``failure`` holds the traceback if the scenario itself broke).
+--kill-child``: it brings the namespace's ``lo`` up, starts etcd on 127.0.0.1, opens a
+client with a mount and a watch (on gRPC with one member also a bare transport with a watch
+of its own), then holds packets on ``lo`` in a 1 byte/s htb class (see :func:`cut`):
+neither side gets an ACK, a RST or a FIN (unlike SIGSTOP, where the kernel still ACKs),
+and the senders believe the packets went out. It measures how soon each request in flight,
+the watch and the mount notice, heals the partition, checks that the client comes back by
+itself and that the mount and the watch end equal to the server with every revision once,
+and prints what it saw as one JSON object (``failure`` holds the traceback if the scenario
+itself broke).
 
 Usage: ``partition_script.py VERSION TRANSPORT DIRECTORY MEMBERS`` (``3.5 grpc /tmp/x 1``;
 the members' data and logs go in a new directory under DIRECTORY). With one member every
 packet on ``lo`` is held; with three, those of one follower's client and peer ports: the
 client must move to the others, which keep their quorum. Times are seconds since the
 member stopped answering (a SIGSTOP just before the cut, so that a write is certainly in the
-member's receive queue when the network goes: it applies the write, and the answer is lost).
+member's receive queue when the network goes: a single member applies it, and the answer is
+lost).
 """
 
 from __future__ import annotations
