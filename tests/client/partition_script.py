@@ -11,13 +11,14 @@ itself and that the mount and the watch end equal to the server with every revis
 and prints what it saw as one JSON object (``failure`` holds the traceback if the scenario
 itself broke).
 
-Usage: ``partition_script.py VERSION TRANSPORT DIRECTORY MEMBERS`` (``3.5 grpc /tmp/x 1``;
-the members' data and logs go in a new directory under DIRECTORY). With one member every
-packet on ``lo`` is held; with three, those of one follower's client and peer ports: the
-client must move to the others, which keep their quorum. Times are seconds since the
-member stopped answering (a SIGSTOP just before the cut, so that a write is certainly in the
-member's receive queue when the network goes: a single member applies it, and the answer is
-lost).
+Usage: ``partition_script.py VERSION TRANSPORT DIRECTORY MEMBERS MODE`` (``3.5 grpc /tmp/x 1
+requests``; the members' data and logs go in a new directory under DIRECTORY). With one
+member every packet on ``lo`` is held; with three, those of one follower's client and peer
+ports: the client must move to the others, which keep their quorum. MODE ``quiet`` sends no
+request into the partition (one member): only the watch and the mount can notice. Times
+are seconds since the member stopped answering (with requests, a SIGSTOP just before the
+cut, so that a write is certainly in the member's receive queue when the network goes: a
+single member applies it, and the answer is lost).
 """
 
 from __future__ import annotations
@@ -143,15 +144,19 @@ def events_of(response: et.WatchResponse) -> list[list[Any]]:
 class Partition:
     """One run: the member, the client under test, and what was seen (``report``)."""
 
-    def __init__(self, version: str, transport: str, directory: str, members: str) -> None:
+    def __init__(
+        self, version: str, transport: str, directory: str, members: str, mode: str = "requests"
+    ) -> None:
         self.directory = Path(directory)
         self.version = version
         self.transport = transport
         self.members = int(members)
+        self.quiet = mode == "quiet"  # no request in flight: only the watch and the mount
         self.report: dict[str, Any] = {
             "version": version,
             "transport": transport,
             "members": self.members,
+            "quiet": self.quiet,
         }
         self.t0 = 0.0
         self.outcomes: dict[str, dict[str, Any]] = {}
@@ -212,7 +217,11 @@ class Partition:
                 ):
                     nursery.start_soon(self.collect_watch, watch)
                     nursery.start_soon(self.collect_updates, root)
-                    await self.cut(nursery, victim, client, bare)
+                    if self.quiet:
+                        self.t0 = trio.current_time()
+                        self.report["cut_complete"] = cut()
+                    else:
+                        await self.cut(nursery, victim, client, bare)
                     if self.members == 1:
                         await self.noticed(root, watch)
                     else:
@@ -236,7 +245,7 @@ class Partition:
     @asynccontextmanager
     async def bare(self, endpoint: str) -> AsyncIterator[MuxWatch | None]:
         """On gRPC, a transport of its own with one watch: the PING bound, bare."""
-        if self.transport != "grpc" or self.members > 1:
+        if self.transport != "grpc" or self.members > 1 or self.quiet:
             yield None
             return
         async with (
@@ -296,6 +305,8 @@ class Partition:
         waited: tuple[str, ...] = ("sent", "during", "bare_read", "bare_watch")
         if self.transport != "grpc":
             waited = ("sent", "during", "read")
+        if self.quiet:
+            waited = ()
 
         def all_noticed() -> bool:
             if "watch" not in left and watch.state is not et.ConnectionState.CONNECTED:
@@ -343,7 +354,7 @@ class Partition:
                 back["watch"] = self.clock()
             if "mount" not in back and root.state is et.MountState.SYNCED:
                 back["mount"] = self.clock()
-            return len(back) == 2 and self.finished("read")
+            return len(back) == 2 and (self.quiet or self.finished("read"))
 
         self.report["recovered"] = await poll(all_back, RECOVER_LIMIT)
         self.report["watch_statistics"] = repr(watch.statistics())
@@ -391,7 +402,7 @@ class Partition:
 
 
 def main() -> None:
-    partition = Partition(*sys.argv[1:5])
+    partition = Partition(*sys.argv[1:6])
     try:
         trio.run(partition.main)
     except BaseException:

@@ -33,6 +33,7 @@ from trio_etcd_tree.testing.pytest_plugin import _binary
 SCRIPT = Path(__file__).with_name("partition_script.py")
 PING_BOUND = KEEPALIVE_TIME + KEEPALIVE_TIMEOUT  # the documented 10 s
 MARGIN = 2.0  # seconds of slack for a loaded machine (2 cores, shared)
+HEARTBEAT = 10.0  # a watch's (and a mount's) default heartbeat
 RUN_LIMIT = 120.0  # seconds a case may take before it is killed
 NAMESPACE = ["unshare", "--net", "--pid", "--fork", "--kill-child"]
 
@@ -57,19 +58,21 @@ def namespaces_unavailable() -> str | None:
 
 
 class Case(NamedTuple):
-    """One run of the script: ``"3.5-grpc-1"`` (etcd version, transport, members)."""
+    """One run of the script: ``"3.5-grpc-1"`` (etcd version, transport, members), or
+    ``"3.5-grpc-1-quiet"`` (no request sent into the partition)."""
 
     version: str
     transport: str
     members: int
+    mode: str
 
     @classmethod
     def parse(cls, text: str) -> Case:
-        version, transport, members = text.split("-")
-        return cls(version, transport, int(members))
+        version, transport, members, *mode = text.split("-")
+        return cls(version, transport, int(members), mode[0] if mode else "requests")
 
     def __str__(self) -> str:
-        return f"{self.version}-{self.transport}-{self.members}"
+        return "-".join(map(str, self))
 
 
 class Runs:
@@ -88,7 +91,7 @@ class Runs:
                 find_etcd(case.version)
             except EtcdNotFoundError:
                 continue  # (its test skips or fails with the reason)
-            args = [case.version, case.transport, str(self.directory), str(case.members)]
+            args = [case.version, case.transport, str(self.directory), str(case.members), case.mode]
             with (
                 (self.directory / f"{case}.json").open("wb") as out,
                 (self.directory / f"{case}.log").open("wb") as log,
@@ -151,7 +154,7 @@ def error_of(report: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def check_partition(report: dict[str, Any]) -> None:
-    """What holds for every case."""
+    """What holds for every case with requests in flight."""
     assert "failure" not in report, report["failure"]
     # the setup did what it meant to: the write lay in the member's queue, the cut held
     assert report["sent_in_member_queue"] and report["cut_complete"], report
@@ -163,12 +166,17 @@ def check_partition(report: dict[str, Any]) -> None:
         assert not report["during_applied"], during
     if "result" in during:
         assert report["during_applied"], during
-    # healed: the client came back by itself; the mount and the watch caught up
+    check_healed(report)
+
+
+def check_healed(report: dict[str, Any]) -> None:
+    """Healed: the client came back by itself; the mount and the watch caught up, equal to
+    the server, with every revision once."""
     assert report["recovered"], f"the client did not come back: {report}"
     assert report["caught_up"], report
     assert report["tree_equal"], report
     keys = {"/p/b", "/p/x", "/p/y", "/p/z"} | ({"/p/mid"} if report["members"] > 1 else set())
-    keys |= {"/p/sent"} if report["sent_applied"] else set()
+    keys |= {"/p/sent"} if report["sent_applied"] else set()  # (never sent when quiet)
     keys |= {"/p/during"} if report["during_applied"] else set()
     assert report["tree_keys"] == sorted(keys)
     assert report["resyncs"] == 0  # resumed from its revision, not a fresh snapshot
@@ -248,3 +256,19 @@ def test_follower_cut_off(runs: Runs, case: str) -> None:
     assert report["mid_seen"] and not report["mid_endpoint_is_victim"], report
     # healed, the member that was cut off catches up by itself
     assert report["victim_caught_up"], report
+
+
+@pytest.mark.parametrize("case", ["3.5-grpc-1-quiet", "3.5-gateway-1-quiet"])
+def test_partition_noticed_by_the_watch_alone(runs: Runs, case: str) -> None:
+    """No request meets the partition: the watch and the mount notice by themselves, within
+    the PING bound on gRPC, and within ``heartbeat + attempt_timeout`` on the gateway (the
+    silent stream is probed with a read)."""
+    report = runs.report(case)
+    assert "failure" not in report, report["failure"]
+    assert report["cut_complete"] and report["all_noticed"], report
+    if report["transport"] == "grpc":
+        bound = PING_BOUND + MARGIN
+    else:
+        bound = HEARTBEAT + report["settings"]["attempt_timeout"] + MARGIN
+    assert report["left"]["watch"] <= bound and report["left"]["mount"] <= bound, report
+    check_healed(report)
