@@ -3,6 +3,7 @@ whether it is left normally or cancelled from outside."""
 
 from __future__ import annotations
 
+import pytest
 import trio
 import trio.testing
 
@@ -36,3 +37,11 @@ async def test_cancelled_from_outside_it_still_ends(
                 scope.cancel()
                 await trio.sleep_forever()
     assert scope.cancelled_caught
+
+
+async def test_an_error_in_the_block_leaves_it_as_it_is() -> None:
+    """The transport's nursery does not wrap the block's own error in an exception group
+    (``except DocumentError`` around ``open_client`` must keep working)."""
+    with pytest.raises(KeyError):
+        async with GrpcTransport():
+            raise KeyError("mine")

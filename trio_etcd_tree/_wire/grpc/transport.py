@@ -32,6 +32,7 @@ from typing import Any, Final, Self, TypeVar, cast
 import trio
 
 from ..._core.errors import EtcdError, UnavailableError
+from ..._core.util import open_service_nursery
 from ..base import (
     AuthenticateRequest,
     CallState,
@@ -150,7 +151,8 @@ class _Endpoint:
 
 class GrpcTransport:
     """etcd's gRPC API over HTTP/2 (trio + hyper-h2), one connection per endpoint; use it as
-    ``async with GrpcTransport(...) as grpc:`` (its connections run in a nursery of its own).
+    ``async with GrpcTransport(...) as grpc:`` (its connections run in a nursery of its own;
+    an error raised in the block leaves it as it is, not wrapped in an exception group).
 
     Args:
         tls: the TLS setup for ``https://`` endpoints (None: the system's CAs); ALPN ``h2``
@@ -188,7 +190,7 @@ class GrpcTransport:
     async def __aenter__(self) -> Self:
         if self._nursery is not None or self._closed:
             raise RuntimeError("a GrpcTransport can be entered only once")
-        self._nursery = await self._exit.enter_async_context(trio.open_nursery())
+        self._nursery = await self._exit.enter_async_context(open_service_nursery())
         return self
 
     async def __aexit__(
