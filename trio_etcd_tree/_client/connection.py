@@ -204,8 +204,7 @@ class Connection:
             return self._deadline_passed(request, attempt)
         unknown = request.writes and state.sent
         raise UnavailableError(
-            f"no answer within {self.attempt_timeout:g} s (attempt_timeout)"
-            + ("; the request may or may not have been applied" if unknown else ""),
+            f"no answer within {self.attempt_timeout:g} s (attempt_timeout)",
             kind="timeout",
             request=request.describe(),
             endpoint=endpoint,
