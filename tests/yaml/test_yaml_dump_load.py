@@ -316,3 +316,20 @@ def test_progress_statistics() -> None:
         assert stats.time_left() is None
 
     run_fake(check)
+
+
+def test_key_texts_are_remembered_up_to_a_bound() -> None:
+    emit._KEY_TEXTS.clear()
+    for i in range(5000):
+        assert emit.key_text(b"k%d" % i) == render_key(b"k%d" % i)
+    assert len(emit._KEY_TEXTS) == 5000 - 4096
+    assert emit.key_text(b"0755") == '"0755"' and emit.key_text(b"\xff") == render_key(b"\xff")
+
+
+def test_leaves_as_bytes_in_mappings_and_lists() -> None:
+    """The dump keeps a key with nothing below it as its bytes (no Node): written alike."""
+    node = emit.Node(None, {b"a": b"1", b"l": emit.Node(None, {b"0": b"p", b"1": b"q"})})
+    out: list[str] = []
+    emit.write(node, "top", "", False, out)
+    emit.write(b"v", "leaf", "", False, out)
+    assert "".join(out) == "top:\n  a: 1\n  l:\n    - p\n    - q\nleaf: v\n"

@@ -12,13 +12,12 @@ from .._core.keys import (
     prefix_end as _prefix_end,
     show_bytes,
     subtree_path,
-    subtree_segments,
 )
 from .._core.types import Page
 from .._core.util import gc_paused, open_service_nursery
-from .emit import Node, order, write
+from .emit import Entry, Node, key_text, order, write
 from .progress import Progress
-from .scalars import render_key, render_value
+from .scalars import render_value
 
 __all__ = ["dump_yaml"]
 
@@ -74,7 +73,7 @@ async def dump_yaml(
     if path and own.kvs:
         stream.write(f"null: {render_value(own.kvs[0].value, raw)}\n")
         wrote = True
-    root: dict[bytes, Node] = {}
+    root: dict[bytes, Entry] = {}
     skip = len(below)
 
     def flush(last: bytes | None) -> None:
@@ -83,7 +82,7 @@ async def dump_yaml(
         ready = [s for s in root if last is None or order(s) <= last]
         for segment in sorted(ready, key=order):
             out: list[str] = []
-            write(root.pop(segment), render_key(segment), "", raw, out)
+            write(root.pop(segment), key_text(segment), "", raw, out)
             stream.write("".join(out))
             wrote = True
 
@@ -101,16 +100,18 @@ async def dump_yaml(
             with gc_paused():
                 kvs = page.kvs
                 for kv in kvs:
-                    segments = subtree_segments(path, kv.key)
-                    assert segments  # the range holds only keys under the path
+                    # the range holds only keys under the path: each starts with `below`
+                    *parents, last = kv.key[skip:].split(b"/")
                     children = root
-                    for segment in segments[:-1]:
+                    for segment in parents:
                         node = children.get(segment)
                         if node is None:
                             node = children[segment] = Node()
+                        elif isinstance(node, bytes):  # a key with keys below it after all
+                            node = children[segment] = Node(node)
                         children = node.children
                     # keys come in byte order, so a key comes before every key below it
-                    children[segments[-1]] = Node(kv.value)
+                    children[last] = kv.value
                 if kvs:
                     flush(kvs[-1].key[skip:])
             if progress is not None:

@@ -14,21 +14,27 @@ The form (every subtree has exactly one):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from .scalars import render_key, render_value
 
-__all__ = ["Node", "order", "write"]
+__all__ = ["Entry", "Node", "key_text", "order", "write"]
 
 _LONG_KEY = 128  # longer keys are written as explicit "? key" entries
 
 
-@dataclass(slots=True)
 class Node:
-    """A key being written: its own value (``None``: none) and the keys below it."""
+    """A key with keys below it (being written): its own value (``None``: none) and the
+    keys below, each a :class:`Node` or, for a key with nothing below it, its value."""
 
-    value: bytes | None = None
-    children: dict[bytes, Node] = field(default_factory=dict)
+    __slots__ = ("children", "value")
+
+    def __init__(self, value: bytes | None = None, children: dict[bytes, Entry] | None = None):
+        self.value = value
+        self.children: dict[bytes, Entry] = {} if children is None else children
+
+
+Entry = Node | bytes
+"""What a segment holds: a :class:`Node`, or the value of a key with nothing below it (a
+dump of 100k keys makes no object per leaf)."""
 
 
 def order(segment: bytes) -> bytes:
@@ -37,17 +43,34 @@ def order(segment: bytes) -> bytes:
     return segment + b"0"
 
 
-def write(node: Node, key: str, indent: str, raw: bool, out: list[str]) -> None:
-    """Append the YAML lines of ``key: node`` (``key`` already rendered) at ``indent``."""
+_KEY_TEXTS: dict[bytes, str] = {}
+
+
+def key_text(segment: bytes) -> str:
+    """``render_key`` remembered: the same segments recur under every parent (``port``,
+    ``0``, ...). At most 4096 are kept."""
+    text = _KEY_TEXTS.get(segment)
+    if text is None:
+        if len(_KEY_TEXTS) >= 4096:
+            _KEY_TEXTS.clear()
+        text = _KEY_TEXTS[segment] = render_key(segment)
+    return text
+
+
+def write(entry: Entry, key: str, indent: str, raw: bool, out: list[str]) -> None:
+    """Append the YAML lines of ``key: entry`` (``key`` already rendered) at ``indent``."""
     if len(key) > _LONG_KEY:
         out.append(f"{indent}? {key}\n")
         key = ""
-    if not node.children:
-        assert node.value is not None
-        out.append(f"{indent}{key}: {render_value(node.value, raw)}\n")
+    if isinstance(entry, bytes):
+        out.append(f"{indent}{key}: {render_value(entry, raw)}\n")
+        return
+    if not entry.children:
+        assert entry.value is not None
+        out.append(f"{indent}{key}: {render_value(entry.value, raw)}\n")
         return
     out.append(f"{indent}{key}:\n")
-    _body(node, indent + "  ", raw, out)
+    _body(entry, indent + "  ", raw, out)
 
 
 def _body(node: Node, indent: str, raw: bool, out: list[str]) -> None:
@@ -55,6 +78,9 @@ def _body(node: Node, indent: str, raw: bool, out: list[str]) -> None:
     items = _items(node)
     if items is not None:
         for item in items:
+            if isinstance(item, bytes):
+                out.append(f"{indent}- {render_value(item, raw)}\n")
+                continue
             if not item.children:
                 assert item.value is not None
                 out.append(f"{indent}- {render_value(item.value, raw)}\n")
@@ -67,13 +93,13 @@ def _body(node: Node, indent: str, raw: bool, out: list[str]) -> None:
         out.append(f"{indent}null: {render_value(node.value, raw)}\n")
     children = node.children
     for segment in sorted(children, key=order):
-        write(children[segment], render_key(segment), indent, raw, out)
+        write(children[segment], key_text(segment), indent, raw, out)
 
 
-def _items(node: Node) -> list[Node] | None:
+def _items(node: Node) -> list[Entry] | None:
     """The node's children in order if they are a list: ``0`` to ``n-1``, no own value."""
     children = node.children
-    if node.value is not None:
+    if node.value is not None or b"0" not in children:
         return None
     items = [children.get(str(i).encode()) for i in range(len(children))]
     return None if None in items else items  # type: ignore[return-value]
