@@ -21,6 +21,8 @@ from .scalars import render_value
 
 __all__ = ["dump_yaml"]
 
+STEP = 2000
+"""Keys added to the tree being written between two checkpoints."""
 HEADER = "# etcd2yaml: prefix {prefix} revision {revision}\n"
 
 
@@ -97,22 +99,26 @@ async def dump_yaml(
     async with open_service_nursery() as nursery, receive:
         nursery.start_soon(read)
         async for page in receive:
-            with gc_paused():
-                kvs = page.kvs
-                for kv in kvs:
-                    # the range holds only keys under the path: each starts with `below`
-                    *parents, last = kv.key[skip:].split(b"/")
-                    children = root
-                    for segment in parents:
-                        node = children.get(segment)
-                        if node is None:
-                            node = children[segment] = Node()
-                        elif isinstance(node, bytes):  # a key with keys below it after all
-                            node = children[segment] = Node(node)
-                        children = node.children
-                    # keys come in byte order, so a key comes before every key below it
-                    children[last] = kv.value
-                if kvs:
+            kvs = page.kvs
+            for first in range(0, len(kvs), STEP):
+                with gc_paused():
+                    for kv in kvs[first : first + STEP]:
+                        # the range holds only keys under the path: each starts with `below`
+                        *parents, last = kv.key[skip:].split(b"/")
+                        children = root
+                        for segment in parents:
+                            node = children.get(segment)
+                            if node is None:
+                                node = children[segment] = Node()
+                            elif isinstance(node, bytes):  # a key with keys below it after all
+                                node = children[segment] = Node(node)
+                            children = node.children
+                        # keys come in byte order, so a key comes before every key below it
+                        children[last] = kv.value
+                # (the reader gets to send its request for the next page meanwhile)
+                await trio.lowlevel.checkpoint()
+            if kvs:
+                with gc_paused():
                     flush(kvs[-1].key[skip:])
             if progress is not None:
                 progress.advance(len(kvs))
