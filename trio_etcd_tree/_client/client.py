@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ssl
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from operator import itemgetter
 from os import PathLike
@@ -256,7 +256,7 @@ class Client:
         page_size: int = 10_000,
         revision: int = 0,
         keys_only: bool = False,
-    ) -> AsyncIterator[Page]:
+    ) -> AsyncGenerator[Page, None]:
         """Read a range page by page, every page at the same revision.
 
         The first page fixes the revision (the current one, unless ``revision`` is given);

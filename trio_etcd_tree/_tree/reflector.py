@@ -24,7 +24,8 @@ the revision the tree has applied. Every change goes through the apply core.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
+from contextlib import aclosing
 from typing import Any
 
 import trio
@@ -88,15 +89,17 @@ class Reflector:
         end = prefix_end(prefix + b"/")
         return (prefix if self.with_root_key else prefix + b"/") or b"/", end
 
-    async def _pages(self, *, revision: int = 0) -> AsyncIterator[Page]:
+    async def _pages(self, *, revision: int = 0) -> AsyncGenerator[Page, None]:
         """The range's pages at one revision; falls back to the subtree alone if the user
         may not read the range with the root's key (``restart`` then: start again)."""
         start, end = self.range
+        pages = self.client.range_pages(
+            start, end, page_size=self.page_size, revision=revision, keys_only=self.lazy
+        )
         try:
-            async for page in self.client.range_pages(
-                start, end, page_size=self.page_size, revision=revision, keys_only=self.lazy
-            ):
-                yield page
+            async with aclosing(pages):
+                async for page in pages:
+                    yield page
         except PermissionDeniedError:
             if not self.with_root_key:
                 raise
@@ -208,8 +211,9 @@ class Reflector:
             return
 
     async def _read_ahead(self, send: trio.MemorySendChannel[Page]) -> None:
-        async with send:
-            async for page in self._pages():
+        # (closed explicitly: cancelled in the middle, the generators end here and now)
+        async with send, aclosing(self._pages()) as pages:
+            async for page in pages:
                 await send.send(page)
 
     async def _snapshot(self) -> tuple[list[KeyValue], int]:
