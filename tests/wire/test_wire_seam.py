@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import trio
 
 PACKAGE = Path(__file__).resolve().parent.parent.parent / "trio_etcd_tree"
 
@@ -144,3 +145,16 @@ def test_every_request_describes_itself() -> None:
         "watch /w/../w0 from revision 3",
     ]
     assert "pw" not in repr(base.AuthenticateRequest("root", "pw"))
+
+
+def test_call_state_lifts_its_scopes_deadline_once_answered() -> None:
+    """A transport marks the answer's start; the attempt's limit then no longer applies
+    (the client's own attempts use a subclass that keeps the request deadline)."""
+    from trio_etcd_tree._wire.base import CallState
+
+    scope = trio.CancelScope(deadline=5.0)
+    state = CallState(scope)
+    state.mark_sent()
+    state.mark_answered()
+    assert state.sent and state.answered and scope.deadline == float("inf")
+    CallState().mark_answered()  # without a scope: nothing to lift
