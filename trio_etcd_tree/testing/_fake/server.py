@@ -257,7 +257,9 @@ class FakeEtcd(httpx.AsyncBaseTransport):
         else:
             self._leases.expire()
             try:
-                response = await self._serve(Ctx(member, request.headers), request, path, body)
+                response = await self._serve(
+                    Ctx.of_gateway(member, request.headers), request, path, body
+                )
             except FakeError as exc:
                 response = error_response(exc.code, exc.message)
         if self._faults.take_lost(path):
