@@ -23,10 +23,11 @@ WATCH_PERMISSION_DENIED = "rpc error: code = PermissionDenied desc = etcdserver:
 BROKEN_BODY = (
     "peer closed connection without sending complete message body (incomplete chunked read)"
 )
+STREAM_ERROR_CODE, STREAM_ERROR_TEXT = 14, "error reading from server: EOF"
 STREAM_ERROR = {
-    "grpc_code": 14,
+    "grpc_code": STREAM_ERROR_CODE,
     "http_code": 503,
-    "message": "error reading from server: EOF",
+    "message": STREAM_ERROR_TEXT,
     "http_status": "Service Unavailable",
 }
 """The in-stream error a broken watch stream ends with (``Break`` "error")."""
