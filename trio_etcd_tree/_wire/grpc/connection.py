@@ -596,6 +596,7 @@ class GrpcConnection:
             window = h2c.local_flow_control_window(stream.id)
             size = min(window, h2c.max_outbound_frame_size, total - offset)
             if size <= 0 and offset < total:
+                self._kick()  # the frames queued so far must go out for the window to reopen
                 await self._wait_capacity()
                 continue
             end = offset + size
