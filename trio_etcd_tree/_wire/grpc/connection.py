@@ -805,26 +805,26 @@ async def connect_endpoint(
     scheme = url.scheme or "http"
     host = url.hostname or "127.0.0.1"
     port = url.port or (443 if scheme == "https" else 2379)
-    if connect is not None:
-        stream = connect()
-    else:
-        try:
-            with trio.fail_after(math.inf if dial_timeout is None else dial_timeout):
+    try:
+        with trio.fail_after(math.inf if dial_timeout is None else dial_timeout):
+            if connect is not None:  # (refused: it raises OSError, as TCP does)
+                stream = connect()
+            else:
                 stream = await _connect_stream(
                     host, port, h2_ssl_context(ssl_context) if scheme == "https" else None
                 )
-        except trio.TooSlowError as exc:
-            raise UnavailableError(
-                f"could not connect within {dial_timeout:g} s", kind="connect", endpoint=endpoint
-            ) from exc
-        except (OSError, trio.BrokenResourceError) as exc:
-            cause = exc.__cause__ if isinstance(exc, trio.BrokenResourceError) else exc
-            tls = isinstance(cause, ssl.SSLError) and not isinstance(cause, _CUT)
-            raise UnavailableError(
-                f"could not connect: {cause or exc!r}",
-                kind="tls" if tls else "connect",
-                endpoint=endpoint,
-            ) from exc
+    except trio.TooSlowError as exc:
+        raise UnavailableError(
+            f"could not connect within {dial_timeout:g} s", kind="connect", endpoint=endpoint
+        ) from exc
+    except (OSError, trio.BrokenResourceError) as exc:
+        cause = exc.__cause__ if isinstance(exc, trio.BrokenResourceError) else exc
+        tls = isinstance(cause, ssl.SSLError) and not isinstance(cause, _CUT)
+        raise UnavailableError(
+            f"could not connect: {cause or exc!r}",
+            kind="tls" if tls else "connect",
+            endpoint=endpoint,
+        ) from exc
     return GrpcConnection(
         stream,
         endpoint=endpoint,
