@@ -210,10 +210,13 @@ class ServerConnection:
             await self._wait_thawed()
             data = self.h2.data_to_send() + extra
             if data and not self.closed:
-                try:
-                    await self._stream.send_all(data)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    self.abort()
+                # once taken from h2 the bytes must go out (its header compression state
+                # already counts them): a cancelled sender still sends them
+                with trio.CancelScope(shield=True):
+                    try:
+                        await self._stream.send_all(data)
+                    except (trio.BrokenResourceError, trio.ClosedResourceError):
+                        self.abort()
 
     def _headers(self, call: ServerCall) -> None:
         if not call.headers_sent:
@@ -254,16 +257,14 @@ class ServerConnection:
     def _end(self, call: ServerCall, headers: list[tuple[bytes, bytes]]) -> None:
         call.headers_sent = True
         self.h2.send_headers(call.id, headers, end_stream=True)
-        call.done = True
-        self._forget(call)
+        self._done(call)
 
     async def reset(self, call: ServerCall, code: int) -> None:
         """RST_STREAM ``call`` with the HTTP/2 error ``code``."""
         if not call.is_open():
             return
         self.h2.reset_stream(call.id, code)
-        call.done = True
-        self._forget(call)
+        self._done(call)
         await self._flush_and_drain()
 
     async def cut(self, call: ServerCall, message: bytes) -> None:
@@ -293,6 +294,12 @@ class ServerConnection:
         )
         await self.flush(goaway.serialize())
         self._close_if_drained()
+
+    def _done(self, call: ServerCall) -> None:
+        """We ended ``call``: its server task ends too (through ``gone``)."""
+        call.done = True
+        call.gone.set()
+        self._forget(call)
 
     def _forget(self, call: ServerCall) -> None:
         self.calls.pop(call.id, None)
