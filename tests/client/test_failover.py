@@ -8,7 +8,7 @@ import dataclasses
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any
+from typing import Any, Self
 
 import httpx
 import pytest
@@ -392,7 +392,13 @@ class LaggingTransport:
         self.lag = lag
         self.call = self.inner.call
         self.discard = self.inner.discard
-        self.aclose = self.inner.aclose
+
+    async def __aenter__(self) -> Self:
+        await self.inner.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:  # noqa: PYI036 (passed through)
+        await self.inner.__aexit__(*exc_info)
 
     @asynccontextmanager
     async def watch(self, endpoint: str, create: Any, *, token: str | None) -> AsyncIterator[Any]:
@@ -452,7 +458,6 @@ async def test_gateway_watch_cannot_ask_for_progress(
                 await w.request_progress()
         async with et.open_client(fake.endpoints, transport=transport) as client:
             await client.put("/a", "1")  # a transport object is used as it is
-        await transport.aclose()
 
 
 class Tracing(httpx.AsyncBaseTransport):

@@ -50,11 +50,8 @@ async def net(nursery: trio.Nursery) -> Network:
 
 @pytest.fixture
 async def grpc(net: Network) -> AsyncIterator[GrpcTransport]:
-    transport = GrpcTransport(connect=net.connect)
-    try:
+    async with GrpcTransport(connect=net.connect) as transport:
         yield transport
-    finally:
-        await transport.aclose()
 
 
 async def call(grpc: GrpcTransport, request: object, state: CallState | None = None) -> object:
@@ -283,8 +280,7 @@ async def test_goaway_with_nothing_open_ends_the_connection(
 async def test_a_ping_that_never_comes_back(
     net: Network, autojump_clock: trio.testing.MockClock
 ) -> None:
-    grpc = GrpcTransport(connect=net.connect, keepalive_time=6, keepalive_timeout=4)
-    try:
+    async with GrpcTransport(connect=net.connect, keepalive_time=6, keepalive_timeout=4) as grpc:
         async with grpc.watch(EP, WatchCreateRequest(b"/w"), token=None) as watch:
             server = await net.server()
             server.answer_pings = False
@@ -295,15 +291,12 @@ async def test_a_ping_that_never_comes_back(
             assert trio.current_time() - start == 10.0
             assert "no answer to an HTTP/2 PING within 4 s" in str(info.value)
             assert server.pings == 0
-    finally:
-        await grpc.aclose()
 
 
 async def test_pings_only_while_a_stream_is_open(
     net: Network, autojump_clock: trio.testing.MockClock
 ) -> None:
-    grpc = GrpcTransport(connect=net.connect, keepalive_time=6, keepalive_timeout=4)
-    try:
+    async with GrpcTransport(connect=net.connect, keepalive_time=6, keepalive_timeout=4) as grpc:
 
         async def answer(server: Server, c: Any) -> None:
             await server.answer(c, put_answer())
@@ -320,8 +313,6 @@ async def test_pings_only_while_a_stream_is_open(
             await trio.sleep(6)
             assert server.pings == 2
         assert grpc.connection_count() == 1
-    finally:
-        await grpc.aclose()
 
 
 async def test_server_closes_the_connection_mid_message(
@@ -362,9 +353,8 @@ async def test_max_concurrent_streams_and_flow_control(
 ) -> None:
     settings = {S.MAX_CONCURRENT_STREAMS: 1, S.INITIAL_WINDOW_SIZE: 1000, S.HEADER_TABLE_SIZE: 256}
     net = Network(nursery, settings)
-    grpc = GrpcTransport(connect=net.connect)
-    done: list[int] = []
-    try:
+    async with GrpcTransport(connect=net.connect) as grpc:
+        done: list[int] = []
 
         async def put(i: int) -> None:
             result: Any = await call(grpc, PutRequest(b"/%d" % i, b"v" * 5000 * (i > 0)))
@@ -387,8 +377,6 @@ async def test_max_concurrent_streams_and_flow_control(
             second = await server.call(2)
             await server.answer(second, put_answer(2))
         assert sorted(done) == [1, 2]
-    finally:
-        await grpc.aclose()
 
 
 async def test_cancelled_call_resets_its_stream(
@@ -430,12 +418,9 @@ async def test_broken_transport(
     for fail_send, expected in ((True, "writing failed"), (False, r"RuntimeError\('a bug'\)")):
         net = Network(nursery)
         net.wrap = lambda stream, f=fail_send: Broken(stream, f)
-        grpc = GrpcTransport(connect=net.connect)
-        try:
+        async with GrpcTransport(connect=net.connect) as grpc:
             with pytest.raises(UnavailableError, match=expected):
                 await call(grpc, RangeRequest(b"/a"))
-        finally:
-            await grpc.aclose()
 
 
 async def test_closed_transport_refuses_calls(grpc: GrpcTransport) -> None:
@@ -557,8 +542,7 @@ async def test_watch_refused_on_etcd_34_with_id_minus_one(
 async def test_slow_watch_is_suspended_and_created_again(
     net: Network, autojump_clock: trio.testing.MockClock
 ) -> None:
-    grpc = GrpcTransport(connect=net.connect, max_buffered=2)
-    try:
+    async with GrpcTransport(connect=net.connect, max_buffered=2) as grpc:
         async with grpc.watch(EP, WatchCreateRequest(b"/a"), token=None) as a:
             server = await net.server()
             stream = await server.call(0, ended=False)
@@ -602,8 +586,6 @@ async def test_slow_watch_is_suspended_and_created_again(
             await a.receive()
             with pytest.raises(UnavailableError):
                 await a.receive()
-    finally:
-        await grpc.aclose()
 
 
 async def test_compacted_watch(
@@ -756,8 +738,7 @@ async def test_stream_fails_while_waiting_for_window(
     nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
 ) -> None:
     net = Network(nursery, {S.INITIAL_WINDOW_SIZE: 100})
-    grpc = GrpcTransport(connect=net.connect)
-    try:
+    async with GrpcTransport(connect=net.connect) as grpc:
 
         async def answer(server: Server, c: Any) -> None:
             await server.answer(c, put_answer(0))
@@ -784,8 +765,6 @@ async def test_stream_fails_while_waiting_for_window(
                 else:
                     await server.stream.aclose()
             assert len(outcome) == 1
-    finally:
-        await grpc.aclose()
 
 
 async def test_reading_fails(nursery: trio.Nursery, autojump_clock: trio.testing.MockClock) -> None:
@@ -808,12 +787,9 @@ async def test_reading_fails(nursery: trio.Nursery, autojump_clock: trio.testing
 
     net = Network(nursery)
     net.wrap = Breaks
-    grpc = GrpcTransport(connect=net.connect)
-    try:
+    async with GrpcTransport(connect=net.connect) as grpc:
         with pytest.raises(UnavailableError, match="reading failed"):
             await call(grpc, RangeRequest(b"/a"))
-    finally:
-        await grpc.aclose()
 
 
 async def test_tls_server_without_h2(nursery: trio.Nursery) -> None:
@@ -837,13 +813,10 @@ async def test_tls_server_without_h2(nursery: trio.Nursery) -> None:
     port = listeners[0].transport_listener.socket.getsockname()[1]
     client_context = ssl.create_default_context()
     ca.configure_trust(client_context)
-    grpc = GrpcTransport(tls=client_context)
-    try:
+    async with GrpcTransport(tls=client_context) as grpc:
         with pytest.raises(UnavailableError, match="ALPN") as info:
             await call_at(grpc, f"https://127.0.0.1:{port}")
         assert info.value.kind == "tls"
-    finally:
-        await grpc.aclose()
 
 
 async def call_at(grpc: GrpcTransport, endpoint: str) -> None:
@@ -866,13 +839,10 @@ async def test_dial_timeout(nursery: trio.Nursery) -> None:
 
     listeners = await nursery.start(functools.partial(trio.serve_tcp, host="127.0.0.1"), silent, 0)
     port = listeners[0].socket.getsockname()[1]
-    grpc = GrpcTransport(dial_timeout=0.2)
-    try:
+    async with GrpcTransport(dial_timeout=0.2) as grpc:
         with pytest.raises(UnavailableError, match=r"within 0.2 s") as info:
             await call_at(grpc, f"https://127.0.0.1:{port}")
         assert info.value.kind == "connect"
-    finally:
-        await grpc.aclose()
 
 
 async def test_server_answers_before_the_request_is_sent(
@@ -881,8 +851,7 @@ async def test_server_answers_before_the_request_is_sent(
     """grpc-go refuses a message over its size limit as soon as it sees the length: a
     trailers-only answer, then RST_STREAM NO_ERROR, while the client is still sending."""
     net = Network(nursery, {S.INITIAL_WINDOW_SIZE: 100})
-    grpc = GrpcTransport(connect=net.connect)
-    try:
+    async with GrpcTransport(connect=net.connect) as grpc:
 
         async def answer(server: Server, c: Any) -> None:
             await server.answer(c, put_answer(0))
@@ -921,5 +890,3 @@ async def test_server_answers_before_the_request_is_sent(
         with pytest.raises(UnavailableError, match="ended the stream"):
             await stream.send(b"")
         stream.close()
-    finally:
-        await grpc.aclose()

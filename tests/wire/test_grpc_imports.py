@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from trio_etcd_tree._wire import open_transport
+from trio_etcd_tree._wire import CallState, StatusRequest, open_transport
 
 
 @pytest.mark.parametrize(
@@ -50,4 +50,9 @@ async def test_open_transport_makes_a_grpc_transport() -> None:
 
     transport = open_transport("grpc", None)
     assert isinstance(transport, GrpcTransport)
-    await transport.aclose()
+    with pytest.raises(RuntimeError, match="async with"):
+        await transport.call("http://127.0.0.1:1", StatusRequest(), token=None, state=CallState())
+    async with transport:
+        pass
+    with pytest.raises(RuntimeError, match="entered only once"):
+        await transport.__aenter__()

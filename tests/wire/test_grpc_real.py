@@ -52,11 +52,8 @@ def endpoint(request: pytest.FixtureRequest, etcd_servers: Servers) -> str:
 
 @pytest.fixture
 async def grpc() -> AsyncIterator[GrpcTransport]:
-    transport = GrpcTransport()
-    try:
+    async with GrpcTransport() as transport:
         yield transport
-    finally:
-        await transport.aclose()
 
 
 _counter = iter(range(10**6))
@@ -209,9 +206,8 @@ async def test_watches_share_one_stream(grpc: GrpcTransport, endpoint: str) -> N
 
 
 async def test_watch_falls_behind_and_resumes(endpoint: str) -> None:
-    grpc = GrpcTransport(max_buffered=2)
-    p = _prefix()
-    try:
+    async with GrpcTransport(max_buffered=2) as grpc:
+        p = _prefix()
         async with grpc.watch(endpoint, WatchCreateRequest(p, p[:-1] + b"0"), token=None) as w:
             assert (await w.receive()).created
             for i in range(8):
@@ -225,8 +221,6 @@ async def test_watch_falls_behind_and_resumes(endpoint: str) -> None:
                 values += [e.kv.value for e in message.events]
             assert values == [b"%d" % i for i in range(8)]
             assert w.resumed >= 1
-    finally:
-        await grpc.aclose()
 
 
 async def test_watch_of_a_compacted_revision(grpc: GrpcTransport, endpoint: str) -> None:
@@ -256,15 +250,12 @@ async def test_tls_with_client_certificates() -> None:
     with EtcdCluster.start(binary, client_cert_auth=True) as cluster:
         context = cluster.ssl_context()
         assert context is not None
-        grpc = GrpcTransport(tls=context)
-        endpoint = cluster.endpoints[0]
-        try:
+        async with GrpcTransport(tls=context) as grpc:
+            endpoint = cluster.endpoints[0]
             await grpc.call(endpoint, PutRequest(b"/tls", b"1"), token=None, state=CallState())
             got = await grpc.call(endpoint, RangeRequest(b"/tls"), token=None, state=CallState())
             assert got.kvs[0].value == b"1"
-        finally:
-            await grpc.aclose()
-        untrusted = GrpcTransport(tls=ssl.create_default_context())
-        with pytest.raises(UnavailableError) as info:
-            await untrusted.call(endpoint, RangeRequest(b"/tls"), token=None, state=CallState())
+        async with GrpcTransport(tls=ssl.create_default_context()) as untrusted:
+            with pytest.raises(UnavailableError) as info:
+                await untrusted.call(endpoint, RangeRequest(b"/tls"), token=None, state=CallState())
         assert info.value.kind == "tls"

@@ -42,8 +42,8 @@ connection (as etcdctl; each option also from its ETCDCTL_* variable):
                           servers' certificates
   --dial-timeout DURATION      ETCDCTL_DIAL_TIMEOUT (2s): to open a connection
   --command-timeout DURATION   ETCDCTL_COMMAND_TIMEOUT (5s): per request
-  --transport {gateway,grpc}   TRIO_ETCD_TREE_TRANSPORT (gateway): etcd's HTTP/JSON
-                          gateway, or gRPC over HTTP/2
+  --transport {grpc,gateway}   TRIO_ETCD_TREE_TRANSPORT (grpc): etcd's gRPC over
+                          HTTP/2, or its HTTP/JSON gateway (for HTTP/1.1-only paths)
   durations as Go writes them: 500ms, 5s, 1m30s, 1h (a bare number is seconds)
 
 exit status: 0 done; 1 an error (one line on stderr naming the file, endpoint or option);
@@ -97,7 +97,7 @@ def parser(prog: str, description: str, examples: str, *, outputs: tuple[str, ..
     g.add_argument("--insecure-skip-tls-verify", action="store_true", default=None)
     g.add_argument("--dial-timeout", metavar="DURATION")
     g.add_argument("--command-timeout", metavar="DURATION")
-    g.add_argument("--transport", metavar="{gateway,grpc}")
+    g.add_argument("--transport", metavar="{grpc,gateway}")
     if outputs:
         p.add_argument(
             "-w", "--write-out", choices=outputs, help=f"output format (default {outputs[0]})"
@@ -135,7 +135,7 @@ class Settings:
     verify: ssl.SSLContext | None = None
     dial_timeout: float = 2.0
     command_timeout: float = 5.0
-    transport: str = "gateway"
+    transport: str = "grpc"
 
     def __repr__(self) -> str:  # never the password
         return f"Settings(endpoints={self.endpoints!r}, username={self.username!r})"
@@ -199,7 +199,7 @@ def settings(args: argparse.Namespace) -> Settings:
         _tls(args),
         value("dial_timeout", duration, 2.0),
         value("command_timeout", duration, 5.0),
-        value("transport", _transport, "gateway"),
+        value("transport", _transport, "grpc"),
     )
 
 

@@ -9,8 +9,6 @@ from os import PathLike
 from typing import Literal, final
 from urllib.parse import urlsplit
 
-import trio
-
 from .._core.keys import KeyLike, key_bytes, range_end_for
 from .._core.txn import Compare, Op
 from .._core.types import (
@@ -69,7 +67,7 @@ async def open_client(
     dial_timeout: float | None = None,
     request_deadline: float = 10.0,
     attempt_timeout: float = 5.0,
-    transport: str | object = "gateway",
+    transport: str | object = "grpc",
 ) -> AsyncIterator[Client]:
     """Open a client to an etcd v3 cluster, for the life of the ``async with`` block.
 
@@ -92,9 +90,11 @@ async def open_client(
             on a stale token).
         attempt_timeout: seconds one endpoint may take to start answering before it is
             marked unhealthy and the request moves on (if it safely can).
-        transport: ``"gateway"`` (etcd's HTTP/JSON gateway), or a transport object: an
-            httpx transport such as :class:`trio_etcd_tree.testing.FakeEtcd` is carried by
-            the gateway.
+        transport: ``"grpc"`` (etcd's native gRPC API over HTTP/2: one connection per
+            member carries every call and every watch), ``"gateway"`` (etcd's HTTP/JSON
+            gateway, for paths that pass only HTTP/1.1), or the in-memory etcd:
+            :class:`trio_etcd_tree.testing.FakeEtcd` itself is reached over the gateway,
+            its ``grpc`` over gRPC.
 
     Raises:
         ValueError: at once, for an endpoint that is not a URL, or options that do not go
@@ -120,8 +120,7 @@ async def open_client(
         None if client_cert is None else str(client_cert),
         None if client_key is None else str(client_key),
     )
-    wire = open_transport(transport, tls, dial_timeout)
-    try:
+    async with open_transport(transport, tls, dial_timeout) as wire:
         connection = Connection(
             wire,
             urls,
@@ -130,9 +129,6 @@ async def open_client(
             attempt_timeout=attempt_timeout,
         )
         yield Client._create(connection)
-    finally:
-        with trio.CancelScope(shield=True):
-            await wire.aclose()
 
 
 def endpoint_urls(endpoints: str | Sequence[str], *, tls: bool = False) -> list[str]:

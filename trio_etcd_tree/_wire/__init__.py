@@ -28,15 +28,17 @@ from .base import (
     WireWatch as WireWatch,
 )
 
-TRANSPORTS = ("gateway", "grpc")
+TRANSPORTS = ("grpc", "gateway")
 """The names ``open_client(transport=...)`` takes."""
 
 
 def open_transport(
     kind: object, tls: ssl.SSLContext | None, dial_timeout: float | None = None
 ) -> Transport:
-    """The transport ``kind`` names (``"gateway"``, ``"grpc"``), or ``kind`` itself if it is
-    one; an httpx transport (such as the in-memory etcd) is carried by the gateway.
+    """The transport ``kind`` names (``"grpc"``, ``"gateway"``), or ``kind`` itself if it is
+    one; use it as ``async with transport:``. An httpx transport (such as the in-memory
+    etcd) is carried by the gateway; an object with ``open_grpc_stream(endpoint)`` (the
+    in-memory etcd's ``grpc``) by the gRPC transport over the streams it makes.
 
     ``tls``: the TLS setup for ``https://`` endpoints (None: the system's CAs);
     ``dial_timeout``: seconds to open a connection (None: no limit of its own).
@@ -50,10 +52,11 @@ def open_transport(
         return GatewayTransport(
             verify=True if tls is None else tls, dial_timeout=dial_timeout, http_transport=http
         )
-    if kind == "grpc":
+    connect = getattr(kind, "open_grpc_stream", None)
+    if kind == "grpc" or connect is not None:
         from .grpc.transport import GrpcTransport
 
-        return GrpcTransport(tls=tls, dial_timeout=dial_timeout)
+        return GrpcTransport(tls=tls, dial_timeout=dial_timeout, connect=connect)
     raise ValueError(f"transport must be one of {', '.join(TRANSPORTS)}, or a transport: {kind!r}")
 
 

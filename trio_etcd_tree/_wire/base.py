@@ -23,7 +23,8 @@ import math
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Generic, Protocol, TypeVar, runtime_checkable
+from types import TracebackType
+from typing import TYPE_CHECKING, Generic, Protocol, Self, TypeVar, runtime_checkable
 
 import trio
 
@@ -329,7 +330,23 @@ class WireWatch(Protocol):
 
 @runtime_checkable
 class Transport(Protocol):
-    """A wire protocol to etcd. One per client; it may keep connections per endpoint."""
+    """A wire protocol to etcd. One per client; it may keep connections per endpoint.
+
+    Used as ``async with transport:`` (the client enters it for its own life): it may run
+    tasks of its own (readers of its connections) until it is left.
+    """
+
+    async def __aenter__(self) -> Self:
+        """Start the transport (no I/O: connections are opened by the first calls)."""
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool | None:
+        """Close every connection and end the transport's tasks. Cancellation: never
+        blocks on the network."""
 
     async def call(
         self, endpoint: str, request: Request[R], *, token: str | None, state: CallState
@@ -352,6 +369,3 @@ class Transport(Protocol):
     def discard(self, endpoint: str) -> None:
         """Drop any connection kept to ``endpoint`` (it failed: the next call reconnects).
         Not a checkpoint."""
-
-    async def aclose(self) -> None:
-        """Close every connection. Cancellation: never blocks on the network."""

@@ -32,7 +32,8 @@ import ssl
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing, asynccontextmanager
-from typing import Any, TypeVar, cast
+from types import TracebackType
+from typing import Any, Self, TypeVar, cast
 
 import httpx
 import trio
@@ -162,8 +163,18 @@ class GatewayTransport:
         """Nothing to drop: httpx closes a connection whose request failed or was
         cancelled, and opens a new one for the next request."""
 
-    async def aclose(self) -> None:
-        await self._http.aclose()
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """Close the connections. Cancellation: never blocks on the network."""
+        with trio.CancelScope(shield=True):
+            await self._http.aclose()
 
 
 class _GatewayWatch:

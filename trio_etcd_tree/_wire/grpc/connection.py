@@ -350,7 +350,7 @@ class GrpcConnection:
 
     async def run(self) -> None:
         """Run the connection's reader, writer and keep-alive until it ends. Never raises
-        (it runs as a system task): an unexpected error ends the connection, and is
+        (it runs in the transport's nursery): an unexpected error ends the connection, and is
         reported to the calls on it, instead of crashing the program."""
         self._h2.initiate_connection()
         self._h2.increment_flow_control_window(WINDOW - 65535)

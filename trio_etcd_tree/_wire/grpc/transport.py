@@ -16,17 +16,18 @@ an answer that does not parse                    ProtocolError              unkn
 ``grpc-status`` from the server                  ``error_for`` (shared)     as ``error_for``
 ==============================================  =========================  ================
 
-The connections' reader, writer and keep-alive tasks run as trio system tasks (the
-transport is created outside any nursery of the client); they never raise: a failure ends
-the connection and is reported to the calls on it.
+The transport is an async context manager: ``async with GrpcTransport() as grpc:``. The
+connections' reader, writer and keep-alive tasks run in its nursery and end when it is left;
+they never raise: a failure ends the connection and is reported to the calls on it.
 """
 
 from __future__ import annotations
 
 import ssl
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from typing import Any, Final, TypeVar, cast
+from contextlib import AsyncExitStack, asynccontextmanager
+from types import TracebackType
+from typing import Any, Final, Self, TypeVar, cast
 
 import trio
 
@@ -148,7 +149,8 @@ class _Endpoint:
 
 
 class GrpcTransport:
-    """etcd's gRPC API over HTTP/2 (trio + hyper-h2), one connection per endpoint.
+    """etcd's gRPC API over HTTP/2 (trio + hyper-h2), one connection per endpoint; use it as
+    ``async with GrpcTransport(...) as grpc:`` (its connections run in a nursery of its own).
 
     Args:
         tls: the TLS setup for ``https://`` endpoints (None: the system's CAs); ALPN ``h2``
@@ -180,6 +182,28 @@ class GrpcTransport:
         self._endpoints: dict[str, _Endpoint] = {}
         self._locks: dict[str, trio.Lock] = {}
         self._closed = False
+        self._nursery: trio.Nursery | None = None
+        self._exit = AsyncExitStack()
+
+    async def __aenter__(self) -> Self:
+        if self._nursery is not None or self._closed:
+            raise RuntimeError("a GrpcTransport can be entered only once")
+        self._nursery = await self._exit.enter_async_context(trio.open_nursery())
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool | None:
+        """Close every connection, then wait for their tasks to end. Cancellation: never
+        blocks on the network (nothing is sent)."""
+        try:
+            await self.aclose()
+        finally:
+            suppress = await self._exit.__aexit__(exc_type, exc, traceback)
+        return suppress
 
     async def call(
         self, endpoint: str, request: Request[R], *, token: str | None, state: CallState
@@ -252,6 +276,8 @@ class GrpcTransport:
                 return peer
             if self._closed:
                 raise UnavailableError("the client is closed", kind="connect", endpoint=endpoint)
+            if self._nursery is None:
+                raise RuntimeError("use the transport as `async with GrpcTransport(...) as t:`")
             factory = self._connect
             connection = await connect_endpoint(
                 endpoint,
@@ -261,7 +287,7 @@ class GrpcTransport:
                 connect=None if factory is None else lambda: factory(endpoint),
                 dial_timeout=self._dial_timeout,
             )
-            trio.lowlevel.spawn_system_task(connection.run)
+            self._nursery.start_soon(connection.run)
             await connection.started.wait()
             peer = self._endpoints[endpoint] = _Endpoint(connection)
             return peer
