@@ -347,7 +347,7 @@ async def test_option_checks() -> None:
     with pytest.raises(ValueError, match="ssl_context, or ca_cert and client_cert, not both"):
         async with et.open_client(ssl_context=ssl.create_default_context(), ca_cert="ca.pem"):
             pass  # pragma: no cover
-    with pytest.raises(ValueError, match="transport must be one of gateway"):
+    with pytest.raises(ValueError, match="transport must be one of grpc, gateway"):
         async with et.open_client(transport="carrier pigeon"):
             pass  # pragma: no cover
 

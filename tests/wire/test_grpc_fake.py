@@ -22,7 +22,6 @@ import trio.testing
 import trio_etcd_tree as et
 from trio_etcd_tree._wire.grpc import messages as pb
 from trio_etcd_tree._wire.grpc.connection import frame
-from trio_etcd_tree._wire.grpc.transport import GrpcTransport
 from trio_etcd_tree.testing import FakeEtcd, open_fake_etcd
 from trio_etcd_tree.testing._fake.grpc_dialect import grpc_message
 
@@ -36,8 +35,7 @@ async def fake() -> AsyncIterator[FakeEtcd]:
 
 
 def grpc_client(fake: FakeEtcd, **options: Any) -> Any:
-    transport = GrpcTransport(connect=fake.grpc.open_grpc_stream)
-    return et.open_client(fake.endpoints, transport=transport, attempt_timeout=2, **options)
+    return et.open_client(fake.endpoints, transport=fake.grpc, attempt_timeout=2, **options)
 
 
 async def events(stream: et.WatchStream, count: int) -> list[tuple[int, bytes]]:

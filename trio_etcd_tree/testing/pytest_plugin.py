@@ -87,8 +87,7 @@ class EtcdBackend:
 
     @property
     def transport(self) -> object:
-        """What ``open_client(transport=...)`` takes to reach this etcd (a new one each
-        time: a client closes its transport)."""
+        """What ``open_client(transport=...)`` takes to reach this etcd."""
         return self.wire if self.fake is None else fake_transport(self.fake, self.wire)
 
     def client(self, **options: Any) -> AbstractAsyncContextManager[Client]:
@@ -104,12 +103,8 @@ class EtcdBackend:
 
 def fake_transport(fake: FakeEtcd, wire: str = "gateway") -> object:
     """What ``open_client(transport=...)`` takes to reach ``fake`` over ``wire``
-    (``"gateway"`` or ``"grpc"``); a new transport each time (a client closes its own)."""
-    if wire == "gateway":
-        return fake
-    from .._wire.grpc.transport import GrpcTransport
-
-    return GrpcTransport(connect=fake.grpc.open_grpc_stream)
+    (``"gateway"`` or ``"grpc"``): the fake itself, or its gRPC front."""
+    return fake if wire == "gateway" else fake.grpc
 
 
 def _wires(config: pytest.Config) -> list[str]:

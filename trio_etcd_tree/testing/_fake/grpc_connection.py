@@ -25,8 +25,7 @@ import h2.settings
 import hyperframe.frame
 import trio
 
-from ..._wire.grpc.connection import frame
-from .grpc_dialect import grpc_message
+from .grpc_dialect import frame, grpc_message
 
 _READ_SIZE: Final = 65536
 _RESPONSE_HEADERS: Final = [(b":status", b"200"), (b"content-type", b"application/grpc")]

@@ -170,6 +170,11 @@ def _scalar(field: FieldDescriptor, value: Any) -> Any:
     return value
 
 
+def frame(message: bytes) -> bytes:
+    """One gRPC length-prefixed message: not compressed, 4-byte big-endian length."""
+    return b"\0" + len(message).to_bytes(4, "big") + message
+
+
 def grpc_message(text: str) -> bytes:
     """``grpc-message``: percent-encoded as grpc-go does (bytes outside printable ASCII,
     and ``%``)."""
