@@ -109,12 +109,18 @@ async def test_reset_watch_stream_resumes_without_gap(
 async def test_reset_keep_alive_stream(
     fake: FakeEtcd, autojump_clock: trio.testing.MockClock
 ) -> None:
-    async with grpc_client(fake) as client, client.lease(6) as lease:
+    async with (
+        grpc_client(fake) as client,
+        client.watch("/w/") as stream,  # (not a keep-alive stream: not reset itself)
+        client.lease(6) as lease,
+    ):
         fake.put("/k", "v", lease=lease.id)
         fake.grpc.reset_next("/v3/lease/keepalive")
         await fake.grpc.reset_streams("/v3/lease/keepalive")
         await trio.sleep(30)  # keep-alives go on over a new stream
         assert fake.get("/k") is not None
+        revision = fake.put("/w/", "1")  # (the watch moved off the member that failed)
+        assert await events(stream, 1) == [(revision, b"1")]
 
 
 # --- GOAWAY -----------------------------------------------------------------------------------
@@ -160,7 +166,8 @@ async def test_watch_survives_goaway(
         await fake.grpc.goaway()
         revision = fake.put("/w/a", "1")
         assert await events(stream, 1) == [(revision, b"1")]  # the old stream goes on
-        assert stream.statistics().disconnects == 0
+        revision = fake.put("/w/", "1")  # (the watch moved off the member that failed)
+        assert await events(stream, 1) == [(revision, b"1")]
 
 
 # --- PINGs ------------------------------------------------------------------------------------
@@ -213,6 +220,60 @@ async def test_down_member_refuses_connections(
     async with grpc_client(fake) as client:
         await client.put("/a", "1")  # the refused connection is a failure to connect
         assert client.endpoint == fake.endpoints[1]
+
+
+# --- the server goes on after the client gave up ---------------------------------------------
+
+
+async def test_answers_to_a_client_that_gave_up(
+    fake: FakeEtcd, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with grpc_client(fake, request_deadline=1) as client:
+        for fault in ("answer", "error", "reset"):
+            fake.delay_next("/v3/kv/put", 5)
+            if fault == "error":
+                fake.fail_next("/v3/kv/put", code=14, message="etcdserver: request timed out")
+            elif fault == "reset":
+                fake.grpc.reset_next("/v3/kv/put")
+            with pytest.raises(et.UnavailableError) as info:
+                await client.put(f"/{fault}", "1")
+            assert info.value.outcome_unknown
+            await trio.sleep(10)  # served after the client reset the stream: nothing is sent
+            assert (fake.get(f"/{fault}") is not None) is (fault != "error")
+        # a large answer the client stops reading halfway
+        for i in range(18):
+            fake.put(f"/big/{i:02}", b"x" * (1024 * 1024))
+        with trio.move_on_after(0.001):
+            await client.range("/big/", prefix=True)
+        await trio.testing.wait_all_tasks_blocked()
+        assert await client.get("/answer") is not None  # the connection goes on
+
+
+async def test_member_down_while_a_request_waits(
+    fake: FakeEtcd, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with grpc_client(fake) as client:
+        fake.delay_next("/v3/kv/put", 1)
+        async with trio.open_nursery() as nursery:
+
+            async def put() -> None:
+                with pytest.raises(et.UnavailableError) as info:
+                    await client.put("/a", "1")
+                assert info.value.outcome_unknown
+
+            nursery.start_soon(put)
+            await trio.testing.wait_all_tasks_blocked()
+            fake.member_down(0)
+        await trio.sleep(5)
+        assert fake.get("/a") is None  # a member that is down serves nothing
+
+
+async def test_fake_client_over_each_wire(
+    fake_etcd: FakeEtcd, fake_client: et.Client, fake_wire: str
+) -> None:
+    await fake_client.put("/a", "1")
+    assert fake_etcd.calls[-1].path == "/v3/kv/put"
+    assert len(fake_etcd.grpc.connections) == (1 if fake_wire == "grpc" else 0)
 
 
 # --- the front's edges ------------------------------------------------------------------------
@@ -291,6 +352,9 @@ async def test_unknown_methods_and_bad_requests(
     seen = await raw.until(lambda e: isinstance(e, h2.events.DataReceived))
     answer = pb.WatchResponse.FromString(bytes(seen[-1].data)[5:])  # type: ignore[attr-defined]
     assert answer.created and answer.watch_id == 4
+    # a keep-alive request that does not parse ends its stream
+    await raw.call(b"/etcdserverpb.Lease/LeaseKeepAlive", b"\xff", end=False)
+    assert status_of(await raw.until(ended))[b"grpc-status"] == b"13"
     # a keep-alive stream the client ends is ended with status 0, as etcd does
     await raw.call(
         b"/etcdserverpb.Lease/LeaseKeepAlive", pb.LeaseKeepAliveRequest(ID=7).SerializeToString()
@@ -302,6 +366,14 @@ async def test_unknown_methods_and_bad_requests(
     await raw.stream.send_all(raw.h2.data_to_send())
     await trio.testing.wait_all_tasks_blocked()
     assert fake.calls[-1].path != "/v3/kv/put"
+    # after GOAWAY, a stream above its last id is not processed
+    await fake.grpc.goaway(0)
+    await raw.until(lambda e: isinstance(e, h2.events.ConnectionTerminated))
+    raw.h2.state_machine.state = h2.connection.ConnectionState.CLIENT_OPEN  # (as if not read)
+    calls = len(fake.calls)
+    await raw.call(b"/etcdserverpb.KV/Range", pb.RangeRequest(key=b"/a").SerializeToString())
+    await trio.testing.wait_all_tasks_blocked()
+    assert len(fake.calls) == calls
     # not HTTP/2: the connection is closed
     await raw.stream.send_all(b"\0" * 100)
     assert await raw.stream.receive_some() == b""

@@ -21,8 +21,9 @@ brings both. Fixtures:
     ``open_fake_etcd`` come from the marker ``@pytest.mark.fake_etcd(members=2, ...)`` (on
     the test, its class or its module). A test using it runs on an autojump clock.
 ``fake_client``
-    A :class:`~trio_etcd_tree.Client` connected to ``fake_etcd``, over the gateway, or
-    over gRPC with ``@pytest.mark.fake_etcd(wire="grpc")``, or over each transport of
+    A :class:`~trio_etcd_tree.Client` connected to ``fake_etcd``: over gRPC (the
+    default transport, through the fake's gRPC front), or over the gateway with
+    ``@pytest.mark.fake_etcd(wire="gateway")``, or over each transport of
     ``--etcd-transports`` when the test also asks for ``fake_wire``.
 ``fake_wire``
     ``"gateway"`` or ``"grpc"``: a test asking for it runs once over each transport of
@@ -131,7 +132,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "fake_etcd(**options): options of open_fake_etcd for the fake_etcd fixture "
-        "(and wire='grpc' for fake_client)",
+        "(and wire='gateway' or 'grpc' for fake_client)",
     )
 
 
@@ -146,7 +147,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "fake_wire" in metafunc.fixturenames:
-        metafunc.parametrize("fake_wire", _wires(metafunc.config))
+        metafunc.parametrize("fake_wire", _wires(metafunc.config), indirect=True)
     if "etcd_backend" not in metafunc.fixturenames:
         return
     kinds = [v.strip() for v in metafunc.config.getoption("--etcd-versions").split(",") if v]
@@ -247,7 +248,7 @@ async def fake_client(request: pytest.FixtureRequest, fake_etcd: FakeEtcd) -> As
     if "fake_wire" in request.fixturenames:
         wire = request.getfixturevalue("fake_wire")
     else:
-        wire = _fake_options(request).get("wire", "gateway")
+        wire = _fake_options(request).get("wire", "grpc")
     transport = fake_transport(fake_etcd, wire)
     async with open_client(fake_etcd.endpoints, transport=transport) as client:
         yield client

@@ -159,10 +159,7 @@ class ServerConnection:
 
     async def _read(self) -> None:
         while True:
-            try:
-                data = await self._stream.receive_some(_READ_SIZE)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                return
+            data = await self._stream.receive_some(_READ_SIZE)  # (in memory: never fails)
             if not data:
                 return
             await self._wait_thawed()  # a frozen member reads nothing
@@ -196,9 +193,13 @@ class ServerConnection:
             found.drop()
             self._forget(found)
             self._close_if_drained()
+            self._more_capacity()  # (a sender waiting for its window looks again)
         elif isinstance(event, h2.events.WindowUpdated | h2.events.RemoteSettingsChanged):
-            self._capacity.set()
-            self._capacity = trio.Event()
+            self._more_capacity()
+
+    def _more_capacity(self) -> None:
+        self._capacity.set()
+        self._capacity = trio.Event()
 
     # ---- sending ---------------------------------------------------------------------------
 
