@@ -234,17 +234,17 @@ class GrpcFront:
             nursery.cancel_scope.cancel()
 
     async def _serve_keepalive(self, call: ServerCall, method: GrpcMethod, ctx: Ctx) -> None:
-        while (data := await call.next_message()) is not None:
-            try:
+        try:
+            while (data := await call.next_message()) is not None:
                 request = request_json(method, data, self._fake._max_request_bytes)
                 answer = self._fake._leases.renew(ctx, Fields(request))
-            except FakeError as exc:
-                await call.connection.finish(call, exc.code, exc.message)
-                return
-            self._record(call, method, dumps(request))
-            if not await self._deliver(call, method, answer):
-                return
-        await call.connection.finish(call, 0, "")  # the client ended its side (etcd: OK)
+                self._record(call, method, dumps(request))
+                if not await self._deliver(call, method, answer):
+                    return
+        except FakeError as exc:
+            await call.connection.finish(call, exc.code, exc.message)
+        else:  # the client ended its side: so does etcd, with OK
+            await call.connection.finish(call, 0, "")
 
     async def _serve_watch(self, call: ServerCall, method: GrpcMethod, ctx: Ctx) -> None:
         stream = self._fake._watches.new_stream(ctx.member)
