@@ -27,7 +27,7 @@ brings both. Fixtures:
     ``--etcd-transports`` when the test also asks for ``fake_wire``.
 ``fake_wire``
     ``"gateway"`` or ``"grpc"``: a test asking for it runs once over each transport of
-    ``--etcd-transports``; :func:`fake_transport` gives what ``open_client`` takes.
+    ``--etcd-transports``; ``fake_transport(fake, wire)`` gives what ``open_client`` takes.
 
 A real version whose binary cannot be found is skipped with the reason, unless the
 environment variable ``TRIO_ETCD_TREE_REQUIRE_ETCD`` is set (CI sets it): then it fails.
