@@ -222,6 +222,18 @@ async def test_down_member_refuses_connections(
         assert client.endpoint == fake.endpoints[1]
 
 
+async def test_request_larger_than_the_window(
+    fake: FakeEtcd, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Regression: the client queued a window's worth of frames and waited for the server's
+    WINDOW_UPDATE without writing them (nothing else arriving, it waited for ever)."""
+    async with grpc_client(fake) as client:
+        assert await client.get("/x") is None  # (the server's first frames are read)
+        with trio.fail_after(1):
+            await client.put("/big", b"x" * 1_000_000)
+        assert fake.get("/big") is not None
+
+
 # --- the server goes on after the client gave up ---------------------------------------------
 
 

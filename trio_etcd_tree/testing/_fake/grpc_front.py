@@ -23,21 +23,20 @@ only gRPC has: :meth:`GrpcFront.cut_next`, :meth:`GrpcFront.reset_next`,
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final
+from collections.abc import Callable
+from typing import Final
 
 import h2.errors
 import trio
 import trio.testing
 
+from .cluster import FakeCall
+from .faults import Faults
 from .gateway import Ctx, Fields, Json, dumps
 from .grpc_connection import ServerCall, ServerConnection
 from .grpc_dialect import METHODS, GrpcMethod, answer_bytes, method_of, request_json
-from .server import FakeCall
 from .store import FakeError
-from .watch import STREAM_ERROR_CODE, STREAM_ERROR_TEXT, WatchStream
-
-if TYPE_CHECKING:
-    from .server import FakeEtcd
+from .watch import STREAM_ERROR_CODE, STREAM_ERROR_TEXT, Watches, WatchStream
 
 __all__ = ["GrpcFront"]
 
@@ -46,11 +45,29 @@ REFUSED_STREAM: Final = int(h2.errors.ErrorCodes.REFUSED_STREAM)
 
 
 class GrpcFront:
-    """etcd's gRPC API for one :class:`~.server.FakeEtcd` (its ``grpc`` attribute)."""
+    """etcd's gRPC API for one in-memory etcd (its ``grpc`` attribute), over its services,
+    faults and request log."""
 
-    def __init__(self, fake: FakeEtcd) -> None:
-        self._fake = fake
-        self._faults = fake._faults
+    def __init__(
+        self,
+        nursery: trio.Nursery,
+        *,
+        endpoints: list[str],
+        calls: list[FakeCall],
+        faults: Faults,
+        watches: Watches,
+        renew: Callable[[Ctx, Fields], Json],
+        serve_unary: Callable[[Ctx, str, Fields], Json],
+        max_request_bytes: int,
+    ) -> None:
+        self._nursery = nursery
+        self._endpoints = endpoints
+        self._calls = calls
+        self._faults = faults
+        self._watches = watches
+        self._renew = renew
+        self._serve = serve_unary
+        self._max_request_bytes = max_request_bytes
         self.connections: list[ServerConnection] = []
         """The open connections (to every member)."""
 
@@ -63,7 +80,7 @@ class GrpcFront:
         Raises:
             ConnectionRefusedError: no member there, or it is down.
         """
-        endpoints = self._fake.endpoints
+        endpoints = self._endpoints
         if endpoint not in endpoints or self._faults.is_down(endpoints.index(endpoint)):
             raise ConnectionRefusedError(111, f"Connection refused: {endpoint}")
         member = endpoints.index(endpoint)
@@ -76,7 +93,7 @@ class GrpcFront:
             wait_thawed=lambda: self._faults.wait_thawed(member),
         )
         self.connections.append(connection)
-        self._fake._nursery.start_soon(self._run, connection)
+        self._nursery.start_soon(self._run, connection)
         return client
 
     async def _run(self, connection: ServerConnection) -> None:
@@ -141,7 +158,7 @@ class GrpcFront:
     # ---- serving ---------------------------------------------------------------------------
 
     def _on_call(self, call: ServerCall) -> None:
-        nursery = self._fake._nursery
+        nursery = self._nursery
         try:
             method = method_of(call.path)
         except FakeError as exc:
@@ -152,8 +169,8 @@ class GrpcFront:
         )
 
     def _record(self, call: ServerCall, method: GrpcMethod, body: bytes) -> None:
-        endpoint = self._fake.endpoints[call.connection.member]
-        self._fake.calls.append(FakeCall(endpoint, method.path, body))
+        endpoint = self._endpoints[call.connection.member]
+        self._calls.append(FakeCall(endpoint, method.path, body))
 
     async def _serve_unary(self, call: ServerCall, method: GrpcMethod) -> None:
         data = await call.whole_request()
@@ -161,7 +178,7 @@ class GrpcFront:
             return  # reset before the request was whole: nothing to serve
         member, faults = call.connection.member, self._faults
         try:
-            request: Json | FakeError = request_json(method, data, self._fake._max_request_bytes)
+            request: Json | FakeError = request_json(method, data, self._max_request_bytes)
         except FakeError as exc:
             request = exc
         self._record(call, method, data if isinstance(request, FakeError) else dumps(request))
@@ -199,7 +216,7 @@ class GrpcFront:
             return request
         ctx = Ctx(call.connection.member, call.token)
         try:
-            return answer_bytes(method, self._fake.serve_unary(ctx, method.path, Fields(request)))
+            return answer_bytes(method, self._serve(ctx, method.path, Fields(request)))
         except FakeError as exc:
             return exc
 
@@ -236,8 +253,8 @@ class GrpcFront:
     async def _serve_keepalive(self, call: ServerCall, method: GrpcMethod, ctx: Ctx) -> None:
         try:
             while (data := await call.next_message()) is not None:
-                request = request_json(method, data, self._fake._max_request_bytes)
-                answer = self._fake._leases.renew(ctx, Fields(request))
+                request = request_json(method, data, self._max_request_bytes)
+                answer = self._renew(ctx, Fields(request))
                 self._record(call, method, dumps(request))
                 if not await self._deliver(call, method, answer):
                     return
@@ -247,7 +264,7 @@ class GrpcFront:
             await call.connection.finish(call, 0, "")
 
     async def _serve_watch(self, call: ServerCall, method: GrpcMethod, ctx: Ctx) -> None:
-        stream = self._fake._watches.new_stream(ctx.member)
+        stream = self._watches.new_stream(ctx.member)
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._watch_requests, call, method, ctx, stream)
@@ -261,9 +278,9 @@ class GrpcFront:
     ) -> None:
         while (data := await call.next_message()) is not None:
             try:
-                request = request_json(method, data, self._fake._max_request_bytes)
+                request = request_json(method, data, self._max_request_bytes)
                 self._record(call, method, dumps(request))
-                self._fake._watches.request(ctx, stream, Fields(request))
+                self._watches.request(ctx, stream, Fields(request))
             except FakeError:
                 pass  # etcd ignores a request it cannot serve; the stream goes on
 

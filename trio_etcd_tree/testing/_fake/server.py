@@ -12,14 +12,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import httpx
 import trio
 
 from .auth import Auth, Mode
-from .cluster import Cluster
+from .cluster import Cluster, FakeCall as FakeCall
 from .faults import Faults
 from .gateway import Ctx, Fields, Json, error_response, json_response, parse_unary, text_response
 from .kv import Kv
@@ -31,15 +30,6 @@ if TYPE_CHECKING:
     from .grpc_front import GrpcFront
 
 _Handler: TypeAlias = Callable[[Ctx, Fields], Json]
-
-
-@dataclass(frozen=True)
-class FakeCall:
-    """One request the fake received."""
-
-    endpoint: str
-    path: str
-    body: bytes
 
 
 class FakeEtcd(httpx.AsyncBaseTransport):
@@ -97,7 +87,16 @@ class FakeEtcd(httpx.AsyncBaseTransport):
         if self._grpc is None:
             from .grpc_front import GrpcFront  # (protobuf is loaded only for gRPC)
 
-            self._grpc = GrpcFront(self)
+            self._grpc = GrpcFront(
+                self._nursery,
+                endpoints=self.endpoints,
+                calls=self.calls,
+                faults=self._faults,
+                watches=self._watches,
+                renew=self._leases.renew,
+                serve_unary=self.serve_unary,
+                max_request_bytes=self._max_request_bytes,
+            )
         return self._grpc
 
     # ---- state ----------------------------------------------------------------------------
