@@ -95,8 +95,7 @@ def med(values: list[float], scale: float = 1.0, digits: int = 3) -> str:
 async def ours_load(endpoint: str, count: int) -> None:
     from trio_etcd_tree import Put
 
-    grpc = GrpcTransport()
-    try:
+    async with GrpcTransport() as grpc:
         await grpc.call(
             endpoint,
             TxnRequest(success=[]),
@@ -117,8 +116,6 @@ async def ours_load(endpoint: str, count: int) -> None:
         async with trio.open_nursery() as nursery:
             for first in range(0, count, 128):
                 nursery.start_soon(limited, first)
-    finally:
-        await grpc.aclose()
 
 
 async def ours_read(endpoint: str) -> tuple[float, int]:
@@ -158,10 +155,9 @@ async def ours_puts(endpoint: str, count: int, tasks: int) -> float:
 
 
 async def ours_latency(endpoint: str, count: int) -> list[float]:
-    grpc = GrpcTransport()
-    key = WATCH_PREFIX + b"lat"
-    out: list[float] = []
-    try:
+    async with GrpcTransport() as grpc:
+        key = WATCH_PREFIX + b"lat"
+        out: list[float] = []
         async with grpc.watch(endpoint, WatchCreateRequest(key), token=None) as watch:
             await watch.receive()  # created
             for i in range(count):
@@ -169,15 +165,12 @@ async def ours_latency(endpoint: str, count: int) -> list[float]:
                 await grpc.call(endpoint, PutRequest(key, b"%d" % i), token=None, state=CallState())
                 await watch.receive()
                 out.append(time.perf_counter() - started)
-    finally:
-        await grpc.aclose()
     return out
 
 
 async def ours_watch_cpu(endpoint: str, count: int) -> float:
-    grpc = GrpcTransport()
-    key = WATCH_PREFIX + b"cpu"
-    try:
+    async with GrpcTransport() as grpc:
+        key = WATCH_PREFIX + b"cpu"
         async with grpc.watch(endpoint, WatchCreateRequest(key), token=None) as watch:
             await watch.receive()
             writer_cpu: list[float] = []
@@ -195,20 +188,15 @@ async def ours_watch_cpu(endpoint: str, count: int) -> float:
             writer.join()
             cpu = time.process_time() - cpu - writer_cpu[0]
             return cpu / messages
-    finally:
-        await grpc.aclose()
 
 
 def _writer_thread(endpoint: str, key: bytes, count: int, cpu: list[float]) -> None:
     started = time.thread_time()
 
     async def write() -> None:
-        grpc = GrpcTransport()
-        try:
+        async with GrpcTransport() as grpc:
             for i in range(count):
                 await grpc.call(endpoint, PutRequest(key, b"%d" % i), token=None, state=CallState())
-        finally:
-            await grpc.aclose()
 
     trio.run(write)
     cpu.append(time.thread_time() - started)
@@ -340,10 +328,9 @@ async def etcd3aio_read(endpoint: str) -> tuple[float, int]:
 
 
 async def ours_frozen_member(cluster: EtcdCluster) -> float:
-    grpc = GrpcTransport()
-    endpoint = cluster.endpoints[0]
-    member = cluster.members[0]
-    try:
+    async with GrpcTransport() as grpc:
+        endpoint = cluster.endpoints[0]
+        member = cluster.members[0]
         async with grpc.watch(endpoint, WatchCreateRequest(b"/frozen"), token=None) as watch:
             await watch.receive()
             assert member.pid is not None
@@ -359,8 +346,6 @@ async def ours_frozen_member(cluster: EtcdCluster) -> float:
             finally:
                 os.kill(member.pid, signal.SIGCONT)
             return took
-    finally:
-        await grpc.aclose()
 
 
 # --- the run -------------------------------------------------------------------------------

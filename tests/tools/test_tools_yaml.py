@@ -439,4 +439,4 @@ def test_the_tools_speak_grpc_too(
     with pytest.raises(SystemExit) as exited:
         etcd2yaml.main([*conn, "--transport", "pigeon", p])
     assert exited.value.code == 2
-    assert "--transport: 'pigeon' is not one of gateway, grpc" in capsys.readouterr().err
+    assert "--transport: 'pigeon' is not one of grpc, gateway" in capsys.readouterr().err

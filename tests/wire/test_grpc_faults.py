@@ -424,7 +424,7 @@ async def test_broken_transport(
 
 
 async def test_closed_transport_refuses_calls(grpc: GrpcTransport) -> None:
-    await grpc.aclose()
+    grpc.close()
     with pytest.raises(UnavailableError, match="client is closed"):
         await call(grpc, RangeRequest(b"/a"))
 

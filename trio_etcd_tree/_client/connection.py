@@ -191,8 +191,7 @@ class Connection:
             return result
         unknown = request.writes and state.sent
         raise UnavailableError(
-            f"no answer within {self.attempt_timeout:g} s (attempt_timeout)"
-            + ("; the request may or may not have been applied" if unknown else ""),
+            f"no answer within {self.attempt_timeout:g} s (attempt_timeout)",
             kind="timeout",
             request=request.describe(),
             endpoint=endpoint,

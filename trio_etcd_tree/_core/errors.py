@@ -90,7 +90,7 @@ class EtcdError(Exception):
         http_status: the HTTP status of the answer, if there was one.
         outcome_unknown: for a write: true when it may have been applied (the request may
             have reached the server, and no answer says what happened); false when it was
-            certainly not applied. Reads leave it false.
+            certainly not applied. Reads leave it false. When true, ``str()`` says so.
     """
 
     outcome_unknown: bool = False
@@ -123,6 +123,8 @@ class EtcdError(Exception):
             parts.append(f"(endpoint {self.endpoint})")
         if self.server_message and self.server_message not in self.message:
             parts.append(f"server said: {self.server_message!r}")
+        if self.outcome_unknown:
+            parts.append("- the request may or may not have been applied")
         return " ".join(parts)
 
     def __repr__(self) -> str:

@@ -269,10 +269,7 @@ def _failure(
             endpoint=endpoint,
         )
     if unknown:
-        message = (
-            f"the connection broke before the answer came ({exc or type(exc).__name__}); "
-            "the request may or may not have been applied"
-        )
+        message = f"the connection broke before the answer came ({exc or type(exc).__name__})"
     else:
         message = f"the connection broke ({exc or type(exc).__name__})"
     return UnavailableError(

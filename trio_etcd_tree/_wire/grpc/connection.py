@@ -373,8 +373,10 @@ class GrpcConnection:
             self._fail(_lost(self.endpoint, f"the connection failed: {exc!r}", exc))
         finally:
             self._fail(_lost(self.endpoint, "the connection was closed"))
-            await trio.aclose_forcefully(self._transport)
-            self.finished.set()
+            try:  # raises Cancelled when the transport is cancelled (the socket is closed)
+                await trio.aclose_forcefully(self._transport)
+            finally:
+                self.finished.set()
 
     def _fail(self, error: EtcdError) -> None:
         """End the connection: every stream fails with ``error``; the tasks stop."""

@@ -32,6 +32,7 @@ from typing import Any, Final, Self, TypeVar, cast
 import trio
 
 from ..._core.errors import EtcdError, UnavailableError
+from ..._core.util import open_service_nursery
 from ..base import (
     AuthenticateRequest,
     CallState,
@@ -150,7 +151,8 @@ class _Endpoint:
 
 class GrpcTransport:
     """etcd's gRPC API over HTTP/2 (trio + hyper-h2), one connection per endpoint; use it as
-    ``async with GrpcTransport(...) as grpc:`` (its connections run in a nursery of its own).
+    ``async with GrpcTransport(...) as grpc:`` (its connections run in a nursery of its own;
+    an error raised in the block leaves it as it is, not wrapped in an exception group).
 
     Args:
         tls: the TLS setup for ``https://`` endpoints (None: the system's CAs); ALPN ``h2``
@@ -188,7 +190,7 @@ class GrpcTransport:
     async def __aenter__(self) -> Self:
         if self._nursery is not None or self._closed:
             raise RuntimeError("a GrpcTransport can be entered only once")
-        self._nursery = await self._exit.enter_async_context(trio.open_nursery())
+        self._nursery = await self._exit.enter_async_context(open_service_nursery())
         return self
 
     async def __aexit__(
@@ -198,12 +200,9 @@ class GrpcTransport:
         traceback: TracebackType | None,
     ) -> bool | None:
         """Close every connection, then wait for their tasks to end. Cancellation: never
-        blocks on the network (nothing is sent)."""
-        try:
-            await self.aclose()
-        finally:
-            suppress = await self._exit.__aexit__(exc_type, exc, traceback)
-        return suppress
+        blocks on the network (nothing is sent; cancelled, the tasks end at once)."""
+        self.close()
+        return await self._exit.__aexit__(exc_type, exc, traceback)
 
     async def call(
         self, endpoint: str, request: Request[R], *, token: str | None, state: CallState
@@ -248,17 +247,14 @@ class GrpcTransport:
         if peer is not None:
             peer.connection.close()
 
-    async def aclose(self) -> None:
-        """Close every connection and wait (briefly: nothing is sent) until their sockets
-        are closed. Cancellation: the connections are closed even when this is cancelled."""
+    def close(self) -> None:
+        """Close every connection: calls on them fail, new calls are refused. Not a
+        checkpoint; leaving the ``async with`` block closes, then waits for the tasks."""
         self._closed = True
         peers = list(self._endpoints.values())
         self._endpoints.clear()
         for peer in peers:
             peer.connection.close()
-        with trio.CancelScope(shield=True):
-            for peer in peers:
-                await peer.connection.finished.wait()
 
     def connection_count(self) -> int:
         """Open connections (one per endpoint in use)."""
