@@ -435,18 +435,6 @@ def test_grpc_message_is_percent_encoded() -> None:
 
 
 @pytest.mark.xfail(
-    strict=True, reason="gRPC's lost-answer error does not say the outcome is unknown"
-)
-async def test_lost_write_message_says_its_outcome_is_unknown(
-    fake: FakeEtcd, autojump_clock: trio.testing.MockClock
-) -> None:
-    async with grpc_client(fake) as client:
-        fake.lose_answers("/v3/kv/put")
-        with pytest.raises(et.UnavailableError, match="may or may not"):
-            await client.put("/a", "1")
-
-
-@pytest.mark.xfail(
     strict=True, reason="the watch mux turns a stream's grpc-status into Unavailable"
 )
 async def test_watch_stream_status_keeps_its_error_type(
