@@ -237,6 +237,8 @@ class GrpcFront:
             call.connection.abort()
             return
         ctx = Ctx(member, call.token)
+        # Every way the call ends (the client resets it, the connection ends, we end it)
+        # sets ``gone``: that cancels its tasks, wherever they are.
         async with trio.open_nursery() as nursery:
 
             async def until_gone() -> None:
@@ -245,10 +247,9 @@ class GrpcFront:
 
             nursery.start_soon(until_gone)
             if method.path == "/v3/watch":
-                await self._serve_watch(call, method, ctx)
+                await self._serve_watch(call, method, ctx, nursery)
             else:
                 await self._serve_keepalive(call, method, ctx)
-            nursery.cancel_scope.cancel()
 
     async def _serve_keepalive(self, call: ServerCall, method: GrpcMethod, ctx: Ctx) -> None:
         try:
@@ -256,20 +257,19 @@ class GrpcFront:
                 request = request_json(method, data, self._max_request_bytes)
                 answer = self._renew(ctx, Fields(request))
                 self._record(call, method, dumps(request))
-                if not await self._deliver(call, method, answer):
-                    return
+                await self._deliver(call, method, answer)
         except FakeError as exc:
             await call.connection.finish(call, exc.code, exc.message)
         else:  # the client ended its side: so does etcd, with OK
             await call.connection.finish(call, 0, "")
 
-    async def _serve_watch(self, call: ServerCall, method: GrpcMethod, ctx: Ctx) -> None:
+    async def _serve_watch(
+        self, call: ServerCall, method: GrpcMethod, ctx: Ctx, nursery: trio.Nursery
+    ) -> None:
         stream = self._watches.new_stream(ctx.member)
         try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._watch_requests, call, method, ctx, stream)
-                await self._watch_answers(call, method, stream)
-                nursery.cancel_scope.cancel()
+            nursery.start_soon(self._watch_requests, call, method, ctx, stream)
+            await self._watch_answers(call, method, stream)
         finally:
             stream.end(None)
 
@@ -287,30 +287,24 @@ class GrpcFront:
     async def _watch_answers(
         self, call: ServerCall, method: GrpcMethod, stream: WatchStream
     ) -> None:
-        while True:
-            item = await stream.receive.receive()  # a stream always ends with a Break item
-            if isinstance(item, dict):
-                if not await self._deliver(call, method, item):
-                    return
-            elif item == "eof":
-                await call.connection.finish(call, 0, "")
-                return
-            elif item == "error":
-                await call.connection.finish(call, STREAM_ERROR_CODE, STREAM_ERROR_TEXT)
-                return
-            else:  # "mid-line": the connection breaks in the middle of a message
-                await call.connection.cut(call, answer_bytes(method, {"header": stream.header()}))
-                return
+        item = await stream.receive.receive()  # a stream always ends with a Break item
+        while isinstance(item, dict):
+            await self._deliver(call, method, item)
+            item = await stream.receive.receive()
+        if item == "eof":
+            await call.connection.finish(call, 0, "")
+        elif item == "error":
+            await call.connection.finish(call, STREAM_ERROR_CODE, STREAM_ERROR_TEXT)
+        else:  # "mid-line": the connection breaks in the middle of a message
+            await call.connection.cut(call, answer_bytes(method, {"header": stream.header()}))
 
-    async def _deliver(self, call: ServerCall, method: GrpcMethod, answer: Json) -> bool:
-        """Send one answer of a stream; False if a fault ended the stream instead."""
+    async def _deliver(self, call: ServerCall, method: GrpcMethod, answer: Json) -> None:
+        """Send one answer of a stream, or the fault due instead (which ends the call)."""
         data = answer_bytes(method, answer)
         reset = self._faults.take_reset(method.path)
         if reset is not None:
             await call.connection.reset(call, reset.code)
-            return False
-        if self._faults.take_cut(method.path):
+        elif self._faults.take_cut(method.path):
             await call.connection.cut(call, data)
-            return False
-        await call.connection.send(call, data)
-        return True
+        else:
+            await call.connection.send(call, data)
