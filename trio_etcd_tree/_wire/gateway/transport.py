@@ -41,7 +41,7 @@ import trio
 from ..._core.errors import EtcdError, InvalidRequestError, ProtocolError, UnavailableError
 from ..._core.util import gc_paused
 from ..base import CallState, Request, WatchCreateRequest, WatchMessage
-from ..errors import error_for
+from ..errors import error_for, tls_failure
 from . import codec
 
 __all__ = ["GatewayTransport"]
@@ -256,7 +256,7 @@ def _failure(
     exc: httpx.TransportError, what: str, endpoint: str, unknown: bool
 ) -> UnavailableError:
     """The error for a failed HTTP exchange; ``unknown``: a write may have gone out."""
-    tls = _tls_failure(exc)
+    tls = tls_failure(exc)
     if tls is not None:
         return UnavailableError(
             f"the TLS handshake failed: {tls}", kind="tls", request=what, endpoint=endpoint
@@ -275,17 +275,3 @@ def _failure(
     return UnavailableError(
         message, kind="lost", request=what, endpoint=endpoint, outcome_unknown=unknown
     )
-
-
-_CUT = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError)
-
-
-def _tls_failure(exc: BaseException) -> ssl.SSLError | None:
-    """The TLS error behind a failed connection, if that is what it was (a connection cut
-    during the handshake is not: that is a connection failure like any other)."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, ssl.SSLError) and not isinstance(seen, _CUT):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return None

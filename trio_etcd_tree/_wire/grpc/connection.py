@@ -59,7 +59,7 @@ import trio
 
 from ..._core.errors import EtcdError, ProtocolError, UnavailableError
 from ..base import CallState
-from ..errors import error_for
+from ..errors import error_for, tls_failure
 
 __all__ = ["GrpcConnection", "GrpcStream", "Method", "connect_endpoint"]
 
@@ -773,9 +773,6 @@ async def _connect_stream(
     return tls
 
 
-_CUT = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError)
-
-
 def h2_ssl_context(context: ssl.SSLContext | None) -> ssl.SSLContext:
     """``context`` (or a default one) offering ALPN ``h2``; its certificates are kept."""
     context = context or ssl.create_default_context()
@@ -820,12 +817,14 @@ async def connect_endpoint(
             f"could not connect within {dial_timeout:g} s", kind="connect", endpoint=endpoint
         ) from exc
     except (OSError, trio.BrokenResourceError) as exc:
+        tls = tls_failure(exc)
+        if tls is not None:
+            raise UnavailableError(
+                f"the TLS handshake failed: {tls}", kind="tls", endpoint=endpoint
+            ) from exc
         cause = exc.__cause__ if isinstance(exc, trio.BrokenResourceError) else exc
-        tls = isinstance(cause, ssl.SSLError) and not isinstance(cause, _CUT)
         raise UnavailableError(
-            f"could not connect: {cause or exc!r}",
-            kind="tls" if tls else "connect",
-            endpoint=endpoint,
+            f"could not connect: {cause or exc!r}", kind="connect", endpoint=endpoint
         ) from exc
     return GrpcConnection(
         stream,
