@@ -598,6 +598,7 @@ class GrpcConnection:
             window = h2c.local_flow_control_window(stream.id)
             size = min(window, h2c.max_outbound_frame_size, total - offset)
             if size <= 0 and offset < total:
+                self._kick()  # the frames queued so far must go out for the window to reopen
                 await self._wait_capacity()
                 continue
             end = offset + size
@@ -803,28 +804,28 @@ async def connect_endpoint(
     scheme = url.scheme or "http"
     host = url.hostname or "127.0.0.1"
     port = url.port or (443 if scheme == "https" else 2379)
-    if connect is not None:
-        stream = connect()
-    else:
-        try:
-            with trio.fail_after(math.inf if dial_timeout is None else dial_timeout):
+    try:
+        with trio.fail_after(math.inf if dial_timeout is None else dial_timeout):
+            if connect is not None:  # (refused: it raises OSError, as TCP does)
+                stream = connect()
+            else:
                 stream = await _connect_stream(
                     host, port, h2_ssl_context(ssl_context) if scheme == "https" else None
                 )
-        except trio.TooSlowError as exc:
+    except trio.TooSlowError as exc:
+        raise UnavailableError(
+            f"could not connect within {dial_timeout:g} s", kind="connect", endpoint=endpoint
+        ) from exc
+    except (OSError, trio.BrokenResourceError) as exc:
+        tls = tls_failure(exc)
+        if tls is not None:
             raise UnavailableError(
-                f"could not connect within {dial_timeout:g} s", kind="connect", endpoint=endpoint
+                f"the TLS handshake failed: {tls}", kind="tls", endpoint=endpoint
             ) from exc
-        except (OSError, trio.BrokenResourceError) as exc:
-            tls = tls_failure(exc)
-            if tls is not None:
-                raise UnavailableError(
-                    f"the TLS handshake failed: {tls}", kind="tls", endpoint=endpoint
-                ) from exc
-            cause = exc.__cause__ if isinstance(exc, trio.BrokenResourceError) else exc
-            raise UnavailableError(
-                f"could not connect: {cause or exc!r}", kind="connect", endpoint=endpoint
-            ) from exc
+        cause = exc.__cause__ if isinstance(exc, trio.BrokenResourceError) else exc
+        raise UnavailableError(
+            f"could not connect: {cause or exc!r}", kind="connect", endpoint=endpoint
+        ) from exc
     return GrpcConnection(
         stream,
         endpoint=endpoint,
