@@ -125,13 +125,27 @@ class Proxy:
     ) -> None:
         try:
             async for data in source:
-                if answers and self.mode == "drop answers":
+                if answers and self.mode == "drop answers" and _carries_an_answer(data):
                     self.dropped += 1
                     break
                 await sink.send_all(data)
         except trio.BrokenResourceError:
             pass
         scope.cancel()
+
+
+_H2_CONTROL = {4, 6, 8}  # SETTINGS, PING, WINDOW_UPDATE
+
+
+def _carries_an_answer(data: bytes) -> bool:
+    """Whether the server's bytes hold (part of) an answer: anything but whole HTTP/2
+    control frames, which a gRPC server sends before it has read any request."""
+    i = 0
+    while i < len(data):
+        if i + 9 > len(data) or data[i + 3] not in _H2_CONTROL:
+            return True
+        i += 9 + int.from_bytes(data[i : i + 3], "big")
+    return i > len(data)
 
 
 def _reset(stream: trio.SocketStream) -> None:

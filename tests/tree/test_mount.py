@@ -541,9 +541,6 @@ async def test_new_cluster_id_resyncs(
         assert root.statistics().resyncs == 1
 
 
-# (over gRPC the watch stream's status becomes UNAVAILABLE and the mount retries: see the
-# strict xfail test_watch_stream_status_keeps_its_error_type in tests/wire/test_grpc_fake.py)
-@pytest.mark.fake_etcd(wire="gateway")
 async def test_unrecoverable_error_leaves_the_block(
     autojump_clock: Clock, fake: FakeEtcd, fake_client: et.Client
 ) -> None:

@@ -434,9 +434,6 @@ def test_grpc_message_is_percent_encoded() -> None:
 # --- what the client transport does not do yet (strict xfail: fix it, then drop the mark) ------
 
 
-@pytest.mark.xfail(
-    strict=True, reason="the watch mux turns a stream's grpc-status into Unavailable"
-)
 async def test_watch_stream_status_keeps_its_error_type(
     fake: FakeEtcd, autojump_clock: trio.testing.MockClock
 ) -> None:
@@ -447,7 +444,6 @@ async def test_watch_stream_status_keeps_its_error_type(
                 pytest.fail("the watch should not open")  # pragma: no cover
 
 
-@pytest.mark.xfail(strict=True, reason="a call refused by GOAWAY closes the draining connection")
 async def test_call_racing_a_goaway_leaves_the_finishing_streams_alone(
     fake: FakeEtcd, autojump_clock: trio.testing.MockClock
 ) -> None:

@@ -43,7 +43,7 @@ import ssl
 import urllib.parse
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any, Final, final
+from typing import Any, Final, TypeVar, final
 
 import h2.config
 import h2.connection
@@ -73,6 +73,9 @@ ACK_DELAY: Final = 0.002
 """Seconds an acknowledgement (PING ACK, SETTINGS ACK, WINDOW_UPDATE) may wait for a write."""
 _READ_SIZE: Final = 256 * 1024
 _PING_DATA: Final = b"trioetcd"
+
+
+E = TypeVar("E", bound=EtcdError)
 
 
 @final
@@ -732,17 +735,11 @@ def _lost(
     return error
 
 
-def copy_error(error: EtcdError) -> UnavailableError:
-    """A fresh instance for each failed call (one exception object must not be raised from
-    several tasks: each raise rewrites its traceback)."""
-    copy = UnavailableError(
-        error.message,
-        kind=getattr(error, "kind", "lost"),
-        request=error.request,
-        endpoint=error.endpoint,
-        code=error.code,
-        server_message=error.server_message,
-    )
+def copy_error(error: E) -> E:
+    """A fresh instance of ``error``, of its own type, for each failed call (one exception
+    object must not be raised from several tasks: each raise rewrites its traceback)."""
+    copy = type(error).__new__(type(error), *error.args)
+    copy.__dict__.update(error.__dict__)
     copy.__cause__ = error.__cause__
     return copy
 
