@@ -18,12 +18,15 @@ import trio.testing
 import trio_etcd_tree as et
 from trio_etcd_tree._client.endpoints import FIRST_PENALTY, MAX_PENALTY, Endpoints
 from trio_etcd_tree.testing import FakeEtcd, open_fake_etcd
+from trio_etcd_tree.testing.pytest_plugin import fake_transport
 
 ATTEMPT = 2.0
 
 
-def client_of(fake: FakeEtcd) -> AbstractAsyncContextManager[et.Client]:
-    return et.open_client(fake.endpoints, transport=fake, attempt_timeout=ATTEMPT)
+def client_of(fake: FakeEtcd, wire: str) -> AbstractAsyncContextManager[et.Client]:
+    return et.open_client(
+        fake.endpoints, transport=fake_transport(fake, wire), attempt_timeout=ATTEMPT
+    )
 
 
 # --- the endpoints' health ------------------------------------------------------------------
@@ -84,9 +87,9 @@ async def test_wait_failed_wakes_on_the_next_failure(
 
 
 async def test_frozen_member_is_left_within_the_attempt_timeout(
-    autojump_clock: trio.testing.MockClock,
+    autojump_clock: trio.testing.MockClock, fake_wire: str
 ) -> None:
-    async with open_fake_etcd(members=3) as fake, client_of(fake) as client:
+    async with open_fake_etcd(members=3) as fake, client_of(fake, fake_wire) as client:
         await client.put("/a", "1")
         fake.freeze_member(0)
         start = trio.current_time()
@@ -103,9 +106,9 @@ async def test_frozen_member_is_left_within_the_attempt_timeout(
 
 
 async def test_frozen_member_write_outcome_is_unknown(
-    autojump_clock: trio.testing.MockClock,
+    autojump_clock: trio.testing.MockClock, fake_wire: str
 ) -> None:
-    async with open_fake_etcd(members=3) as fake, client_of(fake) as client:
+    async with open_fake_etcd(members=3) as fake, client_of(fake, fake_wire) as client:
         fake.freeze_member(0)
         with pytest.raises(et.UnavailableError, match="may or may not") as info:
             await client.put("/a", "1")
@@ -122,9 +125,9 @@ async def test_frozen_member_write_outcome_is_unknown(
 
 
 async def test_watch_moves_off_a_member_marked_unhealthy(
-    autojump_clock: trio.testing.MockClock,
+    autojump_clock: trio.testing.MockClock, fake_wire: str
 ) -> None:
-    async with open_fake_etcd(members=2) as fake, client_of(fake) as client:
+    async with open_fake_etcd(members=2) as fake, client_of(fake, fake_wire) as client:
         async with client.watch("/w/", prefix=True) as stream:
             assert stream.statistics().endpoint == fake.endpoints[0]
             fake.freeze_member(0)
@@ -139,9 +142,9 @@ async def test_watch_moves_off_a_member_marked_unhealthy(
 
 
 async def test_watch_on_a_frozen_member_leaves_on_its_own(
-    autojump_clock: trio.testing.MockClock,
+    autojump_clock: trio.testing.MockClock, fake_wire: str
 ) -> None:
-    async with open_fake_etcd(members=2) as fake, client_of(fake) as client:
+    async with open_fake_etcd(members=2) as fake, client_of(fake, fake_wire) as client:
         async with client.watch("/w/", prefix=True, heartbeat=5) as stream:
             fake.freeze_member(0)
             start = trio.current_time()
@@ -154,8 +157,10 @@ async def test_watch_on_a_frozen_member_leaves_on_its_own(
             fake.thaw_member(0)
 
 
-async def test_new_watch_on_a_frozen_member_moves(autojump_clock: trio.testing.MockClock) -> None:
-    async with open_fake_etcd(members=2) as fake, client_of(fake) as client:
+async def test_new_watch_on_a_frozen_member_moves(
+    autojump_clock: trio.testing.MockClock, fake_wire: str
+) -> None:
+    async with open_fake_etcd(members=2) as fake, client_of(fake, fake_wire) as client:
         fake.freeze_member(0)
         async with client.watch("/w/", prefix=True) as stream:
             assert ATTEMPT <= trio.current_time() <= ATTEMPT + 0.05  # and a backoff
@@ -164,8 +169,10 @@ async def test_new_watch_on_a_frozen_member_moves(autojump_clock: trio.testing.M
         fake.thaw_member(0)
 
 
-async def test_mount_over_a_frozen_member(autojump_clock: trio.testing.MockClock) -> None:
-    async with open_fake_etcd(members=3) as fake, client_of(fake) as client:
+async def test_mount_over_a_frozen_member(
+    autojump_clock: trio.testing.MockClock, fake_wire: str
+) -> None:
+    async with open_fake_etcd(members=3) as fake, client_of(fake, fake_wire) as client:
         fake.put("/cfg/a", "1")
         async with et.mount(client, "/cfg") as root:
             fake.freeze_member(0)
@@ -191,9 +198,9 @@ async def test_mount_over_a_frozen_member(autojump_clock: trio.testing.MockClock
 
 
 async def test_lost_answer_of_a_write_is_reported_and_applied(
-    autojump_clock: trio.testing.MockClock,
+    autojump_clock: trio.testing.MockClock, fake_wire: str
 ) -> None:
-    async with open_fake_etcd(members=2) as fake, client_of(fake) as client:
+    async with open_fake_etcd(members=2) as fake, client_of(fake, fake_wire) as client:
         fake.lose_answers("/v3/kv/put")
         with pytest.raises(et.UnavailableError, match="may or may not") as info:
             await client.put("/a", "1")
@@ -207,8 +214,10 @@ async def test_lost_answer_of_a_write_is_reported_and_applied(
         assert fake.get("/b") is not None
 
 
-async def test_lost_answer_of_a_read_is_repeated(autojump_clock: trio.testing.MockClock) -> None:
-    async with open_fake_etcd(members=2) as fake, client_of(fake) as client:
+async def test_lost_answer_of_a_read_is_repeated(
+    autojump_clock: trio.testing.MockClock, fake_wire: str
+) -> None:
+    async with open_fake_etcd(members=2) as fake, client_of(fake, fake_wire) as client:
         fake.put("/a", "1")
         fake.lose_answers("/v3/kv/range")
         kv = await client.get("/a")
@@ -217,12 +226,13 @@ async def test_lost_answer_of_a_read_is_repeated(autojump_clock: trio.testing.Mo
 
 
 async def test_refused_write_is_not_applied_and_goes_elsewhere(
-    autojump_clock: trio.testing.MockClock,
+    autojump_clock: trio.testing.MockClock, fake_wire: str
 ) -> None:
-    async with open_fake_etcd(members=2) as fake, client_of(fake) as client:
+    async with open_fake_etcd(members=2) as fake, client_of(fake, fake_wire) as client:
         fake.member_down(0)
         await client.put("/a", "1")
         fake.member_down(1)
+        await trio.testing.wait_all_tasks_blocked()  # (gRPC: its connection dropped)
         with pytest.raises(et.UnavailableError, match="request_deadline") as info:
             await client.put("/b", "1")
         assert info.value.kind == "timeout"
@@ -230,8 +240,10 @@ async def test_refused_write_is_not_applied_and_goes_elsewhere(
         assert fake.get("/b") is None
 
 
-async def test_server_timeout_of_a_write_is_unknown(autojump_clock: trio.testing.MockClock) -> None:
-    async with open_fake_etcd(members=2) as fake, client_of(fake) as client:
+async def test_server_timeout_of_a_write_is_unknown(
+    autojump_clock: trio.testing.MockClock, fake_wire: str
+) -> None:
+    async with open_fake_etcd(members=2) as fake, client_of(fake, fake_wire) as client:
         fake.fail_next("/v3/kv/put", code=14, message="etcdserver: request timed out")
         with pytest.raises(et.UnavailableError, match="timed out") as info:
             await client.put("/a", "1")
@@ -248,10 +260,15 @@ async def test_unparsable_answer_to_a_write_is_unknown() -> None:
         assert info.value.outcome_unknown
 
 
-async def test_deadline_during_a_sent_write(autojump_clock: trio.testing.MockClock) -> None:
+async def test_deadline_during_a_sent_write(
+    autojump_clock: trio.testing.MockClock, fake_wire: str
+) -> None:
     async with open_fake_etcd(members=2) as fake:
         async with et.open_client(
-            fake.endpoints, transport=fake, request_deadline=3, attempt_timeout=5
+            fake.endpoints,
+            transport=fake_transport(fake, fake_wire),
+            request_deadline=3,
+            attempt_timeout=5,
         ) as client:
             fake.delay_next("/v3/kv/put", 100)
             with pytest.raises(et.UnavailableError, match="request_deadline") as info:
@@ -263,11 +280,16 @@ async def test_deadline_during_a_sent_write(autojump_clock: trio.testing.MockClo
 # --- token renewal ----------------------------------------------------------------------------
 
 
-async def test_token_renewed_at_most_once_per_call(autojump_clock: trio.testing.MockClock) -> None:
+async def test_token_renewed_at_most_once_per_call(
+    autojump_clock: trio.testing.MockClock, fake_wire: str
+) -> None:
     async with open_fake_etcd() as fake:
         fake.enable_auth({"root": "rootpw"}, token_ttl=0)  # every token is stale at once
         async with et.open_client(
-            fake.endpoints, transport=fake, username="root", password="rootpw"
+            fake.endpoints,
+            transport=fake_transport(fake, fake_wire),
+            username="root",
+            password="rootpw",
         ) as client:
             with pytest.raises(et.AuthenticationError, match="invalid auth token"):
                 await client.put("/a", "1")
@@ -335,12 +357,14 @@ def test_credentials_repr_hides_the_password() -> None:
 
 
 async def test_member_thawed_in_time_delivers_what_it_held(
-    autojump_clock: trio.testing.MockClock,
+    autojump_clock: trio.testing.MockClock, fake_wire: str
 ) -> None:
     async with open_fake_etcd(members=2) as fake:
         async with (
-            et.open_client(fake.endpoints, transport=fake) as one,
-            et.open_client(fake.endpoints[::-1], transport=fake) as other,
+            et.open_client(fake.endpoints, transport=fake_transport(fake, fake_wire)) as one,
+            et.open_client(
+                fake.endpoints[::-1], transport=fake_transport(fake, fake_wire)
+            ) as other,
             one.watch("/w/", prefix=True) as first,
             other.watch("/w/", prefix=True) as second,
         ):

@@ -4,8 +4,6 @@ a member frozen with SIGSTOP, and a TCP proxy that loses answers after the reque
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
 import struct
 from collections.abc import Iterator
@@ -15,7 +13,7 @@ import pytest
 import trio
 
 import trio_etcd_tree as et
-from trio_etcd_tree.testing import EtcdCluster
+from trio_etcd_tree.testing import EtcdCluster, EtcdMember
 from trio_etcd_tree.testing.pytest_plugin import _binary
 
 VERSIONS = ["3.4", "3.5"]
@@ -23,15 +21,14 @@ ATTEMPT = 1.0
 
 
 @contextmanager
-def frozen(pid: int | None) -> Iterator[None]:
+def frozen(member: EtcdMember) -> Iterator[None]:
     """The process stopped (SIGSTOP) for the block: it answers nothing, but the kernel still
     accepts connections and takes requests into its buffers."""
-    assert pid is not None
-    os.kill(pid, signal.SIGSTOP)
+    member.freeze()  # (returns once every thread has stopped)
     try:
         yield
     finally:
-        os.kill(pid, signal.SIGCONT)
+        member.thaw()
 
 
 async def leader_id(client: et.Client, endpoint: str) -> tuple[int, int]:
@@ -52,7 +49,7 @@ async def test_frozen_member_in_use_is_left(version: str) -> None:
             await client.put("/f/a", "1")
             async with et.mount(client, "/f") as running:
                 assert client.endpoint == victim.client_url
-                with frozen(victim.pid):
+                with frozen(victim):
                     with trio.fail_after(ATTEMPT + 1):  # the first request meets it
                         kv = await client.get("/f/a")
                         assert kv is not None
@@ -125,13 +122,27 @@ class Proxy:
     ) -> None:
         try:
             async for data in source:
-                if answers and self.mode == "drop answers":
+                if answers and self.mode == "drop answers" and _carries_an_answer(data):
                     self.dropped += 1
                     break
                 await sink.send_all(data)
         except trio.BrokenResourceError:
             pass
         scope.cancel()
+
+
+_H2_CONTROL = {4, 6, 8}  # SETTINGS, PING, WINDOW_UPDATE
+
+
+def _carries_an_answer(data: bytes | bytearray) -> bool:
+    """Whether the server's bytes hold (part of) an answer: anything but whole HTTP/2
+    control frames, which a gRPC server sends before it has read any request."""
+    i = 0
+    while i < len(data):
+        if i + 9 > len(data) or data[i + 3] not in _H2_CONTROL:
+            return True
+        i += 9 + int.from_bytes(data[i : i + 3], "big")
+    return i > len(data)
 
 
 def _reset(stream: trio.SocketStream) -> None:

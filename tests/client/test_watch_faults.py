@@ -11,6 +11,7 @@ import trio.testing
 
 import trio_etcd_tree as et
 from trio_etcd_tree.testing import FakeEtcd, open_fake_etcd
+from trio_etcd_tree.testing.pytest_plugin import fake_transport
 
 
 @pytest.fixture
@@ -31,9 +32,9 @@ async def _events(stream: et.WatchStream, count: int) -> list[tuple[int, bytes, 
 
 @pytest.mark.parametrize("how", ["mid-line", "eof", "error"])
 async def test_resume_after_broken_stream(
-    fake: FakeEtcd, how: str, autojump_clock: trio.testing.MockClock
+    fake: FakeEtcd, how: str, autojump_clock: trio.testing.MockClock, fake_wire: str
 ) -> None:
-    async with et.open_client(fake.endpoints, transport=fake) as client:
+    async with et.open_client(fake.endpoints, transport=fake_transport(fake, fake_wire)) as client:
         async with client.watch("/w/", prefix=True) as stream:
             first = fake.put("/w/a", "1")
             assert await _events(stream, 1) == [(first, b"/w/a", b"1")]
@@ -60,14 +61,16 @@ async def test_lines_split_across_chunks(
 
 
 async def test_failover_when_member_dies(
-    fake: FakeEtcd, autojump_clock: trio.testing.MockClock
+    fake: FakeEtcd, autojump_clock: trio.testing.MockClock, fake_wire: str
 ) -> None:
-    async with et.open_client(fake.endpoints, transport=fake) as client:
+    async with et.open_client(fake.endpoints, transport=fake_transport(fake, fake_wire)) as client:
         async with client.watch("/w/", prefix=True) as stream:
             before = client.endpoint
             fake.put("/w/a", "1")
             await _events(stream, 1)
             fake.member_down(0)
+            # (over gRPC the connection it had drops: the client notices before writing)
+            await trio.testing.wait_all_tasks_blocked()
             # writes and reads go on through another member
             rev = (await client.put("/w/b", "2")).revision
             assert (await client.get("/w/b")) is not None
@@ -77,9 +80,11 @@ async def test_failover_when_member_dies(
 
 
 async def test_unreachable_then_back(
-    fake: FakeEtcd, autojump_clock: trio.testing.MockClock
+    fake: FakeEtcd, autojump_clock: trio.testing.MockClock, fake_wire: str
 ) -> None:
-    async with et.open_client(fake.endpoints[:1], transport=fake) as client:
+    async with et.open_client(
+        fake.endpoints[:1], transport=fake_transport(fake, fake_wire)
+    ) as client:
         async with client.watch("/w/", prefix=True) as stream:
             fake.member_down(0)
             rev = fake.put("/w/a", "1")
@@ -94,9 +99,9 @@ async def test_unreachable_then_back(
 
 
 async def test_stall_timeout_reopens_silent_stream(
-    fake: FakeEtcd, autojump_clock: trio.testing.MockClock
+    fake: FakeEtcd, autojump_clock: trio.testing.MockClock, fake_wire: str
 ) -> None:
-    async with et.open_client(fake.endpoints, transport=fake) as client:
+    async with et.open_client(fake.endpoints, transport=fake_transport(fake, fake_wire)) as client:
         async with client.watch("/w/", prefix=True, stall_timeout=20, heartbeat=5) as stream:
             fake.stall_watches()
             rev = fake.put("/w/a", "1")
@@ -109,9 +114,9 @@ async def test_stall_timeout_reopens_silent_stream(
 
 
 async def test_heartbeat_probe_failure_reopens(
-    fake: FakeEtcd, autojump_clock: trio.testing.MockClock
+    fake: FakeEtcd, autojump_clock: trio.testing.MockClock, fake_wire: str
 ) -> None:
-    async with et.open_client(fake.endpoints, transport=fake) as client:
+    async with et.open_client(fake.endpoints, transport=fake_transport(fake, fake_wire)) as client:
         async with client.watch("/w/", prefix=True, heartbeat=5) as stream:
             fake.stall_watches()
             fake.fail_next("/v3/kv/range", code=14, message="etcdserver: request timed out")
@@ -122,9 +127,9 @@ async def test_heartbeat_probe_failure_reopens(
 
 
 async def test_heartbeat_probe_success_keeps_stream(
-    fake: FakeEtcd, autojump_clock: trio.testing.MockClock
+    fake: FakeEtcd, autojump_clock: trio.testing.MockClock, fake_wire: str
 ) -> None:
-    async with et.open_client(fake.endpoints, transport=fake) as client:
+    async with et.open_client(fake.endpoints, transport=fake_transport(fake, fake_wire)) as client:
         async with client.watch("/w/", prefix=True, heartbeat=5) as stream:
             await trio.sleep(30)
             rev = fake.put("/w/a", "1")
@@ -133,9 +138,9 @@ async def test_heartbeat_probe_success_keeps_stream(
 
 
 async def test_slow_consumer_is_not_a_stall(
-    fake: FakeEtcd, autojump_clock: trio.testing.MockClock
+    fake: FakeEtcd, autojump_clock: trio.testing.MockClock, fake_wire: str
 ) -> None:
-    async with et.open_client(fake.endpoints, transport=fake) as client:
+    async with et.open_client(fake.endpoints, transport=fake_transport(fake, fake_wire)) as client:
         async with client.watch("/w/", prefix=True, buffer=0, stall_timeout=5, heartbeat=1) as s:
             revs = [fake.put("/w/a", str(i)) for i in range(3)]
             await trio.sleep(60)  # the stream waits for us, not for the server
@@ -144,9 +149,11 @@ async def test_slow_consumer_is_not_a_stall(
 
 
 async def test_compaction_during_disconnect(
-    fake: FakeEtcd, autojump_clock: trio.testing.MockClock
+    fake: FakeEtcd, autojump_clock: trio.testing.MockClock, fake_wire: str
 ) -> None:
-    async with et.open_client(fake.endpoints[:1], transport=fake) as client:
+    async with et.open_client(
+        fake.endpoints[:1], transport=fake_transport(fake, fake_wire)
+    ) as client:
         async with client.watch("/w/", prefix=True) as stream:
             fake.put("/w/a", "1")
             await _events(stream, 1)
@@ -166,9 +173,9 @@ async def test_compaction_during_disconnect(
 
 
 async def test_restored_cluster_is_detected(
-    fake: FakeEtcd, autojump_clock: trio.testing.MockClock
+    fake: FakeEtcd, autojump_clock: trio.testing.MockClock, fake_wire: str
 ) -> None:
-    async with et.open_client(fake.endpoints, transport=fake) as client:
+    async with et.open_client(fake.endpoints, transport=fake_transport(fake, fake_wire)) as client:
         base = fake.put("/w/a", "0")
         async with client.watch("/w/", prefix=True) as stream:
             for i in range(3):
@@ -180,9 +187,9 @@ async def test_restored_cluster_is_detected(
 
 
 async def test_new_cluster_id_is_detected(
-    fake: FakeEtcd, autojump_clock: trio.testing.MockClock
+    fake: FakeEtcd, autojump_clock: trio.testing.MockClock, fake_wire: str
 ) -> None:
-    async with et.open_client(fake.endpoints, transport=fake) as client:
+    async with et.open_client(fake.endpoints, transport=fake_transport(fake, fake_wire)) as client:
         async with client.watch("/w/", prefix=True) as stream:
             fake.put("/w/a", "0")
             await _events(stream, 1)
@@ -193,10 +200,10 @@ async def test_new_cluster_id_is_detected(
 
 
 async def test_lagging_member_is_not_a_restore(
-    fake: FakeEtcd, autojump_clock: trio.testing.MockClock
+    fake: FakeEtcd, autojump_clock: trio.testing.MockClock, fake_wire: str
 ) -> None:
     """A `created` revision below what we saw is checked with a linearizable read first."""
-    async with et.open_client(fake.endpoints, transport=fake) as client:
+    async with et.open_client(fake.endpoints, transport=fake_transport(fake, fake_wire)) as client:
         async with client.watch("/w/", prefix=True) as stream:
             base = fake.revision
             stream._seen = base + 3  # as if another member had told us about base + 3
@@ -217,20 +224,22 @@ async def test_error_before_watch_is_established(autojump_clock: trio.testing.Mo
 
 
 async def test_unavailable_before_established_keeps_trying(
-    autojump_clock: trio.testing.MockClock,
+    autojump_clock: trio.testing.MockClock, fake_wire: str
 ) -> None:
     async with open_fake_etcd() as fake:
         fake.fail_next("/v3/watch", code=14, message="etcdserver: no leader", count=3)
-        async with et.open_client(fake.endpoints, transport=fake) as client:
+        async with et.open_client(
+            fake.endpoints, transport=fake_transport(fake, fake_wire)
+        ) as client:
             async with client.watch("/w/") as stream:
                 assert stream.statistics().reconnects == 3
                 assert stream.state is et.ConnectionState.CONNECTED
 
 
 async def test_consumer_closing_stops_the_task(
-    fake: FakeEtcd, autojump_clock: trio.testing.MockClock
+    fake: FakeEtcd, autojump_clock: trio.testing.MockClock, fake_wire: str
 ) -> None:
-    async with et.open_client(fake.endpoints, transport=fake) as client:
+    async with et.open_client(fake.endpoints, transport=fake_transport(fake, fake_wire)) as client:
         async with client.watch("/w/", prefix=True, buffer=0) as stream:
             await stream.aclose()
             fake.put("/w/a", "1")
@@ -241,9 +250,9 @@ async def test_consumer_closing_stops_the_task(
 
 
 async def test_leaving_the_block_ends_iteration(
-    fake: FakeEtcd, autojump_clock: trio.testing.MockClock
+    fake: FakeEtcd, autojump_clock: trio.testing.MockClock, fake_wire: str
 ) -> None:
-    async with et.open_client(fake.endpoints, transport=fake) as client:
+    async with et.open_client(fake.endpoints, transport=fake_transport(fake, fake_wire)) as client:
         async with client.watch("/w/", prefix=True) as stream:
             pass
         with pytest.raises(trio.EndOfChannel):
@@ -254,18 +263,18 @@ async def test_leaving_the_block_ends_iteration(
 
 
 async def test_body_error_comes_out_unwrapped(
-    fake: FakeEtcd, autojump_clock: trio.testing.MockClock
+    fake: FakeEtcd, autojump_clock: trio.testing.MockClock, fake_wire: str
 ) -> None:
-    async with et.open_client(fake.endpoints, transport=fake) as client:
+    async with et.open_client(fake.endpoints, transport=fake_transport(fake, fake_wire)) as client:
         with pytest.raises(KeyError, match="mine"):
             async with client.watch("/w/", prefix=True):
                 raise KeyError("mine")
 
 
 async def test_wait_state_change_returns_at_once_when_different(
-    fake: FakeEtcd, autojump_clock: trio.testing.MockClock
+    fake: FakeEtcd, autojump_clock: trio.testing.MockClock, fake_wire: str
 ) -> None:
-    async with et.open_client(fake.endpoints, transport=fake) as client:
+    async with et.open_client(fake.endpoints, transport=fake_transport(fake, fake_wire)) as client:
         async with client.watch("/w/", prefix=True) as stream:
             with trio.testing.assert_checkpoints():
                 state = await stream.wait_state_change(et.ConnectionState.CONNECTING)

@@ -267,6 +267,22 @@ def test_freeze_thaw_and_start_all() -> None:
         assert get(client, last.client_url, b"/k") == b"1"
 
 
+def test_freeze_waits_until_every_thread_has_stopped() -> None:
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        start = time.monotonic()
+        _launcher._wait_stopped(process.pid, timeout=0.05)  # runs: waits out the timeout
+        assert time.monotonic() - start >= 0.05
+        assert not _launcher._stopped(process.pid)
+        os.kill(process.pid, signal.SIGSTOP)
+        _launcher._wait_stopped(process.pid)
+        assert _launcher._stopped(process.pid)
+    finally:
+        process.kill()
+        process.wait()
+    assert _launcher._stopped(process.pid)  # gone: nothing to wait for
+
+
 def test_snapshot_save_and_restore(tmp_path: Path) -> None:
     binary = _binary_or_skip("3.5")
     with EtcdCluster.start(binary, size=3) as cluster, httpx.Client() as client:

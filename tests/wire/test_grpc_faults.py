@@ -229,17 +229,14 @@ async def goaway(server: Server, code: int, data: bytes, last: int) -> None:
     await server.stream.send_all(frame.serialize())
 
 
-async def test_goaway_finishes_older_streams_and_fails_newer_ones_as_not_sent(
+async def test_goaway_finishes_older_streams_and_sends_newer_ones_again(
     grpc: GrpcTransport, net: Network, autojump_clock: trio.testing.MockClock
 ) -> None:
     outcomes: dict[str, Any] = {}
-    states = {"first": CallState(), "second": CallState()}
+    states = {"first": CallState(), "second": CallState(), "third": CallState()}
 
     async def run(name: str) -> None:
-        try:
-            outcomes[name] = await call(grpc, PutRequest(name.encode(), b"1"), states[name])
-        except Exception as exc:
-            outcomes[name] = exc
+        outcomes[name] = await call(grpc, PutRequest(name.encode(), b"1"), states[name])
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(run, "first")
@@ -249,19 +246,36 @@ async def test_goaway_finishes_older_streams_and_fails_newer_ones_as_not_sent(
         await server.call(1)
         await goaway(server, h2.errors.ErrorCodes.NO_ERROR, b"graceful", first.stream_id)
         await trio.testing.wait_all_tasks_blocked()
-        # a new call is not started on a connection that is going away: a new one is made
-        nursery.start_soon(run, "third")
-        states["third"] = CallState()
+        # the second was refused unread: it goes again, on a new connection, as does a new
+        # call; the first is still answered on the old one
         second_server = await net.server(1)
+        again = await second_server.call(0)
+        assert b"second" in again.data
+        nursery.start_soon(run, "third")
+        third = await second_server.call(1)
         await server.answer(first, put_answer(9))
-        third = await second_server.call(0)
-        await second_server.answer(third, put_answer(10))
-    assert not isinstance(outcomes["first"], Exception), str(outcomes["first"])
-    assert outcomes["first"].revision == 9
-    assert isinstance(outcomes["second"], UnavailableError)
-    assert "going away (NO_ERROR: graceful)" in str(outcomes["second"])
-    assert not states["second"].sent and not outcomes["second"].outcome_unknown
-    assert outcomes["third"].revision == 10
+        await second_server.answer(again, put_answer(10))
+        await second_server.answer(third, put_answer(11))
+    assert [outcomes[name].revision for name in ("first", "second", "third")] == [9, 10, 11]
+    assert grpc.connection_count() == 1
+
+
+async def test_a_call_refused_twice_by_goaway_fails_as_not_sent(
+    grpc: GrpcTransport, net: Network, autojump_clock: trio.testing.MockClock
+) -> None:
+    state = CallState()
+    async with trio.open_nursery() as nursery:
+
+        async def refuse_twice() -> None:
+            for index in (0, 1):
+                server = await net.server(index)
+                await server.call(0)
+                await goaway(server, h2.errors.ErrorCodes.NO_ERROR, b"leaving", 0)
+
+        nursery.start_soon(refuse_twice)
+        with pytest.raises(UnavailableError, match="going away") as info:
+            await call(grpc, PutRequest(b"/a", b"1"), state)
+    assert not state.sent and not info.value.outcome_unknown
 
 
 async def test_goaway_with_nothing_open_ends_the_connection(

@@ -58,6 +58,22 @@ def _run(args: list[str]) -> None:
         raise RuntimeError(f"{Path(args[0]).name} {args[1]} {args[2]} failed:\n{output}")
 
 
+def _wait_stopped(pid: int, timeout: float = 5.0) -> None:
+    """Return once every thread of ``pid`` is stopped (or it is gone, or ``timeout`` passed):
+    SIGSTOP only asks, and a thread busy on another CPU may still answer for a moment."""
+    deadline = time.monotonic() + timeout
+    while not _stopped(pid) and time.monotonic() < deadline:
+        time.sleep(0.001)
+
+
+def _stopped(pid: int) -> bool:
+    try:
+        stats = [(task / "stat").read_text() for task in Path(f"/proc/{pid}/task").iterdir()]
+    except FileNotFoundError:  # it exited
+        return True
+    return all(stat.rsplit(")", 1)[1].split()[0] in ("T", "t") for stat in stats)
+
+
 # -- members --------------------------------------------------------------------------------------
 
 
@@ -146,6 +162,7 @@ class EtcdMember:
         (what a long GC pause or a stalled VM looks like to clients and peers)."""
         if (pid := self.pid) is not None:
             os.kill(pid, signal.SIGSTOP)
+            _wait_stopped(pid)
 
     def thaw(self) -> None:
         """Let a frozen process go on with SIGCONT (no-op if it does not run)."""

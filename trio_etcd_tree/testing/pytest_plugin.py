@@ -8,9 +8,10 @@ brings both. Fixtures:
 ``etcd_backend``
     One etcd to test against, parametrized over the in-memory
     :class:`~trio_etcd_tree.testing.FakeEtcd` and every
-    real etcd version asked for (``--etcd-versions``, default ``3.4,3.5``), reached over
-    each transport asked for (``--etcd-transports``, default ``gateway``; ``gateway,grpc``
-    runs every real-server test over both). Real servers are
+    real etcd version asked for (``--etcd-versions``, default ``3.4,3.5``), each reached
+    over each transport asked for (``--etcd-transports``, default ``gateway``;
+    ``gateway,grpc`` runs every test over both: ids ``fake``, ``fake/grpc``, ``3.5``,
+    ``3.5/grpc``...). Real servers are
     started once per session (single node, loopback, temporary data dir) and shared: each
     test gets its own key ``prefix``. Tests marked ``real_only`` skip the fake.
 ``etcd_servers``
@@ -20,7 +21,13 @@ brings both. Fixtures:
     ``open_fake_etcd`` come from the marker ``@pytest.mark.fake_etcd(members=2, ...)`` (on
     the test, its class or its module). A test using it runs on an autojump clock.
 ``fake_client``
-    A :class:`~trio_etcd_tree.Client` connected to ``fake_etcd``.
+    A :class:`~trio_etcd_tree.Client` connected to ``fake_etcd``: over gRPC (the
+    default transport, through the fake's gRPC front), or over the gateway with
+    ``@pytest.mark.fake_etcd(wire="gateway")``, or over each transport of
+    ``--etcd-transports`` when the test also asks for ``fake_wire``.
+``fake_wire``
+    ``"gateway"`` or ``"grpc"``: a test asking for it runs once over each transport of
+    ``--etcd-transports``; ``fake_transport(fake, wire)`` gives what ``open_client`` takes.
 
 A real version whose binary cannot be found is skipped with the reason, unless the
 environment variable ``TRIO_ETCD_TREE_REQUIRE_ETCD`` is set (CI sets it): then it fails.
@@ -44,7 +51,7 @@ from .._client import Client, open_client
 from ._fake import FakeEtcd, open_fake_etcd
 from ._launcher import EtcdBinary, EtcdCluster, EtcdNotFoundError, find_etcd
 
-__all__ = ["EtcdBackend", "Servers"]
+__all__ = ["EtcdBackend", "Servers", "fake_transport"]
 
 REQUIRE_ENV = "TRIO_ETCD_TREE_REQUIRE_ETCD"
 PROGRESS_NOTIFY_INTERVAL = 1.0
@@ -63,8 +70,8 @@ class EtcdBackend:
         prefix: a key prefix of this test's own (``b"/t7-test_name/"``).
         fake: the in-memory etcd, when ``kind == "fake"`` (for fault injection).
         cluster: the real cluster, otherwise.
-        wire: the transport a real server is reached with: ``"gateway"`` or ``"grpc"``
-            (``--etcd-transports``, default gateway; the in-memory etcd speaks the gateway).
+        wire: the transport the etcd is reached with: ``"gateway"`` or ``"grpc"``
+            (``--etcd-transports``, default gateway).
     """
 
     kind: str
@@ -82,7 +89,7 @@ class EtcdBackend:
     @property
     def transport(self) -> object:
         """What ``open_client(transport=...)`` takes to reach this etcd."""
-        return self.fake if self.fake is not None else self.wire
+        return self.wire if self.fake is None else fake_transport(self.fake, self.wire)
 
     def client(self, **options: Any) -> AbstractAsyncContextManager[Client]:
         """``async with backend.client() as client``: a client to this etcd."""
@@ -93,6 +100,16 @@ class EtcdBackend:
     def key(self, name: str) -> bytes:
         """A key under this test's prefix."""
         return self.prefix + name.encode()
+
+
+def fake_transport(fake: FakeEtcd, wire: str = "gateway") -> object:
+    """What ``open_client(transport=...)`` takes to reach ``fake`` over ``wire``
+    (``"gateway"`` or ``"grpc"``): the fake itself, or its gRPC front."""
+    return fake if wire == "gateway" else fake.grpc
+
+
+def _wires(config: pytest.Config) -> list[str]:
+    return [w.strip() for w in config.getoption("--etcd-transports").split(",") if w.strip()]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -113,7 +130,9 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", "real_only: needs a real etcd server (the reason is given in the test)"
     )
     config.addinivalue_line(
-        "markers", "fake_etcd(**options): options of open_fake_etcd for the fake_etcd fixture"
+        "markers",
+        "fake_etcd(**options): options of open_fake_etcd for the fake_etcd fixture "
+        "(and wire='gateway' or 'grpc' for fake_client)",
     )
 
 
@@ -127,20 +146,22 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "fake_wire" in metafunc.fixturenames:
+        metafunc.parametrize("fake_wire", _wires(metafunc.config), indirect=True)
     if "etcd_backend" not in metafunc.fixturenames:
         return
     kinds = [v.strip() for v in metafunc.config.getoption("--etcd-versions").split(",") if v]
     if metafunc.definition.get_closest_marker("real_only") is None:
         kinds.insert(0, "fake")
-    wires = [w.strip() for w in metafunc.config.getoption("--etcd-transports").split(",") if w]
     params = [
         # pytest-trio takes the clock from the test's own arguments or from the runner of
-        # its `trio` mark: the fake's parameter brings a runner with an autojump clock
-        pytest.param(kind, marks=pytest.mark.trio(run=_run_on_autojump_clock))
+        # its `trio` mark: the fake's parameters bring a runner with an autojump clock
+        pytest.param(name, marks=pytest.mark.trio(run=_run_on_autojump_clock))
         if kind == "fake"
-        else (kind if wire == "gateway" else f"{kind}/{wire}")
+        else name
         for kind in kinds
-        for wire in (["gateway"] if kind == "fake" else wires)
+        for wire in _wires(metafunc.config)
+        for name in [kind if wire == "gateway" else f"{kind}/{wire}"]
     ]
     metafunc.parametrize("etcd_backend_kind", params, indirect=True)
 
@@ -203,16 +224,33 @@ def etcd_servers() -> Iterator[Servers]:
 @pytest.fixture
 async def fake_etcd(request: pytest.FixtureRequest) -> AsyncIterator[FakeEtcd]:
     """An in-memory etcd of this test's own (options: the ``fake_etcd`` marker)."""
-    marker = request.node.get_closest_marker("fake_etcd")
-    options: dict[str, Any] = dict(marker.kwargs) if marker is not None else {}
+    options = _fake_options(request)
+    options.pop("wire", None)
     async with open_fake_etcd(**options) as fake:
         yield fake
 
 
+def _fake_options(request: pytest.FixtureRequest) -> dict[str, Any]:
+    marker = request.node.get_closest_marker("fake_etcd")
+    return dict(marker.kwargs) if marker is not None else {}
+
+
 @pytest.fixture
-async def fake_client(fake_etcd: FakeEtcd) -> AsyncIterator[Client]:
-    """A client of ``fake_etcd``."""
-    async with open_client(fake_etcd.endpoints, transport=fake_etcd) as client:
+def fake_wire(request: pytest.FixtureRequest) -> str:
+    """The transport a test on the fake runs over (parametrized by --etcd-transports)."""
+    wire: str = request.param
+    return wire
+
+
+@pytest.fixture
+async def fake_client(request: pytest.FixtureRequest, fake_etcd: FakeEtcd) -> AsyncIterator[Client]:
+    """A client of ``fake_etcd`` (over ``fake_wire``, or the marker's ``wire``)."""
+    if "fake_wire" in request.fixturenames:
+        wire = request.getfixturevalue("fake_wire")
+    else:
+        wire = _fake_options(request).get("wire", "grpc")
+    transport = fake_transport(fake_etcd, wire)
+    async with open_client(fake_etcd.endpoints, transport=transport) as client:
         yield client
 
 
@@ -227,10 +265,11 @@ async def etcd_backend(
 ) -> AsyncIterator[EtcdBackend]:
     """One etcd per parameter: the in-memory fake, or a session's real server."""
     prefix = _prefix(request)
-    if etcd_backend_kind == "fake":
-        async with open_fake_etcd(progress_notify_interval=PROGRESS_NOTIFY_INTERVAL) as fake:
-            yield EtcdBackend("fake", list(fake.endpoints), prefix, fake=fake)
-        return
     version, _, wire = etcd_backend_kind.partition("/")
+    if version == "fake":
+        async with open_fake_etcd(progress_notify_interval=PROGRESS_NOTIFY_INTERVAL) as fake:
+            endpoints = list(fake.endpoints)
+            yield EtcdBackend("fake", endpoints, prefix, fake=fake, wire=wire or "gateway")
+        return
     cluster = etcd_servers.get(version)
     yield EtcdBackend(version, cluster.endpoints, prefix, cluster=cluster, wire=wire or "gateway")

@@ -43,7 +43,7 @@ import ssl
 import urllib.parse
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any, Final, final
+from typing import Any, Final, TypeVar, final
 
 import h2.config
 import h2.connection
@@ -73,6 +73,9 @@ ACK_DELAY: Final = 0.002
 """Seconds an acknowledgement (PING ACK, SETTINGS ACK, WINDOW_UPDATE) may wait for a write."""
 _READ_SIZE: Final = 256 * 1024
 _PING_DATA: Final = b"trioetcd"
+
+
+E = TypeVar("E", bound=EtcdError)
 
 
 @final
@@ -679,6 +682,7 @@ class GrpcConnection:
             window = h2c.local_flow_control_window(stream.id)
             size = min(window, h2c.max_outbound_frame_size, total - offset)
             if size <= 0 and offset < total:
+                self._kick()  # the frames queued so far must go out for the window to reopen
                 await self._wait_capacity()
                 continue
             end = offset + size
@@ -813,17 +817,11 @@ def _lost(
     return error
 
 
-def copy_error(error: EtcdError) -> UnavailableError:
-    """A fresh instance for each failed call (one exception object must not be raised from
-    several tasks: each raise rewrites its traceback)."""
-    copy = UnavailableError(
-        error.message,
-        kind=getattr(error, "kind", "lost"),
-        request=error.request,
-        endpoint=error.endpoint,
-        code=error.code,
-        server_message=error.server_message,
-    )
+def copy_error(error: E) -> E:
+    """A fresh instance of ``error``, of its own type, for each failed call (one exception
+    object must not be raised from several tasks: each raise rewrites its traceback)."""
+    copy = type(error).__new__(type(error), *error.args)
+    copy.__dict__.update(error.__dict__)
     copy.__cause__ = error.__cause__
     return copy
 
@@ -885,28 +883,28 @@ async def connect_endpoint(
     scheme = url.scheme or "http"
     host = url.hostname or "127.0.0.1"
     port = url.port or (443 if scheme == "https" else 2379)
-    if connect is not None:
-        stream = connect()
-    else:
-        try:
-            with trio.fail_after(math.inf if dial_timeout is None else dial_timeout):
+    try:
+        with trio.fail_after(math.inf if dial_timeout is None else dial_timeout):
+            if connect is not None:  # (refused: it raises OSError, as TCP does)
+                stream = connect()
+            else:
                 stream = await _connect_stream(
                     host, port, h2_ssl_context(ssl_context) if scheme == "https" else None
                 )
-        except trio.TooSlowError as exc:
+    except trio.TooSlowError as exc:
+        raise UnavailableError(
+            f"could not connect within {dial_timeout:g} s", kind="connect", endpoint=endpoint
+        ) from exc
+    except (OSError, trio.BrokenResourceError) as exc:
+        tls = tls_failure(exc)
+        if tls is not None:
             raise UnavailableError(
-                f"could not connect within {dial_timeout:g} s", kind="connect", endpoint=endpoint
+                f"the TLS handshake failed: {tls}", kind="tls", endpoint=endpoint
             ) from exc
-        except (OSError, trio.BrokenResourceError) as exc:
-            tls = tls_failure(exc)
-            if tls is not None:
-                raise UnavailableError(
-                    f"the TLS handshake failed: {tls}", kind="tls", endpoint=endpoint
-                ) from exc
-            cause = exc.__cause__ if isinstance(exc, trio.BrokenResourceError) else exc
-            raise UnavailableError(
-                f"could not connect: {cause or exc!r}", kind="connect", endpoint=endpoint
-            ) from exc
+        cause = exc.__cause__ if isinstance(exc, trio.BrokenResourceError) else exc
+        raise UnavailableError(
+            f"could not connect: {cause or exc!r}", kind="connect", endpoint=endpoint
+        ) from exc
     return GrpcConnection(
         stream,
         endpoint=endpoint,

@@ -215,14 +215,21 @@ class GrpcTransport:
             state.mark_answered()
             return cast("R", ttl)
         method, encode, decode = _CALLS[type(request)]
-        data = await peer.connection.unary(
-            method,
-            encode(request),
-            request_desc=what,
-            state=state,
-            token=token,
-            writes=request.writes,
-        )
+        message = encode(request)
+
+        async def send(peer: _Endpoint) -> bytes:
+            return await peer.connection.unary(
+                method, message, request_desc=what, state=state, token=token, writes=request.writes
+            )
+
+        try:
+            data = await send(peer)
+        except UnavailableError:
+            if state.sent or peer.connection.usable:
+                raise
+            # refused unread by a member going away (GOAWAY): never processed, so once
+            # more on a new connection, leaving the old one to finish its other streams
+            data = await send(await self._endpoint(endpoint))
         try:
             return cast("R", decode(data))
         except EtcdError as exc:

@@ -1,4 +1,5 @@
-"""An in-memory etcd that speaks the etcd v3 HTTP/JSON gateway protocol as an httpx transport.
+"""An in-memory etcd that speaks the etcd v3 HTTP/JSON gateway protocol as an httpx transport,
+and etcd's gRPC API over trio's in-memory streams.
 
 One concern a module, lowest first (each imports only the ones above it):
 
@@ -10,6 +11,10 @@ One concern a module, lowest first (each imports only the ones above it):
 * :mod:`.kv`, :mod:`.leases`, :mod:`.watch`: the services.
 * :mod:`.faults`: fault injection (errors, delays, lost answers, members down or frozen,
   watch streams broken or stalled).
+* :mod:`.grpc_dialect`, :mod:`.grpc_connection`, :mod:`.grpc_front`: the services over
+  gRPC (``fake.grpc``, loaded on first use): the methods and their messages as the services'
+  JSON, one HTTP/2 server connection, and the front that serves the calls and injects
+  gRPC's own faults.
 * :mod:`.server`: :class:`FakeEtcd`, the transport that composes them, and
   :func:`open_fake_etcd`.
 """

@@ -62,8 +62,7 @@ class Auth:
         auth = self._config
         if auth is None:
             return
-        headers = ctx.headers
-        token = headers.get("authorization") or headers.get("grpc-metadata-authorization")
+        token = ctx.token
         if not token:
             raise FakeError(3, ERR_NO_USER)
         now = trio.current_time()

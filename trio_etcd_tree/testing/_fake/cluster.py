@@ -4,12 +4,22 @@ raft index, with the headers and the maintenance and membership answers made fro
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 
 from .gateway import Ctx, Fields, Json
 from .store import Lessor, MvccStore, WriteTxn
 
 RAFT_TERM = 2
 VERSION = "3.5.0-fake"
+
+
+@dataclass(frozen=True)
+class FakeCall:
+    """One request the fake received (by the gateway's path, on either front)."""
+
+    endpoint: str
+    path: str
+    body: bytes
 
 
 class Cluster:

@@ -1,5 +1,6 @@
 """Fault injection in the fake: errors, delays and lost answers for the next requests, members
-down or frozen, and watch streams broken or stalled."""
+down or frozen, and watch streams broken or stalled; on the gRPC front also answers cut
+mid-message or reset (RST_STREAM), and PINGs left unanswered."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ class Fault:
     seconds: float = 0.0
 
 
-def _take(faults: list[Fault], path: str) -> Fault | None:
+def take(faults: list[Fault], path: str) -> Fault | None:
     """The first fault for ``path``, counted down (and dropped once used up), or None."""
     for fault in faults:
         if fault.path is None or fault.path == path:
@@ -41,6 +42,9 @@ class Faults:
         self._errors: list[Fault] = []
         self._delays: list[Fault] = []
         self._lost: list[Fault] = []
+        self._cuts: list[Fault] = []
+        self._resets: list[Fault] = []
+        self._deaf: set[int] = set()  # members that leave PINGs unanswered
         self._down: set[int] = set()
         self._frozen: set[int] = set()
         self._thawed = trio.Event()
@@ -58,17 +62,42 @@ class Faults:
     def lose_answers(self, path: str | None, count: int) -> None:
         self._lost.append(Fault(path, count))
 
+    def cut_next(self, path: str | None, count: int) -> None:
+        self._cuts.append(Fault(path, count))
+
+    def reset_next(self, path: str | None, code: int, count: int) -> None:
+        self._resets.append(Fault(path, count, code))
+
     def take_error(self, path: str) -> Fault | None:
         """The error to answer a request to ``path`` with, if one is due."""
-        return _take(self._errors, path)
+        return take(self._errors, path)
 
     def take_delay(self, path: str) -> Fault | None:
         """The delay due for a request to ``path``, if any."""
-        return _take(self._delays, path)
+        return take(self._delays, path)
 
     def take_lost(self, path: str) -> bool:
         """Whether the answer to this request to ``path`` is to be lost."""
-        return _take(self._lost, path) is not None
+        return take(self._lost, path) is not None
+
+    def take_cut(self, path: str) -> bool:
+        """Whether this gRPC answer on ``path`` is to be cut mid-message."""
+        return take(self._cuts, path) is not None
+
+    def take_reset(self, path: str) -> Fault | None:
+        """The RST_STREAM to send instead of this gRPC answer on ``path``, if one is due."""
+        return take(self._resets, path)
+
+    # ---- PINGs -----------------------------------------------------------------------------
+
+    def ignore_pings(self, member: int) -> None:
+        self._deaf.add(member)
+
+    def answer_pings(self, member: int) -> None:
+        self._deaf.discard(member)
+
+    def is_deaf(self, member: int) -> bool:
+        return member in self._deaf
 
     # ---- members ---------------------------------------------------------------------------
 

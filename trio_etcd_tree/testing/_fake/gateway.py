@@ -34,7 +34,14 @@ class Ctx:
     """What a handler knows about its request."""
 
     member: int
-    headers: httpx.Headers
+    token: str | None = None
+    """The auth token the request carries (the gateway's ``Authorization`` header, gRPC's
+    ``token`` metadata)."""
+
+    @classmethod
+    def of_gateway(cls, member: int, headers: httpx.Headers) -> Ctx:
+        token = headers.get("authorization") or headers.get("grpc-metadata-authorization")
+        return cls(member, token)
 
 
 # ---- JSON in ---------------------------------------------------------------------------------

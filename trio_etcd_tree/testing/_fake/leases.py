@@ -90,17 +90,19 @@ class Leases:
             out["leases"] = [{"ID": str(i)} for i in self._lessor.leases]
         return out
 
+    def renew(self, ctx: Ctx, f: Fields) -> Json:
+        """One LeaseKeepAliveRequest: the lease's TTL again (TTL left out once it is gone)."""
+        lease_id = f.get_int("ID")
+        ttl = self._lessor.renew(lease_id, trio.current_time())
+        result: Json = {"header": self._cluster.header(ctx.member), "ID": str(lease_id)}
+        if ttl:
+            result["TTL"] = str(ttl)
+        self.kick()
+        return result
+
     def keepalive(self, ctx: Ctx, body: bytes) -> httpx.Response:
         """``/v3/lease/keepalive``: one answer line for each request of the body."""
-        lines = []
-        for obj in parse_stream(body):
-            lease_id = Fields(obj).get_int("ID")
-            ttl = self._lessor.renew(lease_id, trio.current_time())
-            result: Json = {"header": self._cluster.header(ctx.member), "ID": str(lease_id)}
-            if ttl:
-                result["TTL"] = str(ttl)
-            lines.append(result_line(result))
-        self.kick()
+        lines = [result_line(self.renew(ctx, Fields(obj))) for obj in parse_stream(body)]
         return httpx.Response(
             200, headers={"content-type": "application/json"}, content=b"".join(lines)
         )

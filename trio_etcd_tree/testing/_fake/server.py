@@ -12,14 +12,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import httpx
 import trio
 
 from .auth import Auth, Mode
-from .cluster import Cluster
+from .cluster import Cluster, FakeCall as FakeCall
 from .faults import Faults
 from .gateway import Ctx, Fields, Json, error_response, json_response, parse_unary, text_response
 from .kv import Kv
@@ -27,16 +26,10 @@ from .leases import Leases
 from .store import FakeError, as_bytes
 from .watch import Break, Watches
 
+if TYPE_CHECKING:
+    from .grpc_front import GrpcFront
+
 _Handler: TypeAlias = Callable[[Ctx, Fields], Json]
-
-
-@dataclass(frozen=True)
-class FakeCall:
-    """One request the fake received."""
-
-    endpoint: str
-    path: str
-    body: bytes
 
 
 class FakeEtcd(httpx.AsyncBaseTransport):
@@ -67,6 +60,7 @@ class FakeEtcd(httpx.AsyncBaseTransport):
         self._max_request_bytes = max_request_bytes
         self.endpoints = cluster.endpoints
         self.calls: list[FakeCall] = []
+        self._grpc: GrpcFront | None = None
         self._unary: Mapping[str, _Handler] = {
             "/v3/kv/range": kv.range,
             "/v3/kv/put": kv.put,
@@ -84,6 +78,26 @@ class FakeEtcd(httpx.AsyncBaseTransport):
             "/v3/cluster/member/list": cluster.member_list,
             "/v3/auth/authenticate": auth.authenticate,
         }
+
+    @property
+    def grpc(self) -> GrpcFront:
+        """The gRPC front: ``GrpcTransport(connect=fake.grpc.open_grpc_stream)`` reaches this
+        etcd over gRPC, and its methods inject faults only gRPC has (see
+        :class:`~trio_etcd_tree.testing._fake.grpc_front.GrpcFront`)."""
+        if self._grpc is None:
+            from .grpc_front import GrpcFront  # (protobuf is loaded only for gRPC)
+
+            self._grpc = GrpcFront(
+                self._nursery,
+                endpoints=self.endpoints,
+                calls=self.calls,
+                faults=self._faults,
+                watches=self._watches,
+                renew=self._leases.renew,
+                serve_unary=self.serve_unary,
+                max_request_bytes=self._max_request_bytes,
+            )
+        return self._grpc
 
     # ---- state ----------------------------------------------------------------------------
 
@@ -194,8 +208,11 @@ class FakeEtcd(httpx.AsyncBaseTransport):
         self._faults.stall_watches()
 
     def member_down(self, index: int) -> None:
-        """Requests to that member fail to connect; its watch streams break mid-line."""
+        """Requests to that member fail to connect; its watch streams break mid-line (on
+        gRPC: its connections drop)."""
         self._faults.member_down(index)
+        if self._grpc is not None:
+            self._grpc.member_down(index)
 
     def member_up(self, index: int) -> None:
         self._faults.member_up(index)
@@ -257,7 +274,9 @@ class FakeEtcd(httpx.AsyncBaseTransport):
         else:
             self._leases.expire()
             try:
-                response = await self._serve(Ctx(member, request.headers), request, path, body)
+                response = await self._serve(
+                    Ctx.of_gateway(member, request.headers), request, path, body
+                )
             except FakeError as exc:
                 response = error_response(exc.code, exc.message)
         if self._faults.take_lost(path):
@@ -285,6 +304,11 @@ class FakeEtcd(httpx.AsyncBaseTransport):
             return self._leases.keepalive(ctx, body)
         f = parse_unary(body, self._max_request_bytes)
         return json_response(self._unary[path](ctx, f))
+
+    def serve_unary(self, ctx: Ctx, path: str, f: Fields) -> Json:
+        """A unary request of the gRPC front, by its gateway path (leases expired first)."""
+        self._leases.expire()
+        return self._unary[path](ctx, f)
 
     async def aclose(self) -> None:
         """Nothing to release: the fake's life is that of :func:`open_fake_etcd`."""

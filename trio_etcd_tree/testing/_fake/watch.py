@@ -23,10 +23,11 @@ WATCH_PERMISSION_DENIED = "rpc error: code = PermissionDenied desc = etcdserver:
 BROKEN_BODY = (
     "peer closed connection without sending complete message body (incomplete chunked read)"
 )
+STREAM_ERROR_CODE, STREAM_ERROR_TEXT = 14, "error reading from server: EOF"
 STREAM_ERROR = {
-    "grpc_code": 14,
+    "grpc_code": STREAM_ERROR_CODE,
     "http_code": 503,
-    "message": "error reading from server: EOF",
+    "message": STREAM_ERROR_TEXT,
     "http_status": "Service Unavailable",
 }
 """The in-stream error a broken watch stream ends with (``Break`` "error")."""
@@ -79,19 +80,25 @@ class Watches:
             first = next(requests, None)
         except FakeError as exc:
             raise FakeError(2, exc.message) from None
-        stream = WatchStream(self, ctx.member)
-        self.streams.add(stream)
-        self._nursery.start_soon(stream.tick_progress, self._progress_interval)
+        stream = self.new_stream(ctx.member)
         try:
             for obj in itertools.chain([first] if first is not None else [], requests):
-                self._request(ctx, stream, Fields(obj))
+                self.request(ctx, stream, Fields(obj))
         except FakeError:
             pass  # the gateway stops reading the body; the stream goes on
         await stream.wait_first(request)
         return httpx.Response(200, headers={"content-type": "application/json"}, stream=stream)
 
-    def _request(self, ctx: Ctx, stream: WatchStream, f: Fields) -> None:
-        """Serve one WatchRequest of the body."""
+    def new_stream(self, member: int) -> WatchStream:
+        """A new watch stream of ``member`` (its progress ticker started); the gateway's
+        ``/v3/watch`` body and the gRPC Watch call each have one."""
+        stream = WatchStream(self, member)
+        self.streams.add(stream)
+        self._nursery.start_soon(stream.tick_progress, self._progress_interval)
+        return stream
+
+    def request(self, ctx: Ctx, stream: WatchStream, f: Fields) -> None:
+        """Serve one WatchRequest: create, cancel, or ask for progress."""
         if (create := f.msg("create_request")) is not None:
             stream.create(create, self._permitted(ctx, create))
         elif (cancel := f.msg("cancel_request")) is not None:
@@ -118,19 +125,20 @@ class WatchStream(httpx.AsyncByteStream):
         self.watchers: dict[int, _Watcher] = {}
         self.next_id = 0
         self.stalled = False
-        self.frozen: list[bytes] | None = None  # held while the member is frozen
+        self.frozen: list[Json] | None = None  # held while the member is frozen
         self.ended = False
-        self.send, self.receive = trio.open_memory_channel[bytes | Break](math.inf)
-        self.first: bytes | Break | None = None
+        self.send, self.receive = trio.open_memory_channel[Json | Break](math.inf)
+        """The answers (``WatchResponse`` as proto3 JSON) and, last, how the stream ends."""
+        self.first: Json | Break | None = None
         self.ticker = trio.CancelScope()
 
     # -- producing
 
     def emit(self, result: Json) -> None:
         if self.frozen is not None:
-            self.frozen.append(result_line(result))
+            self.frozen.append(result)
         elif not (self.stalled or self.ended):
-            self.send.send_nowait(result_line(result))
+            self.send.send_nowait(result)
 
     def freeze(self) -> None:
         """Hold every message from now on, until :meth:`thaw`."""
@@ -139,8 +147,8 @@ class WatchStream(httpx.AsyncByteStream):
 
     def thaw(self) -> None:
         held, self.frozen = self.frozen or [], None
-        for line in held:  # (an ended stream is no longer among the open streams)
-            self.send.send_nowait(line)
+        for result in held:  # (an ended stream is no longer among the open streams)
+            self.send.send_nowait(result)
 
     def end(self, how: Break | None) -> None:
         """Stop serving: drop the watchers, and end the body the given way (None = plain EOF)."""
@@ -270,7 +278,7 @@ class WatchStream(httpx.AsyncByteStream):
     async def wait_first(self, request: httpx.Request) -> None:
         """Wait for the first message: the response headers only go out with it."""
         self.first = await self.receive.receive()  # a stream always ends with a Break item
-        if not isinstance(self.first, bytes):
+        if not isinstance(self.first, dict):
             raise httpx.RemoteProtocolError(
                 "Server disconnected without sending a response.", request=request
             )
@@ -292,8 +300,8 @@ class WatchStream(httpx.AsyncByteStream):
             if item == "error":
                 yield dumps({"error": STREAM_ERROR}) + b"\n"
                 return
-            assert isinstance(item, bytes)
-            for chunk in self._chunks(item):
+            assert isinstance(item, dict)
+            for chunk in self._chunks(result_line(item)):
                 yield chunk
             item = await self.receive.receive()
 
