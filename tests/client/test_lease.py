@@ -8,124 +8,88 @@ import trio
 import trio.testing
 
 import trio_etcd_tree as et
-from trio_etcd_tree.testing import open_fake_etcd
-from trio_etcd_tree.testing.pytest_plugin import fake_transport
+from trio_etcd_tree.testing import FakeEtcd
 
 
-async def test_keeps_key_alive_for_ten_ttls(
-    autojump_clock: trio.testing.MockClock, fake_wire: str
-) -> None:
-    async with (
-        open_fake_etcd() as fake,
-        et.open_client(fake.endpoints, transport=fake_transport(fake, fake_wire)) as client,
-    ):
-        async with client.lease(5) as lease:
-            await client.put("/svc/me", "here", lease=lease.id)
-            start = trio.current_time()
-            for _ in range(10):
-                await trio.sleep(5)
-                assert fake.get("/svc/me") is not None
-            assert trio.current_time() - start == 50
-            assert lease.renewals >= 10
-            assert lease.expires_at > trio.current_time()
-            info = await lease.time_to_live(keys=True)
-            assert info.keys == [b"/svc/me"]
-            assert 0 < info.ttl <= 5
-        assert fake.get("/svc/me") is None  # revoked on exit
-        assert await client.leases() == []
-        assert repr(lease) == f"<Lease {lease.id:#x} ttl=5>"
+@pytest.fixture
+def fake(fake_etcd: FakeEtcd) -> FakeEtcd:
+    return fake_etcd
 
 
-async def test_without_keep_alive_the_key_goes(
-    autojump_clock: trio.testing.MockClock, fake_wire: str
-) -> None:
-    async with (
-        open_fake_etcd() as fake,
-        et.open_client(fake.endpoints, transport=fake_transport(fake, fake_wire)) as client,
-    ):
-        grant = await client.lease_grant(5)
-        await client.put("/svc/me", "here", lease=grant.id)
-        await trio.sleep(6)
-        assert fake.get("/svc/me") is None
+@pytest.fixture
+def client(fake_client: et.Client, fake_wire: str) -> et.Client:
+    """``fake_client``, over each transport (``fake_wire``)."""
+    return fake_client
 
 
-async def test_lease_lost_cancels_the_block(
-    autojump_clock: trio.testing.MockClock, fake_wire: str
-) -> None:
-    async with (
-        open_fake_etcd() as fake,
-        et.open_client(fake.endpoints, transport=fake_transport(fake, fake_wire)) as client,
-    ):
-        with pytest.raises(et.LeaseExpiredError, match="gone"):
-            async with client.lease(5) as lease:
-                await client.lease_revoke(lease.id)  # someone else revokes it
-                await trio.sleep_forever()
-
-
-async def test_lease_not_found_cancels_the_block(
-    autojump_clock: trio.testing.MockClock, fake_wire: str
-) -> None:
-    async with (
-        open_fake_etcd() as fake,
-        et.open_client(fake.endpoints, transport=fake_transport(fake, fake_wire)) as client,
-    ):
-        with pytest.raises(et.LeaseExpiredError, match="not found"):
-            async with client.lease(5):
-                fake.fail_next(
-                    "/v3/lease/keepalive", code=5, message="etcdserver: requested lease not found"
-                )
-                await trio.sleep_forever()
-
-
-async def test_transient_failures_are_retried(
-    autojump_clock: trio.testing.MockClock, fake_wire: str
-) -> None:
-    async with (
-        open_fake_etcd() as fake,
-        et.open_client(fake.endpoints, transport=fake_transport(fake, fake_wire)) as client,
-    ):
-        async with client.lease(6) as lease:
-            await client.put("/svc/me", "here", lease=lease.id)
-            fake.fail_next("/v3/lease/keepalive", code=3, message="etcdserver: odd", count=3)
-            await trio.sleep(30)
+async def test_keeps_key_alive_for_ten_ttls(fake: FakeEtcd, client: et.Client) -> None:
+    async with client.lease(5) as lease:
+        await client.put("/svc/me", "here", lease=lease.id)
+        start = trio.current_time()
+        for _ in range(10):
+            await trio.sleep(5)
             assert fake.get("/svc/me") is not None
+        assert trio.current_time() - start == 50
+        assert lease.renewals >= 10
+        assert lease.expires_at > trio.current_time()
+        info = await lease.time_to_live(keys=True)
+        assert info.keys == [b"/svc/me"]
+        assert 0 < info.ttl <= 5
+    assert fake.get("/svc/me") is None  # revoked on exit
+    assert await client.leases() == []
+    assert repr(lease) == f"<Lease {lease.id:#x} ttl=5>"
 
 
-async def test_unreachable_until_the_ttl_runs_out(
-    autojump_clock: trio.testing.MockClock, fake_wire: str
-) -> None:
-    async with (
-        open_fake_etcd() as fake,
-        et.open_client(fake.endpoints, transport=fake_transport(fake, fake_wire)) as client,
-    ):
-        with pytest.raises(et.LeaseExpiredError, match="ran out"):
-            async with client.lease(6):
-                fake.member_down(0)
-                await trio.sleep_forever()
-        # leaving tried to revoke it and gave up within the bound
-        assert trio.current_time() < 6 + 5 + 1
+async def test_without_keep_alive_the_key_goes(fake: FakeEtcd, client: et.Client) -> None:
+    grant = await client.lease_grant(5)
+    await client.put("/svc/me", "here", lease=grant.id)
+    await trio.sleep(6)
+    assert fake.get("/svc/me") is None
 
 
-async def test_user_error_comes_out_unwrapped(
-    autojump_clock: trio.testing.MockClock, fake_wire: str
-) -> None:
-    async with (
-        open_fake_etcd() as fake,
-        et.open_client(fake.endpoints, transport=fake_transport(fake, fake_wire)) as client,
-    ):
-        with pytest.raises(ZeroDivisionError):
-            async with client.lease(5):
-                1 / 0  # noqa: B018
+async def test_lease_lost_cancels_the_block(fake: FakeEtcd, client: et.Client) -> None:
+    with pytest.raises(et.LeaseExpiredError, match="gone"):
+        async with client.lease(5) as lease:
+            await client.lease_revoke(lease.id)  # someone else revokes it
+            await trio.sleep_forever()
 
 
-async def test_ttl_must_be_positive(autojump_clock: trio.testing.MockClock, fake_wire: str) -> None:
-    async with (
-        open_fake_etcd() as fake,
-        et.open_client(fake.endpoints, transport=fake_transport(fake, fake_wire)) as client,
-    ):
-        with pytest.raises(ValueError, match="at least 1"):
-            async with client.lease(0):
-                pass  # pragma: no cover
+async def test_lease_not_found_cancels_the_block(fake: FakeEtcd, client: et.Client) -> None:
+    with pytest.raises(et.LeaseExpiredError, match="not found"):
+        async with client.lease(5):
+            fake.fail_next(
+                "/v3/lease/keepalive", code=5, message="etcdserver: requested lease not found"
+            )
+            await trio.sleep_forever()
+
+
+async def test_transient_failures_are_retried(fake: FakeEtcd, client: et.Client) -> None:
+    async with client.lease(6) as lease:
+        await client.put("/svc/me", "here", lease=lease.id)
+        fake.fail_next("/v3/lease/keepalive", code=3, message="etcdserver: odd", count=3)
+        await trio.sleep(30)
+        assert fake.get("/svc/me") is not None
+
+
+async def test_unreachable_until_the_ttl_runs_out(fake: FakeEtcd, client: et.Client) -> None:
+    with pytest.raises(et.LeaseExpiredError, match="ran out"):
+        async with client.lease(6):
+            fake.member_down(0)
+            await trio.sleep_forever()
+    # leaving tried to revoke it and gave up within the bound
+    assert trio.current_time() < 6 + 5 + 1
+
+
+async def test_user_error_comes_out_unwrapped(fake: FakeEtcd, client: et.Client) -> None:
+    with pytest.raises(ZeroDivisionError):
+        async with client.lease(5):
+            1 / 0  # noqa: B018
+
+
+async def test_ttl_must_be_positive(client: et.Client) -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        async with client.lease(0):
+            pass  # pragma: no cover
 
 
 async def test_keep_alive_once_stream_error(autojump_clock: trio.testing.MockClock) -> None:

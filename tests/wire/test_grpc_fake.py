@@ -431,7 +431,7 @@ def test_grpc_message_is_percent_encoded() -> None:
     assert grpc_message("50% ü\n") == b"50%25 %C3%BC%0A"
 
 
-# --- what the client transport does not do yet (strict xfail: fix it, then drop the mark) ------
+# --- the client transport's own bugs, found through the fake --------------------------------
 
 
 async def test_watch_stream_status_keeps_its_error_type(
@@ -454,5 +454,5 @@ async def test_call_racing_a_goaway_leaves_the_finishing_streams_alone(
             await trio.testing.wait_all_tasks_blocked()
             await fake.grpc.goaway(0)
             # sent before the client read the GOAWAY: refused (not processed), so it is
-            # sent again; but the client also drops the old connection, and the put with it
+            # sent again on a new connection, and the old one finishes the put
             assert await client.get("/b") is None
