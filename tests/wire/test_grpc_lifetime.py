@@ -7,6 +7,7 @@ import pytest
 import trio
 import trio.testing
 
+from trio_etcd_tree import UnavailableError
 from trio_etcd_tree._wire.base import CallState, PutRequest, WatchCreateRequest
 from trio_etcd_tree._wire.grpc import messages as pb
 from trio_etcd_tree._wire.grpc.transport import GrpcTransport
@@ -45,3 +46,27 @@ async def test_an_error_in_the_block_leaves_it_as_it_is() -> None:
     with pytest.raises(KeyError):
         async with GrpcTransport():
             raise KeyError("mine")
+
+
+@pytest.mark.parametrize("how", ["cancelled", "closed"])
+async def test_a_connection_being_started_is_not_left_behind(
+    how: str, nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Regression (a test hung 1 run in 3): a call cancelled, or a transport closed, while
+    a new connection started left that connection running unregistered, and leaving the
+    transport waited for its tasks for ever (its PING timer kept the mock clock going)."""
+    net = Network(nursery)
+    scope = trio.CancelScope()
+    transport = GrpcTransport(connect=lambda endpoint: connect(endpoint))
+
+    def connect(endpoint: str) -> trio.abc.Stream:
+        scope.cancel() if how == "cancelled" else transport.close()
+        return net.connect(endpoint)
+
+    with trio.fail_after(60):
+        async with transport as grpc:
+            with scope:
+                with pytest.raises(UnavailableError, match="the client is closed"):
+                    await grpc.call(EP, PutRequest(b"/a", b"1"), token=None, state=CallState())
+            assert grpc.connection_count() == 0
+    assert scope.cancelled_caught == (how == "cancelled")

@@ -291,6 +291,16 @@ class GrpcTransport:
                 dial_timeout=self._dial_timeout,
             )
             self._nursery.start_soon(connection.run)
-            await connection.started.wait()
+            try:
+                await connection.started.wait()
+                if self._closed:
+                    raise UnavailableError(
+                        "the client is closed", kind="connect", endpoint=endpoint
+                    )
+            except BaseException:
+                # cancelled, or closed meanwhile: close() has not seen this connection, and
+                # leaving the transport would wait for its tasks for ever
+                connection.close()
+                raise
             peer = self._endpoints[endpoint] = _Endpoint(connection)
             return peer
