@@ -457,11 +457,11 @@ class Client:
 
         A task renews it every ``ttl / 3`` seconds. If the server says the lease is gone,
         or no renewal gets through before its time runs out, the block is cancelled and
-        :class:`LeaseExpiredError` comes out of it. On exit the lease is revoked (its keys
-        deleted); if that fails the lease simply expires.
+        :class:`LeaseExpiredError` comes out of it at once. On exit a lease still alive is
+        revoked (its keys deleted); if that fails the lease simply expires.
 
         Cancellation: entering grants the lease (a checkpoint); leaving revokes it with a
-        shielded, bounded request.
+        shielded request, bounded by 5 s and by the time the lease has left.
         """
         return open_lease(self, ttl)
 

@@ -27,7 +27,8 @@ class LeaseCalls(Protocol):
     async def lease_time_to_live(self, id: int, *, keys: bool = False) -> LeaseInfo: ...  # noqa: A002
 
 
-# How long revoking a lease on the way out may take before we let it expire instead.
+# How long revoking a lease on the way out may take before we let it expire instead (at most
+# until it would expire anyway).
 _REVOKE_DEADLINE = 5.0
 
 
@@ -39,7 +40,7 @@ class Lease:
         id: the lease id.
         ttl: the TTL the server granted, in seconds.
         expires_at: the trio time by which the lease expires unless renewed again (as of
-            the last renewal that got through).
+            the last renewal that got through; the time it was lost, once it is).
         renewals: how many renewals got through.
     """
 
@@ -74,11 +75,13 @@ class Lease:
                     request=f"keep lease {self.id} alive",
                 ) from None
             except NotFoundError as exc:
+                self.expires_at = trio.current_time()
                 raise LeaseExpiredError(str(exc), request=exc.request) from exc
             except EtcdError:
                 await backoff.wait()
                 continue
             if ttl <= 0:
+                self.expires_at = trio.current_time()
                 raise LeaseExpiredError(
                     "the server says the lease is gone (expired or revoked)",
                     request=f"keep lease {self.id} alive",
@@ -109,11 +112,15 @@ async def open_lease(client: LeaseCalls, ttl: int) -> AsyncIterator[Lease]:
         if lost is None:
             raise
     finally:
-        with trio.move_on_after(_REVOKE_DEADLINE, shield=True):
-            try:
-                await client.lease_revoke(lease.id)
-            except EtcdError:
-                pass  # gone already, or unreachable: either way it expires on its own
+        # (not once it is known to be gone: the server said so, or its time ran out, when
+        # revoking would only hold up the LeaseExpiredError, up to the deadline, in a partition)
+        remaining = lease.expires_at - trio.current_time()
+        if remaining > 0:
+            with trio.move_on_after(min(remaining, _REVOKE_DEADLINE), shield=True):
+                try:
+                    await client.lease_revoke(lease.id)
+                except EtcdError:
+                    pass  # gone already, or unreachable: either way it expires on its own
     if lost is not None:
         context = lost.__context__
         try:
