@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from trio_etcd_tree.testing import _binaries, _launcher
+from trio_etcd_tree.testing import _binaries, _launcher, _member
 from trio_etcd_tree.testing._launcher import (
     EtcdBinary,
     EtcdCluster,
@@ -211,7 +211,7 @@ def test_stop_is_graceful_and_data_survives(binary: EtcdBinary) -> None:
 
 
 def test_stop_escalates_to_sigkill(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_launcher, "_STOP_TIMEOUT", 0.2)
+    monkeypatch.setattr(_member, "_STOP_TIMEOUT", 0.2)
     with EtcdCluster.start(_binary_or_skip("3.5")) as cluster:
         (member,) = cluster.members
         process = member._process
@@ -271,16 +271,16 @@ def test_freeze_waits_until_every_thread_has_stopped() -> None:
     process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         start = time.monotonic()
-        _launcher._wait_stopped(process.pid, timeout=0.05)  # runs: waits out the timeout
+        _member._wait_stopped(process.pid, timeout=0.05)  # runs: waits out the timeout
         assert time.monotonic() - start >= 0.05
-        assert not _launcher._stopped(process.pid)
+        assert not _member._stopped(process.pid)
         os.kill(process.pid, signal.SIGSTOP)
-        _launcher._wait_stopped(process.pid)
-        assert _launcher._stopped(process.pid)
+        _member._wait_stopped(process.pid)
+        assert _member._stopped(process.pid)
     finally:
         process.kill()
         process.wait()
-    assert _launcher._stopped(process.pid)  # gone: nothing to wait for
+    assert _member._stopped(process.pid)  # gone: nothing to wait for
 
 
 def test_snapshot_save_and_restore(tmp_path: Path) -> None:
