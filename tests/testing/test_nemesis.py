@@ -312,8 +312,9 @@ def test_crash_rule() -> None:
 
 
 @autojump
-async def test_a_run_with_every_fault_passes_on_the_in_memory_etcd() -> None:
-    report = await run_fake(Options(seed=145, seconds=30, max_fault=3))
+@pytest.mark.parametrize("wire", ["grpc", "gateway"])
+async def test_a_run_with_every_fault_passes_on_the_in_memory_etcd(wire: str) -> None:
+    report = await run_fake(Options(seed=145, seconds=30, max_fault=3, transport=wire))
     assert report.ok, report.failure(Path("-"))
     kinds = {r.fault.kind for r in report.history.faults}
     assert kinds == set(FAULT_KINDS)
@@ -326,7 +327,7 @@ async def test_a_run_with_every_fault_passes_on_the_in_memory_etcd() -> None:
     assert set(report.final.mounts) == {"w0", "w1", "w2", "o0"}
     summary = report.summary()
     assert summary.startswith(f"seed 145: {len(report.history.faults)} faults (compact ")
-    assert summary.endswith("in-memory etcd, 3 members\nviolations: 0")
+    assert summary.endswith(f"in-memory etcd, 3 members, over {wire}\nviolations: 0")
 
 
 @autojump
@@ -358,7 +359,7 @@ async def test_a_broken_mirror_fails_the_checker(monkeypatch: pytest.MonkeyPatch
 @autojump
 async def test_a_nemesis_request_that_fails_is_recorded() -> None:
     async with open_fake_etcd(members=3) as fake:
-        target = faults.FakeTarget(fake)
+        target = faults.FakeTarget(fake, "gateway")
         async with open_client(fake.endpoints, transport=fake) as client:
             history = History(seed=1, started=trio.current_time())
             fake.fail_next("/v3/kv/compaction", code=3, message="nope", status=400)

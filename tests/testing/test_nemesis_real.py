@@ -102,7 +102,7 @@ def test_restore_sends_the_cluster_back(version: str) -> None:
             assert (after.header.cluster_id != before.header.cluster_id) == target.snapshots
 
     with EtcdCluster.start(_binary(version)) as cluster:
-        target = faults.RealTarget(cluster, None)
+        target = faults.RealTarget(cluster, None, "grpc")
         assert target.snapshots == (version == "3.5")  # etcd 3.4 has no etcdutl
         trio.run(restore, target)
 
@@ -122,7 +122,7 @@ def test_etcdctl_is_looked_for_beside_every_etcd(
 
 def test_a_failing_etcdctl_leaves_the_foreign_write_unknown(etcd_servers: Servers) -> None:
     cluster: EtcdCluster = etcd_servers.get("3.5")
-    target = faults.RealTarget(cluster, Path("/bin/false"))
+    target = faults.RealTarget(cluster, Path("/bin/false"), "grpc")
     with pytest.raises(faults.ForeignWriteError):
         trio.run(target.foreign_put, "/nemesis-foreign", "x")
 

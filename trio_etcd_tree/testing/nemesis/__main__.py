@@ -16,6 +16,7 @@ from pathlib import Path
 import trio
 import trio.testing
 
+from ..._wire import TRANSPORTS
 from .runner import Options, Report, run_fake, run_real
 from .schedule import FAULT_KINDS
 
@@ -47,6 +48,12 @@ def _parser() -> argparse.ArgumentParser:
         default=Options.quiet_bound,
         help="the same for a mount that makes no requests of its own",
     )
+    parser.add_argument(
+        "--transport",
+        choices=TRANSPORTS,
+        default=Options.transport,
+        help=f"how the workloads reach etcd (default {Options.transport})",
+    )
     parser.add_argument("--history", type=Path, help="where to write the history of a failure")
     parser.add_argument(
         "--in-memory",
@@ -67,6 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_fault=args.max_fault,
         synced_bound=args.synced_bound,
         quiet_bound=args.quiet_bound,
+        transport=args.transport,
     )
     try:
         schedule = options.schedule()

@@ -51,7 +51,7 @@ class Target(Protocol):
     size: int
     endpoints: list[str]  #: each member's URL as the workloads reach it
     direct: list[str]  #: each member's URL for the nemesis (never cut off)
-    transport: object  #: ``open_client(transport=...)``: ``"gateway"``, or the in-memory etcd
+    transport: object  #: ``open_client(transport=...)``: a wire's name, or the in-memory etcd
 
     async def leader(self, client: Client) -> int: ...
     async def kill(self, member: int) -> None: ...
@@ -93,13 +93,13 @@ async def _leader_by_status(client: Client, urls: list[str], up: list[bool]) -> 
 class RealTarget:
     """Faults on real etcd processes; run :meth:`serve` (the proxies) in a nursery first."""
 
-    def __init__(self, cluster: EtcdCluster, etcdctl_path: Path | None) -> None:
+    def __init__(self, cluster: EtcdCluster, etcdctl_path: Path | None, wire: str) -> None:
         self.cluster = cluster
         self.size = len(cluster.members)
         self.direct = cluster.endpoints
         self.proxies = [Proxy(int(url.rsplit(":", 1)[1])) for url in self.direct]
         self.endpoints: list[str] = []
-        self.transport: object = "gateway"
+        self.transport: object = wire
         self.etcdctl = etcdctl_path
         self._backup = cluster.directory / "nemesis-backup"
         # etcd 3.5 and later: a snapshot of the running cluster (etcdctl), restored with
@@ -193,11 +193,11 @@ class RealTarget:
 class FakeTarget:
     """Faults on the in-memory etcd (see the module docs)."""
 
-    def __init__(self, fake: FakeEtcd) -> None:
+    def __init__(self, fake: FakeEtcd, wire: str) -> None:
         self.fake = fake
         self.size = len(fake.endpoints)
         self.endpoints = self.direct = list(fake.endpoints)
-        self.transport: object = fake
+        self.transport: object = fake.grpc if wire == "grpc" else fake
         self._snapshot = 0
 
     async def leader(self, client: Client) -> int:

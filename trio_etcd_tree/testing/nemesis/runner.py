@@ -65,6 +65,8 @@ class Options:
             must notice alone): the watch's ``heartbeat`` (10 s) plus ``attempt_timeout``,
             with the same room.
         max_fault: cap on one fault's duration.
+        transport: how the workloads' clients reach etcd, ``"grpc"`` (the default, as for
+            ``open_client``) or ``"gateway"``.
     """
 
     seed: int = 1
@@ -80,6 +82,7 @@ class Options:
     synced_bound: float = 10.0
     quiet_bound: float = 20.0
     max_fault: float | None = None
+    transport: str = "grpc"
 
     def schedule(self) -> list[Fault]:
         return make_schedule(self.seed, self.seconds, kinds=self.kinds, max_duration=self.max_fault)
@@ -266,7 +269,7 @@ async def run_real(options: Options, *, version: str | None = None, members: int
     binary = find_etcd(version)
     tool = etcdctl()
     notes = [
-        f"etcd {binary.version_string}, {members} members",
+        f"etcd {binary.version_string}, {members} members, over {options.transport}",
         "partition: a TCP proxy of the nemesis between the clients and each member",
     ]
     if tool is None:
@@ -278,7 +281,7 @@ async def run_real(options: Options, *, version: str | None = None, members: int
         functools.partial(EtcdCluster.start, binary, size=members)
     )
     try:
-        target = RealTarget(cluster, tool)
+        target = RealTarget(cluster, tool, options.transport)
         async with trio.open_nursery() as nursery:
             await nursery.start(target.serve)
             report = await run(target, options, notes)
@@ -296,4 +299,7 @@ async def run_fake(options: Options, *, members: int = 3) -> Report:
     Cancellation: everything started is cancelled and closed; nothing is reported.
     """
     async with open_fake_etcd(members=members) as fake:
-        return await run(FakeTarget(fake), options, [f"in-memory etcd, {members} members"])
+        target = FakeTarget(fake, options.transport)
+        return await run(
+            target, options, [f"in-memory etcd, {members} members, over {options.transport}"]
+        )
