@@ -14,6 +14,7 @@ import pytest
 import trio
 import trio.testing
 
+import trio_etcd_tree as et
 from trio_etcd_tree import mount, open_client
 from trio_etcd_tree.testing import open_fake_etcd
 from trio_etcd_tree.testing._fake import watch as fake_watch
@@ -459,6 +460,24 @@ def test_random_seed_is_printed(
 
 
 # -- the workloads and the runner, one by one ----------------------------------------------------
+
+
+async def test_outcomes_follow_the_errors_outcome_unknown() -> None:
+    """Regression: a put applied, then a restore while the mount waited for its revision:
+    ``ClusterChangedError`` says it may or may not have been applied (outcome_unknown), and
+    the workload recorded it as failed (only UnavailableError's counted), a false phantom."""
+    cases = [
+        (None, "ok"),
+        (et.ClusterChangedError("restored", outcome_unknown=True), "unknown"),
+        (et.UnavailableError("lost", outcome_unknown=True), "unknown"),
+        (et.UnavailableError("refused"), "failed"),
+        (et.ConflictError("changed", conflicts={}, revision=5), "failed"),
+        (trio.TooSlowError(), "unknown"),
+    ]
+    for error, outcome in cases:
+        op = _write("put", {"/n/k": "v"}, outcome="pending")
+        workloads._outcome(op, error)
+        assert op.outcome == outcome, error
 
 
 def _work(history: History, end: float, **options: float) -> workloads.Workload:

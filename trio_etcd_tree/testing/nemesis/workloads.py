@@ -11,7 +11,7 @@
   not see being made.
 
 Each write call is recorded before it is sent and given its outcome when it returns:
-acknowledged (with its revision), ``unknown`` (``UnavailableError.outcome_unknown``, or no
+acknowledged (with its revision), ``unknown`` (the error's ``outcome_unknown``, or no
 answer within the write timeout), or ``failed`` (certainly not applied).
 """
 
@@ -30,7 +30,6 @@ from ... import (
     Put,
     Root,
     SubscriptionOverflow,
-    UnavailableError,
     election,
     lock,
 )
@@ -85,7 +84,7 @@ def _outcome(op: WriteOp | FenceWrite, error: BaseException | None) -> None:
         op.outcome = "ok"
         return
     op.error = f"{type(error).__name__}: {error}"
-    unknown = isinstance(error, UnavailableError) and error.outcome_unknown
+    unknown = isinstance(error, EtcdError) and error.outcome_unknown
     op.outcome = "unknown" if unknown or isinstance(error, trio.TooSlowError) else "failed"
 
 
