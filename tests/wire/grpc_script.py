@@ -12,7 +12,7 @@ import h2.settings
 import trio
 import trio.testing
 
-from trio_etcd_tree._wire.grpc.connection import frame
+from trio_etcd_tree._wire.grpc.calls import frame
 
 
 @dataclass

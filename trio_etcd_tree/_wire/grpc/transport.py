@@ -52,13 +52,8 @@ from ..base import (
     WatchCreateRequest,
 )
 from . import codec
-from .connection import (
-    KEEPALIVE_TIME,
-    KEEPALIVE_TIMEOUT,
-    GrpcConnection,
-    Method,
-    connect_endpoint,
-)
+from .connection import KEEPALIVE_TIME, KEEPALIVE_TIMEOUT, GrpcConnection, Method
+from .dial import connect_endpoint
 from .streams import KeepAliveStream, MuxWatch, WatchMux
 
 __all__ = ["GrpcTransport"]
