@@ -4,7 +4,6 @@ the wire can show, deterministically, under trio's MockClock."""
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator
 from typing import Any
 
 import h2.errors
@@ -33,35 +32,9 @@ from trio_etcd_tree._wire.base import (
 from trio_etcd_tree._wire.grpc import messages as pb
 from trio_etcd_tree._wire.grpc.transport import GrpcTransport
 
-from .grpc_script import Network, Server
+from .grpc_script import EP, Network, Server, call, put_answer, scripted
 
-EP = "http://etcd.test:2379"
 S = h2.settings.SettingCodes
-
-
-def put_answer(revision: int = 5) -> bytes:
-    return pb.PutResponse(header={"revision": revision}).SerializeToString()  # type: ignore[no-any-return]
-
-
-@pytest.fixture
-async def net(nursery: trio.Nursery) -> Network:
-    return Network(nursery)
-
-
-@pytest.fixture
-async def grpc(net: Network) -> AsyncIterator[GrpcTransport]:
-    async with GrpcTransport(connect=net.connect) as transport:
-        yield transport
-
-
-async def call(grpc: GrpcTransport, request: object, state: CallState | None = None) -> object:
-    result: object = await grpc.call(
-        EP,
-        request,  # type: ignore[arg-type]
-        token=None,
-        state=state or CallState(),
-    )
-    return result
 
 
 async def test_a_call_and_its_headers(
@@ -124,27 +97,6 @@ async def test_trailers_only_errors(
     assert caught.request == "put /a"  # type: ignore[attr-defined]
     if status == b"x":
         assert "unreadable grpc-status" in str(caught) and "what is this" in str(caught)
-
-
-async def scripted(
-    grpc: GrpcTransport, net: Network, request: object, script: object, state: CallState
-) -> Any:
-    """Run one call while ``script(server, call)`` answers it; return what it raised (or
-    returned)."""
-    caught: list[Any] = []
-
-    async def run() -> None:
-        try:
-            caught.append(await call(grpc, request, state))
-        except Exception as exc:
-            caught.append(exc)
-
-    with trio.fail_after(100):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(run)
-            server, c = await net.unanswered()
-            await script(server, c)  # type: ignore[operator]
-    return caught[0]
 
 
 async def test_bad_answers(

@@ -19,7 +19,6 @@ __all__ = [
     "FrameReader",
     "code_name",
     "data_frame",
-    "goaway_frame",
     "headers_frames",
     "ping_frame",
     "rst_stream_frame",
@@ -93,7 +92,6 @@ HEAD: Final = struct.Struct(">IBI")
 """A frame header: length << 8 | type (the first four bytes), flags, stream id."""
 _SETTING: Final = struct.Struct(">HI")
 _U32: Final = struct.Struct(">I")
-_GOAWAY: Final = struct.Struct(">II")
 
 
 class FrameError(Exception):
@@ -134,10 +132,6 @@ def ping_frame(data: bytes, *, ack: bool) -> bytes:
 
 def rst_stream_frame(stream_id: int, code: int) -> bytes:
     return _head(4, RST_STREAM, 0, stream_id) + _U32.pack(code)
-
-
-def goaway_frame(last_stream_id: int, code: int, data: bytes = b"") -> bytes:
-    return _head(8 + len(data), GOAWAY, 0, 0) + _GOAWAY.pack(last_stream_id, code) + data
 
 
 def data_frame(stream_id: int, data: bytes, *, end_stream: bool) -> bytes:

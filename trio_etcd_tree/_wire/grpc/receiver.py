@@ -4,9 +4,11 @@ server's settings, GOAWAY (the frame-by-frame half of :class:`.connection.GrpcCo
 Every violation of HTTP/2 that matters to us raises :class:`.frames.FrameError`, which ends
 the whole connection (also for what RFC 9113 calls a stream error, such as a stream's window
 overflowing: a server that breaks the protocol on one stream is not trusted with the others).
-Frames of a stream we already left (a call that was cancelled, or answered while we were
-still sending) are ignored, except that their header blocks are decoded: the HPACK table is
-shared by the whole connection.
+The server's use of our windows is not policed: they are given back at half their size, so
+no frame could overflow them (a server ignoring flow control costs us memory, as any server
+sending a large answer does). Frames of a stream we already left (a call that was cancelled,
+or answered while we were still sending) are ignored, except that their header blocks are
+decoded: the HPACK table is shared by the whole connection.
 """
 
 from __future__ import annotations
@@ -117,8 +119,6 @@ class Receiver:
             raise f.FrameError(f.PROTOCOL_ERROR, "a DATA frame on stream 0")
         size = len(payload)  # (padding counts against the windows)
         unacked = self._unacked + size
-        if unacked > self._window:
-            raise f.FrameError(f.FLOW_CONTROL_ERROR, "more data than the connection's window")
         if unacked >= self._window // 2:
             self._acknowledge(f.window_update_frame(0, unacked))
             unacked = 0
@@ -129,8 +129,6 @@ class Receiver:
             return
         end = flags & f.END_STREAM
         stream.unacked += size
-        if stream.unacked > self._window:
-            raise f.FrameError(f.FLOW_CONTROL_ERROR, "more data than the stream's window")
         if stream.unacked >= self._window // 2 and not end:
             self._acknowledge(f.window_update_frame(stream_id, stream.unacked))
             stream.unacked = 0
