@@ -101,6 +101,27 @@ class CallStream:
         self._need = need
         return complete
 
+    def result(self, endpoint: str, request_desc: str, writes: bool) -> bytes:
+        """The one message of a finished unary stream, or its error."""
+        status = self.status
+        if self.error is not None and not (self.ended and status is not None):
+            self.error.request = request_desc
+            self.error.outcome_unknown = writes and self.state.sent
+            raise self.error
+        if status is None:
+            raise lost(endpoint, "the answer ended without a grpc-status", request=request_desc)
+        if status[0] != 0:
+            raise error_for(
+                status[0], status[1], request=request_desc, endpoint=endpoint, writes=writes
+            )
+        if len(self.messages) != 1:
+            raise ProtocolError(
+                f"a unary answer of {len(self.messages)} messages",
+                request=request_desc,
+                endpoint=endpoint,
+            )
+        return self.messages[0]
+
 
 @final
 class GrpcStream:

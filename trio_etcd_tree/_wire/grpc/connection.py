@@ -58,10 +58,9 @@ import trio
 
 from ..._core.errors import ProtocolError, UnavailableError
 from ..base import CallState
-from ..errors import error_for
 from . import frames as f
 from .calls import CallStream, GrpcStream, copy_error, frame, lost
-from .headers import TABLE_SIZE_ZERO, literal, request_block, timeout_field
+from .headers import TABLE_SIZE_ZERO, Method, literal, request_block, timeout_field
 from .receiver import Receiver
 
 __all__ = ["GrpcConnection", "GrpcStream", "Method", "copy_error"]
@@ -77,18 +76,6 @@ ACK_DELAY: Final = 0.002
 _READ_SIZE: Final = 256 * 1024
 _PING_DATA: Final = b"trioetcd"
 _LAST_STREAM_ID: Final = f.MAX_WINDOW
-
-
-@final
-class Method:
-    """A gRPC method's path (``/etcdserverpb.KV/Range``); its header block is built once
-    per connection."""
-
-    __slots__ = ("path", "raw_path")
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.raw_path = path.encode()
 
 
 @final
@@ -176,7 +163,7 @@ class GrpcConnection(Receiver):
             self._forget(stream)
         else:  # the server may still be sending on it, or we on it
             self.cancel(stream)
-        return self._result(stream, request_desc, writes)
+        return stream.result(self.endpoint, request_desc, writes)
 
     async def open_stream(
         self, method: Method, *, state: CallState | None = None, token: str | None = None
@@ -409,26 +396,3 @@ class GrpcConnection(Receiver):
             self._more_capacity()
         if self._draining and not self._streams:
             self._fail(lost(self.endpoint, "the server went away"))
-
-    def _result(self, stream: CallStream, request_desc: str, writes: bool) -> bytes:
-        """The one message of a finished unary stream, or its error."""
-        status = stream.status
-        if stream.error is not None and not (stream.ended and status is not None):
-            stream.error.request = request_desc
-            stream.error.outcome_unknown = writes and stream.state.sent
-            raise stream.error
-        if status is None:
-            raise lost(
-                self.endpoint, "the answer ended without a grpc-status", request=request_desc
-            )
-        if status[0] != 0:
-            raise error_for(
-                status[0], status[1], request=request_desc, endpoint=self.endpoint, writes=writes
-            )
-        if len(stream.messages) != 1:
-            raise ProtocolError(
-                f"a unary answer of {len(stream.messages)} messages",
-                request=request_desc,
-                endpoint=self.endpoint,
-            )
-        return stream.messages[0]

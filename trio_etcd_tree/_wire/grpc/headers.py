@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import urllib.parse
-from typing import Final
+from typing import Final, final
 
 import hpack
 import hpack.hpack
@@ -25,7 +25,20 @@ import hpack.table
 
 from .frames import COMPRESSION_ERROR, FrameError
 
-__all__ = ["HeaderDecoder", "grpc_status", "literal", "request_block", "timeout_field"]
+__all__ = ["HeaderDecoder", "Method", "grpc_status", "literal", "request_block", "timeout_field"]
+
+
+@final
+class Method:
+    """A gRPC method's path (``/etcdserverpb.KV/Range``); its header block is built once
+    per connection (:func:`request_block`)."""
+
+    __slots__ = ("path", "raw_path")
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.raw_path = path.encode()
+
 
 _STATIC_NAMES: Final = {
     name: index

@@ -2,8 +2,8 @@
 connection per endpoint carries every unary call, every watch (on one Watch stream) and the
 lease keep-alives (on one LeaseKeepAlive stream).
 
-This module and :mod:`.connection` are the one place where gRPC's failures become our
-errors:
+This module, :mod:`.connection` and :mod:`.receiver` are the one place where gRPC's failures
+become our errors:
 
 ==============================================  =========================  ================
 what failed                                      error (``kind``)           a write's outcome
@@ -12,6 +12,7 @@ no connection (refused, no route)                UnavailableError connect   not 
 TLS handshake, or no ALPN ``h2``                 UnavailableError tls       not applied
 stream refused (REFUSED_STREAM, above GOAWAY)    UnavailableError lost      not applied
 connection lost, PING unanswered, stream reset   UnavailableError lost      unknown once sent
+the server broke HTTP/2 (a protocol error)       UnavailableError lost      unknown once sent
 an answer that does not parse                    ProtocolError              unknown
 ``grpc-status`` from the server                  ``error_for`` (shared)     as ``error_for``
 ==============================================  =========================  ================
@@ -145,7 +146,7 @@ class _Endpoint:
 
 
 class GrpcTransport:
-    """etcd's gRPC API over HTTP/2 (trio + hyper-h2), one connection per endpoint; use it as
+    """etcd's gRPC API over HTTP/2 (trio, our own framing), one connection per endpoint; use it as
     ``async with GrpcTransport(...) as grpc:`` (its connections run in a nursery of its own;
     an error raised in the block leaves it as it is, not wrapped in an exception group).
 
