@@ -435,10 +435,10 @@ def main() -> None:
         started = time.perf_counter()
         if only & {"read", "mount", "dump"}:
             run_trio(ours_load, endpoint, args.keys)
-        print(
-            f"etcd {binary.version_string}: loaded {args.keys} keys in "
-            f"{time.perf_counter() - started:.1f} s"
-        )
+            print(
+                f"etcd {binary.version_string}: loaded {args.keys} keys in "
+                f"{time.perf_counter() - started:.1f} s"
+            )
         peers = [p for p in ("aetcd", "etcd3aio") if globals()[p] is not None]
         etcdctl = find_etcdctl(binary.path)
         if etcdctl is None:
