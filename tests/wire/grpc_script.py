@@ -13,7 +13,7 @@ import h2.settings
 import trio
 import trio.testing
 
-from trio_etcd_tree._wire.base import CallState
+from trio_etcd_tree._wire.base import CallState, PutRequest
 from trio_etcd_tree._wire.grpc import messages as pb
 from trio_etcd_tree._wire.grpc.calls import frame
 from trio_etcd_tree._wire.grpc.transport import GrpcTransport
@@ -235,3 +235,14 @@ async def scripted(
             server, c = await net.unanswered()
             await script(server, c)  # type: ignore[operator]
     return caught[0]
+
+
+async def first_call(grpc: GrpcTransport, net: Network) -> Server:
+    """Make a first call (answered at once), so that both sides have seen each other's
+    settings; the server it went to."""
+
+    async def answer(server: Server, c: Call) -> None:
+        await server.answer(c, put_answer(1))
+
+    await scripted(grpc, net, PutRequest(b"/", b""), answer, CallState())
+    return net.servers[-1]

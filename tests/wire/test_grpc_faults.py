@@ -212,8 +212,21 @@ async def test_goaway_finishes_older_streams_and_sends_newer_ones_again(
     assert grpc.connection_count() == 1
 
 
+@pytest.mark.parametrize(
+    ("code", "data", "reason"),
+    [
+        (h2.errors.ErrorCodes.NO_ERROR, b"leaving", "(NO_ERROR: leaving)"),
+        (h2.errors.ErrorCodes.PROTOCOL_ERROR, b"bad frames", "(PROTOCOL_ERROR: bad frames)"),
+        (0x99, b"", "(error code 153)"),
+    ],
+)
 async def test_a_call_refused_twice_by_goaway_fails_as_not_sent(
-    grpc: GrpcTransport, net: Network, autojump_clock: trio.testing.MockClock
+    grpc: GrpcTransport,
+    net: Network,
+    code: int,
+    data: bytes,
+    reason: str,
+    autojump_clock: trio.testing.MockClock,
 ) -> None:
     state = CallState()
     async with trio.open_nursery() as nursery:
@@ -222,11 +235,12 @@ async def test_a_call_refused_twice_by_goaway_fails_as_not_sent(
             for index in (0, 1):
                 server = await net.server(index)
                 await server.call(0)
-                await goaway(server, h2.errors.ErrorCodes.NO_ERROR, b"leaving", 0)
+                await goaway(server, code, data, 0)
 
         nursery.start_soon(refuse_twice)
         with pytest.raises(UnavailableError, match="going away") as info:
             await call(grpc, PutRequest(b"/a", b"1"), state)
+    assert reason in str(info.value)
     assert not state.sent and not info.value.outcome_unknown
 
 

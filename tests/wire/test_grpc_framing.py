@@ -26,7 +26,7 @@ from trio_etcd_tree._wire.grpc.calls import frame
 from trio_etcd_tree._wire.grpc.connection import GrpcConnection
 from trio_etcd_tree._wire.grpc.transport import GrpcTransport
 
-from .grpc_script import EP, Network, Server, call, put_answer, scripted
+from .grpc_script import EP, Network, Server, call, first_call, put_answer, scripted
 
 S = h2.settings.SettingCodes
 
@@ -189,11 +189,7 @@ async def test_a_server_breaking_http2_ends_the_connection_with_a_clear_error(
 async def test_settings_changed_mid_connection(
     grpc: GrpcTransport, net: Network, autojump_clock: trio.testing.MockClock
 ) -> None:
-    async def answer(server: Server, c: Any) -> None:
-        await server.answer(c, put_answer(1))
-
-    await scripted(grpc, net, PutRequest(b"/", b""), answer, CallState())
-    server = net.servers[0]
+    server = await first_call(grpc, net)
     # a long token goes in a HEADERS frame and CONTINUATION frames (16 KiB frames)
     token = "t" * 40_000
     async with trio.open_nursery() as nursery:
@@ -234,43 +230,11 @@ async def test_settings_changed_mid_connection(
 async def test_a_ping_of_the_server_is_acknowledged(
     grpc: GrpcTransport, net: Network, autojump_clock: trio.testing.MockClock
 ) -> None:
-    async def answer(server: Server, c: Any) -> None:
-        await server.answer(c, put_answer(1))
-
-    await scripted(grpc, net, PutRequest(b"/", b""), answer, CallState())
-    server = net.servers[0]
+    server = await first_call(grpc, net)
     server.h2.ping(b"12345678")
     await server.flush()
     await server.wait_for(lambda: server.ping_acks == 1)
     assert grpc.connection_count() == 1
-
-
-@pytest.mark.parametrize(
-    ("code", "data", "reason"),
-    [(1, b"bad frames", "PROTOCOL_ERROR: bad frames"), (0x99, b"", "(error code 153)")],
-)
-async def test_goaway_with_an_error_code(
-    grpc: GrpcTransport,
-    net: Network,
-    code: int,
-    data: bytes,
-    reason: str,
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    state = CallState()
-    async with trio.open_nursery() as nursery:
-
-        async def refuse_twice() -> None:
-            for index in (0, 1):
-                server = await net.server(index)
-                await server.call(0)
-                await send(server, raw(0x7, 0, 0, struct.pack(">II", 0, code) + data))
-
-        nursery.start_soon(refuse_twice)
-        with pytest.raises(UnavailableError, match="going away") as info:
-            await call(grpc, PutRequest(b"/a", b"1"), state)
-    assert reason in str(info.value)
-    assert not state.sent and not info.value.outcome_unknown
 
 
 async def test_the_preface_goes_out_before_any_acknowledgement(
