@@ -403,6 +403,32 @@ async def test_broken_transport(
                 await call(grpc, RangeRequest(b"/a"))
 
 
+async def test_transport_closed_or_call_cancelled_while_a_connection_is_made(
+    net: Network, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The connection being made is closed too: leaving the transport does not wait for it
+    for ever (its keep-alive would look for pings to send until the end of time)."""
+    async with GrpcTransport(connect=net.connect) as grpc:
+        with trio.CancelScope() as scope:
+
+            def cancelling(stream: trio.abc.Stream) -> trio.abc.Stream:
+                scope.cancel()
+                return stream
+
+            net.wrap = cancelling
+            await call(grpc, RangeRequest(b"/a"))
+        assert scope.cancelled_caught and grpc.connection_count() == 0
+
+        def closing(stream: trio.abc.Stream) -> trio.abc.Stream:
+            grpc.close()
+            return stream
+
+        net.wrap = closing
+        with pytest.raises(UnavailableError, match="client is closed"):
+            await call(grpc, RangeRequest(b"/a"))
+    assert len(net.servers) == 2
+
+
 async def test_closed_transport_refuses_calls(grpc: GrpcTransport) -> None:
     grpc.close()
     with pytest.raises(UnavailableError, match="client is closed"):

@@ -6,16 +6,13 @@ ends with."""
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING, TypeVar, final
+from typing import Protocol, TypeVar, final
 
 import trio
 
 from ..._core.errors import EtcdError, ProtocolError, UnavailableError
 from ..base import CallState
 from ..errors import error_for
-
-if TYPE_CHECKING:
-    from .connection import GrpcConnection
 
 __all__ = ["CallStream", "GrpcStream", "copy_error", "frame", "lost"]
 
@@ -123,11 +120,22 @@ class CallStream:
         return self.messages[0]
 
 
+class Streams(Protocol):
+    """What a :class:`GrpcStream` needs of its connection (a
+    :class:`~.connection.GrpcConnection`)."""
+
+    endpoint: str
+
+    async def send(self, stream: CallStream, data: bytes, *, end_stream: bool) -> bool: ...
+
+    def cancel(self, stream: CallStream) -> None: ...
+
+
 @final
 class GrpcStream:
-    """A bidirectional gRPC stream on a :class:`GrpcConnection`."""
+    """A bidirectional gRPC stream on a :class:`~.connection.GrpcConnection`."""
 
-    def __init__(self, connection: GrpcConnection, stream: CallStream) -> None:
+    def __init__(self, connection: Streams, stream: CallStream) -> None:
         self._connection = connection
         self._stream = stream
         self._send_lock = trio.Lock()  # a message held up by flow control stays in one piece

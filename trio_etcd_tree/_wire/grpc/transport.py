@@ -259,6 +259,11 @@ class GrpcTransport:
         for peer in peers:
             peer.connection.close()
 
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called (or the ``async with`` block left)."""
+        return self._closed
+
     def connection_count(self) -> int:
         """Open connections (one per endpoint in use)."""
         return sum(1 for p in self._endpoints.values() if p.connection.usable)
@@ -287,6 +292,14 @@ class GrpcTransport:
                 dial_timeout=self._dial_timeout,
             )
             self._nursery.start_soon(connection.run)
-            await connection.started.wait()
+            try:
+                await connection.started.wait()
+                if self.closed:
+                    raise UnavailableError(
+                        "the client is closed", kind="connect", endpoint=endpoint
+                    )
+            except BaseException:  # cancelled, or closed meanwhile: nobody else would close it
+                connection.close()
+                raise
             peer = self._endpoints[endpoint] = _Endpoint(connection)
             return peer
