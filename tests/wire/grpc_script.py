@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import h2.config
 import h2.connection
@@ -12,7 +13,12 @@ import h2.settings
 import trio
 import trio.testing
 
-from trio_etcd_tree._wire.grpc.connection import frame
+from trio_etcd_tree._wire.base import CallState, PutRequest
+from trio_etcd_tree._wire.grpc import messages as pb
+from trio_etcd_tree._wire.grpc.calls import frame
+from trio_etcd_tree._wire.grpc.transport import GrpcTransport
+
+EP = "http://etcd.test:2379"
 
 
 @dataclass
@@ -23,6 +29,7 @@ class Call:
     ended: bool = False
     reset: int | None = None
     taken: bool = False
+    sizes: list[int] = field(default_factory=list)  # of its DATA frames
 
     def messages(self) -> list[bytes]:
         out, buf = [], bytes(self.data)
@@ -52,6 +59,7 @@ class Server:
         self.calls: list[Call] = []
         self.by_id: dict[int, Call] = {}
         self.pings = 0
+        self.ping_acks = 0
         self.answer_pings = True
         self.changed = trio.Event()
 
@@ -81,6 +89,7 @@ class Server:
             self.by_id[event.stream_id] = call
         elif isinstance(event, h2.events.DataReceived):
             self.by_id[event.stream_id].data += event.data
+            self.by_id[event.stream_id].sizes.append(event.flow_controlled_length)
             self.h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
         elif isinstance(event, h2.events.StreamEnded):
             self.by_id[event.stream_id].ended = True
@@ -88,6 +97,8 @@ class Server:
             self.by_id[event.stream_id].reset = event.error_code
         elif isinstance(event, h2.events.PingReceived):
             self.pings += 1
+        elif isinstance(event, h2.events.PingAckReceived):
+            self.ping_acks += 1
 
     async def flush(self) -> None:
         data = self.h2.data_to_send()
@@ -189,3 +200,49 @@ class Network:
         while len(self.servers) <= (max(index, 0)):
             await self.made.wait()
         return self.servers[index]
+
+
+def put_answer(revision: int = 5) -> bytes:
+    return pb.PutResponse(header={"revision": revision}).SerializeToString()  # type: ignore[no-any-return]
+
+
+async def call(grpc: GrpcTransport, request: object, state: CallState | None = None) -> object:
+    result: object = await grpc.call(
+        EP,
+        request,  # type: ignore[arg-type]
+        token=None,
+        state=state or CallState(),
+    )
+    return result
+
+
+async def scripted(
+    grpc: GrpcTransport, net: Network, request: object, script: object, state: CallState
+) -> Any:
+    """Run one call while ``script(server, call)`` answers it; return what it raised (or
+    returned)."""
+    caught: list[Any] = []
+
+    async def run() -> None:
+        try:
+            caught.append(await call(grpc, request, state))
+        except Exception as exc:
+            caught.append(exc)
+
+    with trio.fail_after(100):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(run)
+            server, c = await net.unanswered()
+            await script(server, c)  # type: ignore[operator]
+    return caught[0]
+
+
+async def first_call(grpc: GrpcTransport, net: Network) -> Server:
+    """Make a first call (answered at once), so that both sides have seen each other's
+    settings; the server it went to."""
+
+    async def answer(server: Server, c: Call) -> None:
+        await server.answer(c, put_answer(1))
+
+    await scripted(grpc, net, PutRequest(b"/", b""), answer, CallState())
+    return net.servers[-1]

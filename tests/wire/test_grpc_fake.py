@@ -21,7 +21,7 @@ import trio.testing
 
 import trio_etcd_tree as et
 from trio_etcd_tree._wire.grpc import messages as pb
-from trio_etcd_tree._wire.grpc.connection import frame
+from trio_etcd_tree._wire.grpc.calls import frame
 from trio_etcd_tree.testing import FakeEtcd, open_fake_etcd
 from trio_etcd_tree.testing._fake.grpc_dialect import grpc_message
 

@@ -4,7 +4,6 @@ the wire can show, deterministically, under trio's MockClock."""
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator
 from typing import Any
 
 import h2.errors
@@ -33,35 +32,9 @@ from trio_etcd_tree._wire.base import (
 from trio_etcd_tree._wire.grpc import messages as pb
 from trio_etcd_tree._wire.grpc.transport import GrpcTransport
 
-from .grpc_script import Network, Server
+from .grpc_script import EP, Network, Server, call, put_answer, scripted
 
-EP = "http://etcd.test:2379"
 S = h2.settings.SettingCodes
-
-
-def put_answer(revision: int = 5) -> bytes:
-    return pb.PutResponse(header={"revision": revision}).SerializeToString()  # type: ignore[no-any-return]
-
-
-@pytest.fixture
-async def net(nursery: trio.Nursery) -> Network:
-    return Network(nursery)
-
-
-@pytest.fixture
-async def grpc(net: Network) -> AsyncIterator[GrpcTransport]:
-    async with GrpcTransport(connect=net.connect) as transport:
-        yield transport
-
-
-async def call(grpc: GrpcTransport, request: object, state: CallState | None = None) -> object:
-    result: object = await grpc.call(
-        EP,
-        request,  # type: ignore[arg-type]
-        token=None,
-        state=state or CallState(),
-    )
-    return result
 
 
 async def test_a_call_and_its_headers(
@@ -124,27 +97,6 @@ async def test_trailers_only_errors(
     assert caught.request == "put /a"  # type: ignore[attr-defined]
     if status == b"x":
         assert "unreadable grpc-status" in str(caught) and "what is this" in str(caught)
-
-
-async def scripted(
-    grpc: GrpcTransport, net: Network, request: object, script: object, state: CallState
-) -> Any:
-    """Run one call while ``script(server, call)`` answers it; return what it raised (or
-    returned)."""
-    caught: list[Any] = []
-
-    async def run() -> None:
-        try:
-            caught.append(await call(grpc, request, state))
-        except Exception as exc:
-            caught.append(exc)
-
-    with trio.fail_after(100):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(run)
-            server, c = await net.unanswered()
-            await script(server, c)  # type: ignore[operator]
-    return caught[0]
 
 
 async def test_bad_answers(
@@ -260,8 +212,21 @@ async def test_goaway_finishes_older_streams_and_sends_newer_ones_again(
     assert grpc.connection_count() == 1
 
 
+@pytest.mark.parametrize(
+    ("code", "data", "reason"),
+    [
+        (h2.errors.ErrorCodes.NO_ERROR, b"leaving", "(NO_ERROR: leaving)"),
+        (h2.errors.ErrorCodes.PROTOCOL_ERROR, b"bad frames", "(PROTOCOL_ERROR: bad frames)"),
+        (0x99, b"", "(error code 153)"),
+    ],
+)
 async def test_a_call_refused_twice_by_goaway_fails_as_not_sent(
-    grpc: GrpcTransport, net: Network, autojump_clock: trio.testing.MockClock
+    grpc: GrpcTransport,
+    net: Network,
+    code: int,
+    data: bytes,
+    reason: str,
+    autojump_clock: trio.testing.MockClock,
 ) -> None:
     state = CallState()
     async with trio.open_nursery() as nursery:
@@ -270,11 +235,12 @@ async def test_a_call_refused_twice_by_goaway_fails_as_not_sent(
             for index in (0, 1):
                 server = await net.server(index)
                 await server.call(0)
-                await goaway(server, h2.errors.ErrorCodes.NO_ERROR, b"leaving", 0)
+                await goaway(server, code, data, 0)
 
         nursery.start_soon(refuse_twice)
         with pytest.raises(UnavailableError, match="going away") as info:
             await call(grpc, PutRequest(b"/a", b"1"), state)
+    assert reason in str(info.value)
     assert not state.sent and not info.value.outcome_unknown
 
 
@@ -911,40 +877,27 @@ def test_header_decoder_remembers_only_blocks_that_cannot_change_the_table() -> 
     the answers always equal those of hpack's own decoder."""
     import hpack
 
-    from trio_etcd_tree._wire.grpc.connection import _HeaderDecoder
+    from trio_etcd_tree._wire.grpc.headers import HeaderDecoder
 
-    encoder, ours, plain = hpack.Encoder(), _HeaderDecoder(), hpack.Decoder()
+    encoder, ours, plain = hpack.Encoder(), HeaderDecoder(), hpack.Decoder()
     answer = [(b":status", b"200"), (b"content-type", b"application/grpc")]
     other = [(b":status", b"200"), (b"content-type", b"text/plain")]
     blocks = [encoder.encode(answer), encoder.encode(answer), encoder.encode(answer)]
     assert blocks[1] == blocks[2] and not blocks[1].translate(None, bytes(range(0x80, 256)))
     blocks += [encoder.encode(other), encoder.encode(other), encoder.encode(answer)]
     for block in blocks:
-        assert ours.decode(block, raw=True) == plain.decode(block, raw=True)
+        assert ours.decode(block) == dict(plain.decode(block, raw=True))
     assert blocks[1] != blocks[5]  # the table moved: the same headers have other indexes
-    first = ours.decode(blocks[5], raw=True)
-    first.append((b"x", b"y"))  # a caller changing its list changes nothing remembered
-    assert ours.decode(blocks[5], raw=True) == answer
-    assert ours.decode(blocks[5]) == [(":status", "200"), ("content-type", "application/grpc")]
+    assert ours.decode(blocks[5]) is ours.decode(blocks[5]) == dict(answer)
     for i in range(100):  # at most 64 blocks are remembered (pairs of static entries)
         assert ours.decode(bytes([0x80 | (1 + i % 61), 0x80 | (1 + i // 61)])) is not None
     assert len(ours._blocks) == 64
 
 
-def test_received_frames_have_a_short_repr() -> None:
-    from trio_etcd_tree._wire.grpc.connection import _QUIET, GrpcConnection
-
-    GrpcConnection(trio.testing.MemorySendStream(), endpoint=EP, authority="a", scheme="http")  # type: ignore[arg-type]
-    frame = hyperframe.frame.DataFrame(3, b"x" * 100)
-    frame.__class__ = _QUIET[hyperframe.frame.DataFrame]  # type: ignore[assignment]
-    assert repr(frame) == "DataFrame(stream_id=3)"
-    assert isinstance(frame, hyperframe.frame.DataFrame)
-
-
 def test_feeding_messages_in_pieces() -> None:
-    from trio_etcd_tree._wire.grpc.connection import _Stream, frame
+    from trio_etcd_tree._wire.grpc.calls import CallStream, frame
 
-    stream = _Stream(1, CallState())
+    stream = CallStream(1, CallState(), 0)
     data = frame(b"a" * 10) + frame(b"") + frame(b"b" * 20_000)
     pieces = [data[:3], data[3:12], data[12:20], data[20:100], data[100:]]
     assert [stream.feed(p) for p in pieces] == [False, False, True, False, True]

@@ -15,8 +15,9 @@ from trio_etcd_tree._wire import CallState, StatusRequest, open_transport
     [
         (
             "grpc",
-            ["h2", "google.protobuf", "trio_etcd_tree._wire.grpc.transport"],
-            ["httpx", "trio_etcd_tree._wire.gateway"],
+            ["hpack", "google.protobuf", "trio_etcd_tree._wire.grpc.transport"],
+            # (h2 is the in-memory etcd's server side: the client frames HTTP/2 itself)
+            ["httpx", "trio_etcd_tree._wire.gateway", "h2", "hyperframe"],
         ),
         (
             "gateway",

@@ -2,8 +2,8 @@
 connection per endpoint carries every unary call, every watch (on one Watch stream) and the
 lease keep-alives (on one LeaseKeepAlive stream).
 
-This module and :mod:`.connection` are the one place where gRPC's failures become our
-errors:
+This module, :mod:`.connection` and :mod:`.receiver` are the one place where gRPC's failures
+become our errors:
 
 ==============================================  =========================  ================
 what failed                                      error (``kind``)           a write's outcome
@@ -12,6 +12,7 @@ no connection (refused, no route)                UnavailableError connect   not 
 TLS handshake, or no ALPN ``h2``                 UnavailableError tls       not applied
 stream refused (REFUSED_STREAM, above GOAWAY)    UnavailableError lost      not applied
 connection lost, PING unanswered, stream reset   UnavailableError lost      unknown once sent
+the server broke HTTP/2 (a protocol error)       UnavailableError lost      unknown once sent
 an answer that does not parse                    ProtocolError              unknown
 ``grpc-status`` from the server                  ``error_for`` (shared)     as ``error_for``
 ==============================================  =========================  ================
@@ -52,13 +53,8 @@ from ..base import (
     WatchCreateRequest,
 )
 from . import codec
-from .connection import (
-    KEEPALIVE_TIME,
-    KEEPALIVE_TIMEOUT,
-    GrpcConnection,
-    Method,
-    connect_endpoint,
-)
+from .connection import KEEPALIVE_TIME, KEEPALIVE_TIMEOUT, GrpcConnection, Method
+from .dial import connect_endpoint
 from .streams import KeepAliveStream, MuxWatch, WatchMux
 
 __all__ = ["GrpcTransport"]
@@ -150,7 +146,7 @@ class _Endpoint:
 
 
 class GrpcTransport:
-    """etcd's gRPC API over HTTP/2 (trio + hyper-h2), one connection per endpoint; use it as
+    """etcd's gRPC API over HTTP/2 (trio, our own framing), one connection per endpoint; use it as
     ``async with GrpcTransport(...) as grpc:`` (its connections run in a nursery of its own;
     an error raised in the block leaves it as it is, not wrapped in an exception group).
 
@@ -263,6 +259,11 @@ class GrpcTransport:
         for peer in peers:
             peer.connection.close()
 
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called (or the ``async with`` block left)."""
+        return self._closed
+
     def connection_count(self) -> int:
         """Open connections (one per endpoint in use)."""
         return sum(1 for p in self._endpoints.values() if p.connection.usable)
@@ -293,13 +294,11 @@ class GrpcTransport:
             self._nursery.start_soon(connection.run)
             try:
                 await connection.started.wait()
-                if self._closed:
+                if self.closed:
                     raise UnavailableError(
                         "the client is closed", kind="connect", endpoint=endpoint
                     )
-            except BaseException:
-                # cancelled, or closed meanwhile: close() has not seen this connection, and
-                # leaving the transport would wait for its tasks for ever
+            except BaseException:  # cancelled, or closed meanwhile: nobody else would close it
                 connection.close()
                 raise
             peer = self._endpoints[endpoint] = _Endpoint(connection)
