@@ -42,7 +42,7 @@ from .._core.errors import (
 )
 from .._core.keys import prefix_end, show_bytes
 from .._core.types import KeyValue, Page, WatchResponse
-from .._core.util import Backoff, open_service_nursery
+from .._core.util import Backoff, gc_paused, open_service_nursery
 from .changes import MountState, MountStatistics, Update
 from .core import TreeCore
 from .node import Node
@@ -189,6 +189,9 @@ class Reflector:
         The pages are read by a task of their own, one ahead: while a page goes into the
         tree (in steps of ``LOAD_STEP`` keys, with a checkpoint between them, so that the
         reader gets to send its request early), the server is already at the next one.
+        The garbage collector is paused while a page goes in, steps and checkpoints
+        included: it runs once per page instead of after every step, each time over the
+        whole tree grown so far.
         """
         while True:
             try:
@@ -197,18 +200,20 @@ class Reflector:
                     nursery.start_soon(self._read_ahead, send)
                     async with receive:
                         async for page in receive:
-                            kvs = page.kvs
-                            for i in range(0, len(kvs), LOAD_STEP):
-                                self.core.load(
-                                    kvs[i : i + LOAD_STEP], page.revision, keys_only=self.lazy
-                                )
-                                await trio.lowlevel.checkpoint()
-                            if not kvs:
-                                self.core.load((), page.revision)
+                            await self._load_page(page)
             except (CompactedError, _Restart):
                 self.core.clear()  # compacted while paging: read again at the new revision
                 continue
             return
+
+    async def _load_page(self, page: Page) -> None:
+        kvs = page.kvs
+        with gc_paused():
+            for i in range(0, len(kvs), LOAD_STEP):
+                self.core.load(kvs[i : i + LOAD_STEP], page.revision, keys_only=self.lazy)
+                await trio.lowlevel.checkpoint()
+        if not kvs:
+            self.core.load((), page.revision)
 
     async def _read_ahead(self, send: trio.MemorySendChannel[Page]) -> None:
         # (closed explicitly: cancelled in the middle, the generators end here and now)

@@ -33,7 +33,7 @@ async def dump_yaml(
     *,
     revision: int = 0,
     raw: bool = False,
-    page_size: int = 10_000,
+    page_size: int = 25_000,
     progress: Progress | None = None,
 ) -> int:
     """Write the subtree at the path ``prefix`` to ``stream`` as YAML; return the revision
@@ -100,25 +100,29 @@ async def dump_yaml(
         nursery.start_soon(read)
         async for page in receive:
             kvs = page.kvs
-            for first in range(0, len(kvs), STEP):
-                with gc_paused():
+            parent_key = None  # the bytes before the last "/" of the key before
+            siblings = root  # the entries of the node they name
+            with gc_paused():  # (once per page: the collector would walk the whole tree)
+                for first in range(0, len(kvs), STEP):
                     for kv in kvs[first : first + STEP]:
                         # the range holds only keys under the path: each starts with `below`
-                        *parents, last = kv.key[skip:].split(b"/")
-                        children = root
-                        for segment in parents:
-                            node = children.get(segment)
-                            if node is None:
-                                node = children[segment] = Node()
-                            elif isinstance(node, bytes):  # a key with keys below it after all
-                                node = children[segment] = Node(node)
-                            children = node.children
+                        key = kv.key
+                        cut = key.rfind(b"/")
+                        if key[:cut] != parent_key:  # (mostly the previous key's parent)
+                            parent_key = key[:cut]
+                            siblings = root
+                            for segment in key[skip:cut].split(b"/") if cut >= skip else ():
+                                node = siblings.get(segment)
+                                if node is None:
+                                    node = siblings[segment] = Node()
+                                elif isinstance(node, bytes):  # a key with keys below it
+                                    node = siblings[segment] = Node(node)
+                                siblings = node.children
                         # keys come in byte order, so a key comes before every key below it
-                        children[last] = kv.value
-                # (the reader gets to send its request for the next page meanwhile)
-                await trio.lowlevel.checkpoint()
-            if kvs:
-                with gc_paused():
+                        siblings[key[cut + 1 :]] = kv.value
+                    # (the reader gets to send its request for the next page meanwhile)
+                    await trio.lowlevel.checkpoint()
+                if kvs:
                     flush(kvs[-1].key[skip:])
             if progress is not None:
                 progress.advance(len(kvs))
