@@ -21,7 +21,7 @@ import sys
 from collections.abc import Iterable
 
 from .._core.codecs import STR, Codec
-from .._core.types import Event, EventType, KeyValue
+from .._core.types import Event, EventType, KeyValue, KeyValueRow
 from .._core.util import gc_paused
 from .changes import NOT_LOADED, Change, ChangeKind
 from .node import Node, make_node
@@ -97,10 +97,11 @@ class TreeCore:
 
     # --- applying ----------------------------------------------------------------------------
 
-    def load(self, kvs: Iterable[KeyValue], revision: int, *, keys_only: bool = False) -> None:
+    def load(self, kvs: Iterable[KeyValueRow], revision: int, *, keys_only: bool = False) -> None:
         """Add keys of a snapshot read at ``revision`` to the (empty) tree; call it once per
-        page. Keys come sorted, so neighbours share their parent: it is looked up once.
-        With ``keys_only`` the values are left unloaded."""
+        page or part of one. Keys come sorted, so neighbours share their parent: it is
+        looked up once. ``kvs`` are KeyValues or plain tuples of their fields. With
+        ``keys_only`` the values are left unloaded."""
         with gc_paused():
             if self.registry:
                 self._load_typed(kvs, keys_only)
@@ -108,11 +109,11 @@ class TreeCore:
                 self._load_plain(kvs, keys_only)
         self.revision = revision
 
-    def _load_typed(self, kvs: Iterable[KeyValue], keys_only: bool) -> None:
+    def _load_typed(self, kvs: Iterable[KeyValueRow], keys_only: bool) -> None:
         """``load`` where the registry may give nodes their own classes."""
         parent_names: Path | None = None
         parent = self.root
-        for kv in kvs:
+        for kv in map(KeyValue._make, kvs):
             names = self.names_of(kv.key)
             if names is None:
                 continue
@@ -123,7 +124,7 @@ class TreeCore:
             self._set(node, kv, keys_only)
             self.keys += 1
 
-    def _load_plain(self, kvs: Iterable[KeyValue], keys_only: bool) -> None:
+    def _load_plain(self, kvs: Iterable[KeyValueRow], keys_only: bool) -> None:
         """``load`` with plain nodes: the hot path of a mount, a few steps per key.
 
         A key's parent is found by the bytes before its last ``/`` (the previous key's
@@ -165,7 +166,7 @@ class TreeCore:
             key, value, create, mod, version, lease = kv
             if not key.startswith(sub):
                 if key == prefix and key:  # the mount's own key (else: not under it)
-                    self._set(root, kv, keys_only)
+                    self._set(root, KeyValue._make(kv), keys_only)
                     added += 1
                 continue
             cut = key.rfind(b"/")

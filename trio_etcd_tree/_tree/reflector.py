@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
+from itertools import islice
 from typing import Any
 
 import trio
@@ -41,7 +42,7 @@ from .._core.errors import (
     TreeClosedError,
 )
 from .._core.keys import prefix_end, show_bytes
-from .._core.types import KeyValue, Page, WatchResponse
+from .._core.types import KeyValue, Page, WatchResponse, rows, undecoded
 from .._core.util import Backoff, gc_paused, open_service_nursery
 from .changes import MountState, MountStatistics, Update
 from .core import TreeCore
@@ -207,12 +208,14 @@ class Reflector:
             return
 
     async def _load_page(self, page: Page) -> None:
-        kvs = page.kvs
+        # (the key-values go into the tree as plain tuples: no KeyValue made for them)
+        kvs = undecoded(page)
+        keys = iter(rows(kvs))
         with gc_paused():
-            for i in range(0, len(kvs), LOAD_STEP):
-                self.core.load(kvs[i : i + LOAD_STEP], page.revision, keys_only=self.lazy)
+            for _ in range(0, len(kvs), LOAD_STEP):
+                self.core.load(islice(keys, LOAD_STEP), page.revision, keys_only=self.lazy)
                 await trio.lowlevel.checkpoint()
-        if not kvs:
+        if not len(kvs):
             self.core.load((), page.revision)
 
     async def _read_ahead(self, send: trio.MemorySendChannel[Page]) -> None:

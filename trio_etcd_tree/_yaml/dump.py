@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import islice
 from typing import TextIO
 
 import trio
@@ -13,7 +14,7 @@ from .._core.keys import (
     show_bytes,
     subtree_path,
 )
-from .._core.types import Page
+from .._core.types import Page, last_key, pairs, undecoded
 from .._core.util import gc_paused, open_service_nursery
 from .emit import Entry, Node, key_text, order, write
 from .progress import Progress
@@ -99,14 +100,14 @@ async def dump_yaml(
     async with open_service_nursery() as nursery, receive:
         nursery.start_soon(read)
         async for page in receive:
-            kvs = page.kvs
+            kvs = undecoded(page)
+            items = iter(pairs(kvs))  # (keys and values alone: no KeyValue made)
             parent_key = None  # the bytes before the last "/" of the key before
             siblings = root  # the entries of the node they name
             with gc_paused():  # (once per page: the collector would walk the whole tree)
-                for first in range(0, len(kvs), STEP):
-                    for kv in kvs[first : first + STEP]:
+                for _ in range(0, len(kvs), STEP):
+                    for key, value in islice(items, STEP):
                         # the range holds only keys under the path: each starts with `below`
-                        key = kv.key
                         cut = key.rfind(b"/")
                         if key[:cut] != parent_key:  # (mostly the previous key's parent)
                             parent_key = key[:cut]
@@ -119,11 +120,11 @@ async def dump_yaml(
                                     node = siblings[segment] = Node(node)
                                 siblings = node.children
                         # keys come in byte order, so a key comes before every key below it
-                        siblings[key[cut + 1 :]] = kv.value
+                        siblings[key[cut + 1 :]] = value
                     # (the reader gets to send its request for the next page meanwhile)
                     await trio.lowlevel.checkpoint()
-                if kvs:
-                    flush(kvs[-1].key[skip:])
+                if len(kvs):
+                    flush(last_key(kvs)[skip:])
             if progress is not None:
                 progress.advance(len(kvs))
     flush(None)
