@@ -46,7 +46,7 @@ async def dump_yaml(
     consistent snapshot; a top-level entry is written as soon as its last key has been
     read. The first line is a comment recording the path and the revision (see
     :func:`recorded_revision`). ``progress`` is updated as pages arrive (with the total,
-    counted first).
+    counted beside the first page).
 
     Raises:
         CompactedError: ``revision`` has been compacted.
@@ -67,9 +67,7 @@ async def dump_yaml(
         own = counted = await client.range(below, end, count_only=True, revision=revision)
     read_at = revision or own.header.revision
     if progress is not None:
-        if counted is None:
-            counted = await client.range(below, end, count_only=True, revision=read_at)
-        progress.start("reading", counted.count + len(own.kvs))
+        progress.start("reading", None if counted is None else counted.count + len(own.kvs))
         progress.advance(len(own.kvs))
     stream.write(HEADER.format(prefix=show_bytes(path or b"/"), revision=read_at))
     wrote = False
@@ -97,8 +95,14 @@ async def dump_yaml(
             async for page in client.range_pages(below, end, revision=read_at, page_size=page_size):
                 await send.send(page)
 
+    async def count(progress: Progress) -> None:  # (beside the first page, not before it)
+        counted = await client.range(below, end, count_only=True, revision=read_at)
+        progress.known_total(counted.count + len(own.kvs))
+
     async with open_service_nursery() as nursery, receive:
         nursery.start_soon(read)
+        if progress is not None and counted is None:
+            nursery.start_soon(count, progress)
         async for page in receive:
             kvs = undecoded(page)
             items = iter(pairs(kvs))  # (keys and values alone: no KeyValue made)
