@@ -187,9 +187,10 @@ class Reflector:
     async def _load(self) -> None:
         """Fill the empty tree page by page.
 
-        The pages are read by a task of their own, one ahead: while a page goes into the
-        tree (in steps of ``LOAD_STEP`` keys, with a checkpoint between them, so that the
-        reader gets to send its request early), the server is already at the next one.
+        The pages are read by a task of their own, one ahead: it asks for the next page as
+        soon as it has handed one over (a channel of one page: it does not wait for the
+        tree to take it), so while a page goes into the tree (in steps of ``LOAD_STEP``
+        keys, with a checkpoint between them) the server is already at the next one.
         The garbage collector is paused while a page goes in, steps and checkpoints
         included: it runs once per page instead of after every step, each time over the
         whole tree grown so far.
@@ -197,7 +198,7 @@ class Reflector:
         while True:
             try:
                 async with open_service_nursery() as nursery:
-                    send, receive = trio.open_memory_channel[Page](0)
+                    send, receive = trio.open_memory_channel[Page](1)
                     nursery.start_soon(self._read_ahead, send)
                     async with receive:
                         async for page in receive:
