@@ -42,9 +42,10 @@ default_role = "obj"
 # intersphinx, so they stay unlinked (the standard library, trio, httpx, pytest, Textual).
 nitpick_ignore_regex = [
     # Private helper types that appear in public signatures (``KeyLike`` is ``bytes | str``,
-    # ``Op`` one of Get/Put/Delete/Txn, ``N`` a Node subclass): not part of the API.
+    # ``Op`` one of Get/Put/Delete/Txn, ``N`` a Node subclass, ``KeyValues`` the undecoded
+    # key-values a transport hands over): not part of the API.
     ("py:class", r"trio_etcd_tree(\.testing)?\._.*"),
-    ("py:class", r"KeyLike|Op|OpResult|N|Connection|PathLike|Plain"),
+    ("py:class", r"KeyLike|Op|OpResult|N|Connection|PathLike|Plain|KeyValues|KeyValueSource"),
     # Private helpers that public docstrings name (the YAML layer's recorded_revision,
     # document_keys and LoadPlan.diff's show): not part of the API.
     ("py:func", r"recorded_revision|document_keys|show|show_bytes|apply_plan"),

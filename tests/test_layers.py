@@ -39,6 +39,7 @@ LAYERS: dict[str, int] = {
     "_yaml": 4,
     "_cli": 5,
     "": 5,  # trio_etcd_tree/__init__.py: the public names
+    "_public": 5,  # (imported by __init__ on first use)
 }
 
 

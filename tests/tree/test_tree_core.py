@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 import trio_etcd_tree as et
@@ -127,6 +129,56 @@ def test_load_of_plain_nodes_equals_the_general_path(prefix: bytes) -> None:
     assert plain.revision == 11
     plain.load(pages[0], 12, keys_only=True)  # again: every node exists, values unloaded
     assert not plain.root.lookup("a/0").loaded and plain.root.lookup("a/0").mod_revision == 5
+
+
+@pytest.mark.parametrize("cuts", [(), (1,), (5, 6), (3, 9, 10, 30), tuple(range(1, 41))])
+@pytest.mark.parametrize("keys_only", [False, True])
+def test_load_in_pages_equals_the_general_path(cuts: tuple[int, ...], keys_only: bool) -> None:
+    """Sorted keys (as etcd sends them) loaded in pages cut anywhere, a parent's children
+    split between pages (a page adds to children it did not make: a tuple grows into a
+    dict), field names that recur under every parent, a key with keys below it, build the
+    same tree as the general path; the ascending keys are not looked for, and nothing is
+    made twice."""
+    keys = sorted(
+        [b"/cfg/app/%d/f%d" % (i, j) for i in range(6) for j in range(3)]
+        + [b"/cfg/app/2", b"/cfg/big/%02d" % 0]
+        + [b"/cfg/big/%02d" % i for i in range(1, 12)]
+        + [b"/cfg/big/05/x/y", b"/cfg/z\xff/\xfe"]
+    )
+    kvs = [kv(k, b"v%d" % i, rev=i + 2) for i, k in enumerate(keys)]
+    bounds = [0, *cuts, len(kvs)]
+    plain, typed = core(), core(registry=_int_registry())
+    for start, end in itertools.pairwise(bounds):
+        plain.load(kvs[start:end], 50, keys_only=keys_only)
+    typed.load(kvs, 50, keys_only=keys_only)
+    assert _shape(plain.root) == _shape(typed.root)
+    assert plain.keys == len(keys)
+    assert isinstance(plain.root["big"]._children, dict)
+    assert len(plain.root["big"]) == 12 and len(plain.root["app"]) == 6
+    assert plain.root.lookup("app/2").has_value and list(plain.root.lookup("app/2")) == [
+        "f0",
+        "f1",
+        "f2",
+    ]
+
+
+def test_a_load_after_changes_looks_for_the_nodes() -> None:
+    """Once events (or a resync) changed the tree, a load's keys are looked for: a key
+    after the last one loaded may have a node already. ``clear`` starts afresh."""
+    tree = core()
+    tree.load([kv(b"/cfg/a/1")], 2)
+    tree.apply([put(b"/cfg/a/3", b"event", 3)], 3)
+    tree.load([kv(b"/cfg/a/2", rev=2), kv(b"/cfg/a/3", b"loaded", 4)], 4)
+    assert list(tree.root["a"]) == ["1", "2", "3"]
+    assert tree.root.lookup("a/3").raw == b"loaded"
+    tree = core()
+    tree.load([kv(b"/cfg/a")], 2)
+    tree.replace([kv(b"/cfg/a"), kv(b"/cfg/b/1")], 5)
+    tree.load([kv(b"/cfg/b/1", b"again", 6), kv(b"/cfg/b/2")], 6)
+    assert list(tree.root["b"]) == ["1", "2"] and tree.root.lookup("b/1").raw == b"again"
+    tree.clear()
+    tree.load([kv(b"/cfg/b/1"), kv(b"/cfg/c")], 7)
+    assert [n.path for n in tree.root.walk()] == [(), ("b",), ("b", "1"), ("c",)]
 
 
 def test_apply_puts_and_deletes_prune_empty_nodes() -> None:

@@ -117,6 +117,11 @@ def test_dump_streams_pages_in_a_stable_order() -> None:
             (b"/p/a-b", b"1"),
             (b"/p/a/x", b"2"),
             (b"/p/a.c/d", b"\xff"),
+            (b"/p/m/n", b"3"),  # a key with a sibling between it and the keys below it:
+            (b"/p/m/n!x", b"4"),  # the previous key's parent is not this one's
+            (b"/p/m/n/o", b"5"),
+            (b"/p/m//e", b"6"),
+            (b"/p/m/q", b"7"),
             (b"/p/z", b"true"),
             (b"/p/\xfe", b"k"),
             (b"/p-other", b"outside"),
@@ -129,7 +134,7 @@ def test_dump_streams_pages_in_a_stable_order() -> None:
             stats = y.Progress()
             rev = await y.dump_yaml(client, "/p", out, page_size=page_size, progress=stats)
             texts.append(out.getvalue())
-            assert (stats.phase, stats.done, stats.total) == ("done", 7, 7)
+            assert (stats.phase, stats.done, stats.total) == ("done", 12, 12)
         assert texts[0] == texts[1] == texts[2]
         assert texts[0].startswith(f"# etcd2yaml: prefix /p revision {rev}\nnull: own\n")
         assert y.parse_yaml(texts[0]) == {
@@ -137,6 +142,7 @@ def test_dump_streams_pages_in_a_stable_order() -> None:
             "a-b": "1",
             "a.c": {"d": b"\xff"},
             "a": {None: "primary", "x": "2"},
+            "m": {"": {"e": "6"}, "n!x": "4", "n": {None: "3", "o": "5"}, "q": "7"},
             b"\xfe": "k",
             "z": "true",
         }
@@ -149,7 +155,7 @@ def test_dump_streams_pages_in_a_stable_order() -> None:
         out = io.StringIO()
         stats = y.Progress()
         await y.dump_yaml(client, "/", out, progress=stats)
-        assert stats.total == 9 and "p-other: outside\n" in out.getvalue()
+        assert stats.total == 14 and "p-other: outside\n" in out.getvalue()
         with pytest.raises(ValueError, match=r"a revision is 0 .* or more, not -5"):
             await y.dump_yaml(client, "/p", out, revision=-5)
 

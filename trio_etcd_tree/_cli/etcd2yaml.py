@@ -45,7 +45,7 @@ def _parser() -> common.Parser:
         help="dump as of this past revision",
     )
     p.add_argument("--raw", action="store_true", help="every UTF-8 value as a quoted string")
-    p.add_argument("--page-size", type=int, default=10_000, help=argparse.SUPPRESS)
+    p.add_argument("--page-size", type=int, default=25_000, help=argparse.SUPPRESS)
     return p
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import ssl
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from operator import itemgetter
 from os import PathLike
 from typing import Literal, final
 from urllib.parse import urlsplit
@@ -23,6 +22,9 @@ from .._core.types import (
     RangeResult,
     Status,
     TxnResult,
+    last_key,
+    size_of,
+    undecoded,
 )
 from .._wire import (
     CompactRequest,
@@ -266,7 +268,8 @@ class Client:
 
         A page holds at most ``page_size`` keys: the first at most ``FIRST_PAGE``, and each
         next one as many as fit ``PAGE_BYTES`` of keys and values at the size of the last
-        (at most four times as many), so large values make small pages.
+        (at most four times as many), so large values make small pages. A page's ``kvs``
+        are made when first read (the next page is asked for with the last key alone).
 
         Cancellation: each page is a checkpoint; stopping early leaves nothing behind.
         """
@@ -283,13 +286,12 @@ class Client:
             result = await self._conn.call(request)
             if not revision:
                 revision = result.header.revision
-            page = result.kvs
-            yield Page(revision, page)
-            if not result.more or not page:
+            kvs = undecoded(result)  # (made into KeyValues where the page is used)
+            yield Page(revision, kvs)
+            if not result.more or not len(kvs):
                 return
-            start = page[-1].key + b"\0"
-            size = sum(map(len, map(_KEY, page))) + sum(map(len, map(_VALUE, page)))
-            limit = max(1, min(page_size, limit * 4, limit * PAGE_BYTES // size))
+            start = last_key(kvs) + b"\0"
+            limit = max(1, min(page_size, limit * 4, limit * PAGE_BYTES // size_of(kvs)))
 
     async def put(
         self,
@@ -486,4 +488,3 @@ class Client:
 
 
 _PRIVATE = object()
-_KEY, _VALUE = itemgetter(0), itemgetter(1)  # of a KeyValue

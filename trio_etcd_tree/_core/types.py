@@ -8,14 +8,19 @@ writes share one revision).
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import NamedTuple, TypeAlias
+from operator import itemgetter
+from typing import NamedTuple, Protocol, TypeAlias
 
 __all__ = [
     "DeleteResult",
     "Event",
     "EventType",
     "KeyValue",
+    "KeyValueRow",
+    "KeyValueSource",
+    "KeyValues",
     "LeaseGrant",
     "LeaseInfo",
     "Member",
@@ -26,6 +31,11 @@ __all__ = [
     "Status",
     "TxnResult",
     "WatchResponse",
+    "last_key",
+    "pairs",
+    "rows",
+    "size_of",
+    "undecoded",
 ]
 
 
@@ -61,31 +71,150 @@ class ResponseHeader(NamedTuple):
     raft_term: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class RangeResult:
+KeyValueRow: TypeAlias = tuple[bytes, bytes, int, int, int, int]
+"""A key's fields in :class:`KeyValue`'s order, as a plain tuple (a :class:`KeyValue` is one)."""
+
+
+class KeyValueSource(Protocol):
+    """Key-values as a transport received them, made into :class:`KeyValue` objects when
+    first read: a paged read asks for its next page as soon as it knows this one's last
+    key, and the keys are decoded where the page is used (while the server reads on)."""
+
+    def __len__(self) -> int: ...
+
+    def decode(self) -> list[KeyValue]:
+        """Every key-value, in order."""
+        ...
+
+    def rows(self) -> Iterable[KeyValueRow]:
+        """Every key-value as a plain tuple, in order (no :class:`KeyValue` made)."""
+        ...
+
+    def pairs(self) -> Iterable[tuple[bytes, bytes]]:
+        """Every key with its value, in order (the other fields not read)."""
+        ...
+
+    def last_key(self) -> bytes:
+        """The last key (there is one)."""
+        ...
+
+    def size(self) -> int:
+        """About how many bytes the keys and values take (as received)."""
+        ...
+
+
+KeyValues: TypeAlias = "list[KeyValue] | KeyValueSource"
+"""What a :class:`RangeResult` or :class:`Page` holds: key-values, decoded or not yet."""
+
+
+def rows(kvs: KeyValues) -> Iterable[KeyValueRow]:
+    """The key-values as plain tuples, without making :class:`KeyValue` objects."""
+    return kvs if isinstance(kvs, list) else kvs.rows()
+
+
+def pairs(kvs: KeyValues) -> Iterable[tuple[bytes, bytes]]:
+    """The keys with their values (what a dump reads), without making :class:`KeyValue`
+    objects."""
+    return map(_KEY_VALUE, kvs) if isinstance(kvs, list) else kvs.pairs()
+
+
+def last_key(kvs: KeyValues) -> bytes:
+    return kvs[-1].key if isinstance(kvs, list) else kvs.last_key()
+
+
+def size_of(kvs: KeyValues) -> int:
+    """About how many bytes the keys and values take."""
+    if isinstance(kvs, list):
+        return sum(map(len, map(_KEY, kvs))) + sum(map(len, map(_VALUE, kvs)))
+    return kvs.size()
+
+
+_KEY, _VALUE, _KEY_VALUE = itemgetter(0), itemgetter(1), itemgetter(0, 1)
+
+
+class _HoldsKeyValues:
+    """A frozen value whose ``kvs`` a transport may hand over undecoded: they are decoded
+    once, on first use (:func:`undecoded` gives them as they are)."""
+
+    __slots__ = ("_kvs",)
+    _FIELDS: tuple[str, ...]
+    _kvs: KeyValues
+
+    def __init__(self, kvs: KeyValues | None, **fields: object) -> None:
+        object.__setattr__(self, "_kvs", [] if kvs is None else kvs)
+        for name, value in fields.items():
+            object.__setattr__(self, name, value)
+
+    @property
+    def kvs(self) -> list[KeyValue]:
+        kvs = self._kvs
+        if not isinstance(kvs, list):
+            kvs = kvs.decode()
+            object.__setattr__(self, "_kvs", kvs)
+        return kvs
+
+    def _values(self) -> tuple[object, ...]:
+        return tuple(getattr(self, name) for name in self._FIELDS)
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        assert isinstance(other, _HoldsKeyValues)
+        return self._values() == other._values()
+
+    __hash__ = None  # type: ignore[assignment]  # (it holds a list)
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{n}={v!r}" for n, v in zip(self._FIELDS, self._values(), strict=True))
+        return f"{type(self).__name__}({fields})"
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable: cannot set {name!r}")
+
+
+def undecoded(holder: RangeResult | Page) -> KeyValues:
+    """The key-values of a result or page as they are, decoded or not."""
+    return holder._kvs
+
+
+class RangeResult(_HoldsKeyValues):
     """The answer to a range (get) request.
 
     ``count`` is the number of keys in the range before ``limit`` applied; ``more`` says
     that ``limit`` cut the answer short. ``header.revision`` is the store's current
-    revision, even for a read at a past revision.
+    revision, even for a read at a past revision. ``kvs`` is made when first read.
     """
 
+    __slots__ = ("count", "header", "more")
+    _FIELDS = ("header", "kvs", "more", "count")
     header: ResponseHeader
-    kvs: list[KeyValue] = field(default_factory=list)
-    more: bool = False
-    count: int = 0
+    more: bool
+    count: int
+
+    def __init__(
+        self,
+        header: ResponseHeader,
+        kvs: KeyValues | None = None,
+        more: bool = False,
+        count: int = 0,
+    ) -> None:
+        super().__init__(kvs, header=header, more=more, count=count)
 
     @property
     def revision(self) -> int:
         return self.header.revision
 
 
-@dataclass(frozen=True, slots=True)
-class Page:
-    """One page of a paged range, all pages read at the same ``revision``."""
+class Page(_HoldsKeyValues):
+    """One page of a paged range, all pages read at the same ``revision``. ``kvs`` is made
+    when first read."""
 
+    __slots__ = ("revision",)
+    _FIELDS = ("revision", "kvs")
     revision: int
-    kvs: list[KeyValue]
+
+    def __init__(self, revision: int, kvs: KeyValues) -> None:
+        super().__init__(kvs, revision=revision)
 
 
 @dataclass(frozen=True, slots=True)

@@ -78,7 +78,8 @@ class Backoff:
 @contextmanager
 def gc_paused() -> Iterator[None]:
     """Pause Python's cyclic garbage collector for a block that builds many objects that
-    stay alive (a page of keys, a tree, a parsed document) and holds no checkpoint.
+    stay alive (a page of keys, a tree, a parsed document) and holds no checkpoint, or only
+    a few, briefly (a page going into a mount's tree: other tasks run with it paused too).
 
     Each collection walks every object of its generations, and while a large structure is
     being built most of them are the new, still-live ones: at 100,000 keys the collections

@@ -21,7 +21,7 @@ import sys
 from collections.abc import Iterable
 
 from .._core.codecs import STR, Codec
-from .._core.types import Event, EventType, KeyValue
+from .._core.types import Event, EventType, KeyValue, KeyValueRow
 from .._core.util import gc_paused
 from .changes import NOT_LOADED, Change, ChangeKind
 from .node import Node, make_node
@@ -32,29 +32,33 @@ from .view import SMALL
 __all__ = ["TreeCore"]
 
 
-def _child_of(parent: Node, segment: bytes, new: bool, made: set[Node] | None = None) -> Node:
-    """The plain child of ``parent`` for a key segment, made (without a value, and added
-    to ``made``) if missing; ``new``: the caller knows it is missing."""
+def _child_of(parent: Node, segment: bytes) -> Node:
+    """The plain child of ``parent`` for a key segment, made (without a value) if missing."""
     name = segment.decode("utf-8", "surrogateescape")
-    children = parent._children
-    if not new and children is not None:
-        node = parent._child(name)
-        if node is not None:
-            return node
+    node = parent._child(name)
+    if node is None:
+        node = _new_child(parent, name)
+        TreeCore._attach(parent, node)
+    return node
+
+
+def _new_child(parent: Node, name: str) -> Node:
+    """A new plain node without a value (not given to ``parent`` yet)."""
     node = _new_node(Node)
     node._name = sys.intern(name)
     node._parent = parent
     node._children = node._raw = node._meta = None
     node._mod = 0
-    if children is None:
-        parent._children = (node,)
-    elif type(children) is tuple and len(children) < SMALL:
-        parent._children = (*children, node)
-    else:
-        TreeCore._attach(parent, node)
-    if made is not None:
-        made.add(node)
     return node
+
+
+def _adopt(parent: Node, run: list[Node]) -> None:
+    """Give ``parent`` new children (none of them has a name it has already)."""
+    if parent._children is None:
+        parent._children = tuple(run) if len(run) <= SMALL else {c._name: c for c in run}
+    else:
+        for node in run:
+            TreeCore._attach(parent, node)
 
 
 _new_node = Node.__new__
@@ -71,6 +75,9 @@ class TreeCore:
         self.keys = 0
         self._sub = prefix + b"/"
         self._skip = len(self._sub)
+        # the greatest key loaded while every key came in ascending order since the tree was
+        # empty, else None: a key after it has no node yet (see _load_plain)
+        self._last: bytes | None = b""
 
     # --- keys and paths --------------------------------------------------------------------
 
@@ -90,10 +97,11 @@ class TreeCore:
 
     # --- applying ----------------------------------------------------------------------------
 
-    def load(self, kvs: Iterable[KeyValue], revision: int, *, keys_only: bool = False) -> None:
+    def load(self, kvs: Iterable[KeyValueRow], revision: int, *, keys_only: bool = False) -> None:
         """Add keys of a snapshot read at ``revision`` to the (empty) tree; call it once per
-        page. Keys come sorted, so neighbours share their parent: it is looked up once.
-        With ``keys_only`` the values are left unloaded."""
+        page or part of one. Keys come sorted, so neighbours share their parent: it is
+        looked up once. ``kvs`` are KeyValues or plain tuples of their fields. With
+        ``keys_only`` the values are left unloaded."""
         with gc_paused():
             if self.registry:
                 self._load_typed(kvs, keys_only)
@@ -101,11 +109,11 @@ class TreeCore:
                 self._load_plain(kvs, keys_only)
         self.revision = revision
 
-    def _load_typed(self, kvs: Iterable[KeyValue], keys_only: bool) -> None:
+    def _load_typed(self, kvs: Iterable[KeyValueRow], keys_only: bool) -> None:
         """``load`` where the registry may give nodes their own classes."""
         parent_names: Path | None = None
         parent = self.root
-        for kv in kvs:
+        for kv in map(KeyValue._make, kvs):
             names = self.names_of(kv.key)
             if names is None:
                 continue
@@ -116,58 +124,84 @@ class TreeCore:
             self._set(node, kv, keys_only)
             self.keys += 1
 
-    def _load_plain(self, kvs: Iterable[KeyValue], keys_only: bool) -> None:
+    def _load_plain(self, kvs: Iterable[KeyValueRow], keys_only: bool) -> None:
         """``load`` with plain nodes: the hot path of a mount, a few steps per key.
 
         A key's parent is found by the bytes before its last ``/`` (the previous key's
         parent, mostly; else from a table of the parents seen, made on the way), and only
         the last segment is decoded (``/`` is ASCII and surrogateescape works byte by byte,
         so the names are those of ``names_of``). Nodes are made with their state at once.
-        A parent made by this call has only children made by it, all for keys before the
-        current one; while the keys ascend (all of them, since the call began), none of those
-        children can be the current key's node (it would have been made for a key below it,
-        which sorts after it): no need to look for it.
+
+        While the keys ascend (all of them, since the tree was empty: etcd sends them
+        sorted), a key has no node yet: a node exists only for a key loaded before or for
+        a prefix of one, and both sort before a greater key. So its node is made without
+        looking for it, and the new children of a parent are given to it together when the
+        keys move on to another parent. A key out of order is looked for, and so is every
+        key after it until the tree is emptied (``clear``) again.
         """
         sub, prefix, root = self._sub, self.prefix, self.root
         parents: dict[bytes, Node] = {prefix: root}
-        made: set[Node] = set()
 
-        def node_at(key: bytes) -> Node:  # the node of a parent key, made if missing
+        def node_at(key: bytes, last: bytes | None) -> Node:  # a parent key's, made if missing
             node = parents.get(key)
             if node is None:
                 cut = key.rfind(b"/")
-                up = node_at(key[:cut])
-                node = parents[key] = _child_of(up, key[cut + 1 :], up in made, made)
+                up = node_at(key[:cut], last)
+                if last is not None and key > last:  # (as a key's node: it has none yet)
+                    node = _new_child(up, key[cut + 1 :].decode("utf-8", "surrogateescape"))
+                    TreeCore._attach(up, node)
+                else:
+                    node = _child_of(up, key[cut + 1 :])
+                parents[key] = node
             return node
 
-        not_loaded = NOT_LOADED
+        new, intern, not_loaded = _new_node, sys.intern, NOT_LOADED
+        names: dict[bytes, str] = {}  # decoded segments (leaf names recur under each parent)
+        last = self._last
         parent_key = prefix
         parent = root
-        fresh = False  # the parent was made by this call
-        previous = b""
-        ascending = True  # every key so far came after the one before
+        run: list[Node] = []  # new children of parent, not given to it yet
         added = 0
         for kv in kvs:
             key, value, create, mod, version, lease = kv
             if not key.startswith(sub):
                 if key == prefix and key:  # the mount's own key (else: not under it)
-                    self._set(root, kv, keys_only)
+                    self._set(root, KeyValue._make(kv), keys_only)
                     added += 1
                 continue
             cut = key.rfind(b"/")
             if key[:cut] != parent_key:
+                if run:
+                    _adopt(parent, run)
+                    run = []
                 parent_key = key[:cut]
-                parent = node_at(parent_key)
-                fresh = parent in made
-            ascending = ascending and key > previous
-            previous = key
-            node = _child_of(parent, key[cut + 1 :], fresh and ascending)
+                parent = node_at(parent_key, last)
+            if last is not None and key > last:
+                last = key
+                segment = key[cut + 1 :]
+                name = names.get(segment)
+                if name is None:
+                    name = names[segment] = intern(segment.decode("utf-8", "surrogateescape"))
+                node = new(Node)
+                node._name = name
+                node._parent = parent
+                node._children = None
+                run.append(node)
+            else:  # out of order: the node may exist
+                if run:
+                    _adopt(parent, run)
+                    run = []
+                last = None
+                node = _child_of(parent, key[cut + 1 :])
             node._raw = not_loaded if keys_only else value
             node._mod = mod
             node._meta = (
                 None if create == mod and version == 1 and not lease else (create, version, lease)
             )
             added += 1
+        if run:
+            _adopt(parent, run)
+        self._last = last
         self.keys += added
 
     def fill(self, kvs: Iterable[KeyValue], base: Path) -> int:
@@ -193,9 +227,11 @@ class TreeCore:
         root._mod = 0
         root._meta = None
         self.keys = 0
+        self._last = b""
 
     def apply(self, events: Iterable[Event], revision: int) -> list[Change]:
         """Apply the events of one revision; return the changes, in event order."""
+        self._last = None  # (keys loaded after these are looked for)
         changes = []
         for event in events:
             names = self.names_of(event.kv.key)
@@ -219,6 +255,7 @@ class TreeCore:
         With ``keys_only`` (a lazy mount) a key whose revisions are unchanged keeps its node
         as it is, loaded or not; a new or changed key is left unloaded and its change's
         ``new.value`` is ``NOT_LOADED``."""
+        self._last = None
         with gc_paused():
             fresh: dict[Path, KeyValue] = {}
             for kv in kvs:

@@ -143,7 +143,7 @@ async def mount(
     prefix: KeyLike,
     *,
     types: TypeRegistry | None = None,
-    page_size: int = 10_000,
+    page_size: int = 25_000,
     max_txn_ops: int = 128,
     lazy: bool = False,
 ) -> AsyncIterator[Root]:
@@ -160,7 +160,8 @@ async def mount(
             A user whose role grants only ``/cfg/`` (``--prefix readwrite /cfg/``) mounts
             the keys under ``/cfg/``; the root's own key is then left out.
         types: the :class:`TypeRegistry` giving paths their codecs and node classes.
-        page_size: keys per page of the snapshot reads.
+        page_size: keys per page of the snapshot reads (each page also costs the server a
+            count of the keys left in the range: fewer, larger pages load faster).
         max_txn_ops: the server's ``--max-txn-ops``; larger writes are refused before
             anything is sent.
         lazy: read keys only (with their revisions): values are loaded when awaited,

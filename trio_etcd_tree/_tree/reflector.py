@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
+from itertools import islice
 from typing import Any
 
 import trio
@@ -41,8 +42,8 @@ from .._core.errors import (
     TreeClosedError,
 )
 from .._core.keys import prefix_end, show_bytes
-from .._core.types import KeyValue, Page, WatchResponse
-from .._core.util import Backoff, open_service_nursery
+from .._core.types import KeyValue, Page, WatchResponse, rows, undecoded
+from .._core.util import Backoff, gc_paused, open_service_nursery
 from .changes import MountState, MountStatistics, Update
 from .core import TreeCore
 from .node import Node
@@ -186,29 +187,37 @@ class Reflector:
     async def _load(self) -> None:
         """Fill the empty tree page by page.
 
-        The pages are read by a task of their own, one ahead: while a page goes into the
-        tree (in steps of ``LOAD_STEP`` keys, with a checkpoint between them, so that the
-        reader gets to send its request early), the server is already at the next one.
+        The pages are read by a task of their own, one ahead: it asks for the next page as
+        soon as it has handed one over (a channel of one page: it does not wait for the
+        tree to take it), so while a page goes into the tree (in steps of ``LOAD_STEP``
+        keys, with a checkpoint between them) the server is already at the next one.
+        The garbage collector is paused while a page goes in, steps and checkpoints
+        included: it runs once per page instead of after every step, each time over the
+        whole tree grown so far.
         """
         while True:
             try:
                 async with open_service_nursery() as nursery:
-                    send, receive = trio.open_memory_channel[Page](0)
+                    send, receive = trio.open_memory_channel[Page](1)
                     nursery.start_soon(self._read_ahead, send)
                     async with receive:
                         async for page in receive:
-                            kvs = page.kvs
-                            for i in range(0, len(kvs), LOAD_STEP):
-                                self.core.load(
-                                    kvs[i : i + LOAD_STEP], page.revision, keys_only=self.lazy
-                                )
-                                await trio.lowlevel.checkpoint()
-                            if not kvs:
-                                self.core.load((), page.revision)
+                            await self._load_page(page)
             except (CompactedError, _Restart):
                 self.core.clear()  # compacted while paging: read again at the new revision
                 continue
             return
+
+    async def _load_page(self, page: Page) -> None:
+        # (the key-values go into the tree as plain tuples: no KeyValue made for them)
+        kvs = undecoded(page)
+        keys = iter(rows(kvs))
+        with gc_paused():
+            for _ in range(0, len(kvs), LOAD_STEP):
+                self.core.load(islice(keys, LOAD_STEP), page.revision, keys_only=self.lazy)
+                await trio.lowlevel.checkpoint()
+        if not len(kvs):
+            self.core.load((), page.revision)
 
     async def _read_ahead(self, send: trio.MemorySendChannel[Page]) -> None:
         # (closed explicitly: cancelled in the middle, the generators end here and now)

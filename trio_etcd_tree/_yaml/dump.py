@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import islice
 from typing import TextIO
 
 import trio
@@ -13,7 +14,7 @@ from .._core.keys import (
     show_bytes,
     subtree_path,
 )
-from .._core.types import Page
+from .._core.types import Page, last_key, pairs, undecoded
 from .._core.util import gc_paused, open_service_nursery
 from .emit import Entry, Node, key_text, order, write
 from .progress import Progress
@@ -33,7 +34,7 @@ async def dump_yaml(
     *,
     revision: int = 0,
     raw: bool = False,
-    page_size: int = 10_000,
+    page_size: int = 25_000,
     progress: Progress | None = None,
 ) -> int:
     """Write the subtree at the path ``prefix`` to ``stream`` as YAML; return the revision
@@ -45,7 +46,7 @@ async def dump_yaml(
     consistent snapshot; a top-level entry is written as soon as its last key has been
     read. The first line is a comment recording the path and the revision (see
     :func:`recorded_revision`). ``progress`` is updated as pages arrive (with the total,
-    counted first).
+    counted beside the first page).
 
     Raises:
         CompactedError: ``revision`` has been compacted.
@@ -66,9 +67,7 @@ async def dump_yaml(
         own = counted = await client.range(below, end, count_only=True, revision=revision)
     read_at = revision or own.header.revision
     if progress is not None:
-        if counted is None:
-            counted = await client.range(below, end, count_only=True, revision=read_at)
-        progress.start("reading", counted.count + len(own.kvs))
+        progress.start("reading", None if counted is None else counted.count + len(own.kvs))
         progress.advance(len(own.kvs))
     stream.write(HEADER.format(prefix=show_bytes(path or b"/"), revision=read_at))
     wrote = False
@@ -96,30 +95,40 @@ async def dump_yaml(
             async for page in client.range_pages(below, end, revision=read_at, page_size=page_size):
                 await send.send(page)
 
+    async def count(progress: Progress) -> None:  # (beside the first page, not before it)
+        counted = await client.range(below, end, count_only=True, revision=read_at)
+        progress.known_total(counted.count + len(own.kvs))
+
     async with open_service_nursery() as nursery, receive:
         nursery.start_soon(read)
+        if progress is not None and counted is None:
+            nursery.start_soon(count, progress)
         async for page in receive:
-            kvs = page.kvs
-            for first in range(0, len(kvs), STEP):
-                with gc_paused():
-                    for kv in kvs[first : first + STEP]:
+            kvs = undecoded(page)
+            items = iter(pairs(kvs))  # (keys and values alone: no KeyValue made)
+            parent_key = None  # the bytes before the last "/" of the key before
+            siblings = root  # the entries of the node they name
+            with gc_paused():  # (once per page: the collector would walk the whole tree)
+                for _ in range(0, len(kvs), STEP):
+                    for key, value in islice(items, STEP):
                         # the range holds only keys under the path: each starts with `below`
-                        *parents, last = kv.key[skip:].split(b"/")
-                        children = root
-                        for segment in parents:
-                            node = children.get(segment)
-                            if node is None:
-                                node = children[segment] = Node()
-                            elif isinstance(node, bytes):  # a key with keys below it after all
-                                node = children[segment] = Node(node)
-                            children = node.children
+                        cut = key.rfind(b"/")
+                        if key[:cut] != parent_key:  # (mostly the previous key's parent)
+                            parent_key = key[:cut]
+                            siblings = root
+                            for segment in key[skip:cut].split(b"/") if cut >= skip else ():
+                                node = siblings.get(segment)
+                                if node is None:
+                                    node = siblings[segment] = Node()
+                                elif isinstance(node, bytes):  # a key with keys below it
+                                    node = siblings[segment] = Node(node)
+                                siblings = node.children
                         # keys come in byte order, so a key comes before every key below it
-                        children[last] = kv.value
-                # (the reader gets to send its request for the next page meanwhile)
-                await trio.lowlevel.checkpoint()
-            if kvs:
-                with gc_paused():
-                    flush(kvs[-1].key[skip:])
+                        siblings[key[cut + 1 :]] = value
+                    # (the reader gets to send its request for the next page meanwhile)
+                    await trio.lowlevel.checkpoint()
+                if len(kvs):
+                    flush(last_key(kvs)[skip:])
             if progress is not None:
                 progress.advance(len(kvs))
     flush(None)

@@ -43,6 +43,10 @@ def order(segment: bytes) -> bytes:
     return segment + b"0"
 
 
+_ORDER = b"%b0".__mod__
+"""``order`` without a Python call (a sort key called once per entry written)."""
+
+
 _KEY_TEXTS: dict[bytes, str] = {}
 
 
@@ -92,8 +96,14 @@ def _body(node: Node, indent: str, raw: bool, out: list[str]) -> None:
     if node.value is not None:
         out.append(f"{indent}null: {render_value(node.value, raw)}\n")
     children = node.children
-    for segment in sorted(children, key=order):
-        write(children[segment], key_text(segment), indent, raw, out)
+    texts = _KEY_TEXTS
+    for segment in sorted(children, key=_ORDER):
+        entry = children[segment]
+        key = texts.get(segment) or key_text(segment)
+        if type(entry) is bytes and len(key) <= _LONG_KEY:  # (write's commonest case, inline)
+            out.append(f"{indent}{key}: {render_value(entry, raw)}\n")
+        else:
+            write(entry, key, indent, raw, out)
 
 
 def _items(node: Node) -> list[Entry] | None:

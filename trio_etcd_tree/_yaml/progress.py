@@ -30,6 +30,11 @@ class Progress:
         self.started = trio.current_time()
         self._wake()
 
+    def known_total(self, total: int) -> None:
+        """The phase's total, learnt after it began."""
+        self.total = total
+        self._wake()
+
     def advance(self, keys: int) -> None:
         """Count ``keys`` more keys done."""
         self.done += keys

@@ -8,7 +8,7 @@ is the rest (one attribute read per field, with the garbage collector paused).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from itertools import repeat
 from operator import attrgetter
 from typing import Any
@@ -20,6 +20,7 @@ from ..._core.types import (
     Event,
     EventType,
     KeyValue,
+    KeyValueRow,
     LeaseGrant,
     LeaseInfo,
     Member,
@@ -226,6 +227,7 @@ def _kv(k: Any) -> KeyValue:
 
 
 _KV_FIELDS = attrgetter(*KeyValue._fields)  # (the proto's KeyValue has these six names)
+_KEY_VALUE = attrgetter("key", "value")
 
 
 def _kvs(items: Any) -> list[KeyValue]:
@@ -236,8 +238,41 @@ def _kvs(items: Any) -> list[KeyValue]:
         return list(map(tuple.__new__, repeat(KeyValue), map(_KV_FIELDS, items)))
 
 
-def _range_result(r: Any) -> RangeResult:
-    return RangeResult(header(r.header), _kvs(r.kvs), r.more, r.count)
+class _KeyValues:
+    """The key-values of a parsed range answer, made into ``KeyValue`` objects when first
+    read (see ``KeyValueSource``): the paging asks for the next page with the last key
+    alone, and a mount's load reads the fields straight into its tree."""
+
+    __slots__ = ("_items", "_size")
+
+    def __init__(self, items: Any, size: int) -> None:
+        self._items = items
+        self._size = size
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def decode(self) -> list[KeyValue]:
+        return _kvs(self._items)
+
+    def rows(self) -> Iterable[KeyValueRow]:
+        rows: Iterable[KeyValueRow] = map(_KV_FIELDS, self._items)
+        return rows
+
+    def pairs(self) -> Iterable[tuple[bytes, bytes]]:
+        pairs: Iterable[tuple[bytes, bytes]] = map(_KEY_VALUE, self._items)
+        return pairs
+
+    def last_key(self) -> bytes:
+        key: bytes = self._items[-1].key
+        return key
+
+    def size(self) -> int:
+        return self._size
+
+
+def _range_result(r: Any, size: int = 0) -> RangeResult:
+    return RangeResult(header(r.header), _KeyValues(r.kvs, size or r.ByteSize()), r.more, r.count)
 
 
 def _put_result(r: Any) -> PutResult:
@@ -266,7 +301,7 @@ def _op_result(op: Any) -> OpResult:
 
 
 def range_result(data: bytes) -> RangeResult:
-    return _range_result(_parse(pb.RangeResponse, data))
+    return _range_result(_parse(pb.RangeResponse, data), len(data))
 
 
 def put_result(data: bytes) -> PutResult:
