@@ -51,7 +51,7 @@ from .._core.errors import (
 )
 from .._core.types import WatchResponse
 from .._core.util import Backoff, open_service_nursery
-from .._wire import WatchCreateRequest, WatchMessage
+from .._wire import SinkWireWatch, WatchCreateRequest, WatchMessage
 from .connection import Connection
 
 __all__ = ["ConnectionState", "WatchStatistics", "WatchStream", "open_watch"]
@@ -113,7 +113,7 @@ class WatchStream(trio.abc.ReceiveChannel[WatchResponse]):
 
     def __init__(
         self,
-        receive: trio.MemoryReceiveChannel[WatchResponse],
+        buffer: int,
         connection: Connection,
         create: Callable[[int], WatchCreateRequest],
         start_revision: int,
@@ -121,7 +121,7 @@ class WatchStream(trio.abc.ReceiveChannel[WatchResponse]):
         stall_timeout: float | None,
         probe: Probe,
     ) -> None:
-        self._receive = receive
+        self._send, self._receive = trio.open_memory_channel[WatchResponse](buffer)
         self._conn = connection
         self._create = create
         self._next = start_revision
@@ -141,6 +141,7 @@ class WatchStream(trio.abc.ReceiveChannel[WatchResponse]):
         self._last_error: str | None = None
         self._last_activity = trio.current_time()
         self._sending = False
+        self._busy = True  # the task is not waiting in the connection's receive()
         self._silent: str | None = None  # why the current connection is being left
         self._moved = False  # ... because its endpoint was marked unhealthy
         self._confirmed = trio.Event()  # the current connection's watch was created
@@ -232,12 +233,8 @@ class WatchStream(trio.abc.ReceiveChannel[WatchResponse]):
 
     # --- the task --------------------------------------------------------------------------
 
-    async def _run(
-        self,
-        send: trio.MemorySendChannel[WatchResponse],
-        *,
-        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-    ) -> None:
+    async def _run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        send = self._send
         with send:
             try:
                 await self._follow(send, task_status)
@@ -307,10 +304,20 @@ class WatchStream(trio.abc.ReceiveChannel[WatchResponse]):
         """One connection: read its messages until it ends (always with an error)."""
         try:
             async with self._conn.watch(endpoint, self._create(self._next)) as watch:
-                while True:
-                    message = await watch.receive()
-                    self._last_activity = trio.current_time()
-                    await self._message(message, endpoint, send)
+                direct = watch if isinstance(watch, SinkWireWatch) else None
+                if direct is not None:
+                    direct.sink = self._take
+                try:
+                    while True:
+                        self._busy = False
+                        message = await watch.receive()
+                        self._busy = True
+                        self._last_activity = trio.current_time()
+                        await self._message(message, endpoint, send)
+                finally:
+                    self._busy = True
+                    if direct is not None:
+                        direct.sink = None
         except (AuthenticationError, PermissionDeniedError) as exc:
             if self._conn.credentials is not None:
                 raise _Renew(exc) from None
@@ -319,6 +326,30 @@ class WatchStream(trio.abc.ReceiveChannel[WatchResponse]):
     @property
     def _what(self) -> str:
         return f"watch from revision {self._next}"
+
+    def _take(self, message: WatchMessage) -> bool:
+        """The connection's sink: take an ordinary message (events or progress) straight
+        from the transport's reader, when the consumer has room for it and this task waits
+        in ``receive`` (so nothing of this connection is in its hands). Everything else,
+        and everything after it until the task caught up, goes through ``receive`` and
+        :meth:`_message`. Never blocks, never raises."""
+        cluster = message.header.cluster_id
+        if (
+            self._busy
+            or message.created
+            or message.canceled
+            or (cluster and cluster != self._cluster_id)
+        ):
+            return False
+        response = self._response(message)
+        if response is not None:
+            try:
+                self._send.send_nowait(response)
+            except (trio.WouldBlock, trio.BrokenResourceError):
+                return False  # (receive and _message wait for room, or end the stream)
+            self._delivered(response)
+        self._last_activity = trio.current_time()
+        return True
 
     async def _message(
         self, message: WatchMessage, endpoint: str, send: trio.MemorySendChannel[WatchResponse]
@@ -339,18 +370,9 @@ class WatchStream(trio.abc.ReceiveChannel[WatchResponse]):
         if message.created:
             await self._created(h.revision, endpoint)
             return
-        events = message.events
-        if events:
-            if events[0].kv.mod_revision < self._next:  # never deliver a revision twice
-                events = [e for e in events if e.kv.mod_revision >= self._next]
-                if not events:
-                    return
-            revision = events[-1].kv.mod_revision
-        else:
-            revision = h.revision
-            if revision < self._next - 1:
-                return  # an out-of-date progress report says nothing new
-        response = WatchResponse(h, events, revision)
+        response = self._response(message)
+        if response is None:
+            return
         try:
             send.send_nowait(response)  # the common case: no trip through the scheduler
         except trio.WouldBlock:
@@ -362,8 +384,28 @@ class WatchStream(trio.abc.ReceiveChannel[WatchResponse]):
             finally:
                 self._sending = False
             self._last_activity = trio.current_time()
-        self._events += len(events)
-        self._seen = max(self._seen, revision)
+        self._delivered(response)
+
+    def _response(self, message: WatchMessage) -> WatchResponse | None:
+        """What an events or progress message delivers: None if nothing new."""
+        events = message.events
+        if events:
+            if events[0].kv.mod_revision < self._next:  # never deliver a revision twice
+                events = [e for e in events if e.kv.mod_revision >= self._next]
+                if not events:
+                    return None
+            revision = events[-1].kv.mod_revision
+        else:
+            revision = message.header.revision
+            if revision < self._next - 1:
+                return None  # an out-of-date progress report says nothing new
+        return WatchResponse(message.header, events, revision)
+
+    def _delivered(self, response: WatchResponse) -> None:
+        revision = response.revision
+        self._events += len(response.events)
+        if revision > self._seen:
+            self._seen = revision
         self._next = revision + 1
         self._responses += 1
 
@@ -458,12 +500,11 @@ async def open_watch(
             key, range_end, revision, prev_kv, progress_notify, tuple(filters)
         )
 
-    send, receive = trio.open_memory_channel[WatchResponse](buffer)
     stream = WatchStream(
-        receive, connection, create, start_revision, heartbeat, stall_timeout, probe
+        buffer, connection, create, start_revision, heartbeat, stall_timeout, probe
     )
     async with open_service_nursery() as nursery:
-        await nursery.start(_start, stream, send)
+        await nursery.start(_start, stream)
         try:
             yield stream
         finally:
@@ -471,10 +512,7 @@ async def open_watch(
 
 
 async def _start(
-    stream: WatchStream,
-    send: trio.MemorySendChannel[WatchResponse],
-    *,
-    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    stream: WatchStream, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
 ) -> None:
     stream._task_status = task_status
-    await stream._run(send)
+    await stream._run()

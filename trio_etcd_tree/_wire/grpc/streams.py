@@ -35,7 +35,7 @@ import trio
 
 from ..._core.errors import EtcdError, UnavailableError
 from ..._core.types import ResponseHeader
-from ..base import WatchCreateRequest, WatchMessage
+from ..base import WatchCreateRequest, WatchMessage, WatchSink
 from ..errors import cancel_reason_fields, error_for
 from . import codec
 from .connection import GrpcConnection, GrpcStream, Method, copy_error
@@ -53,7 +53,7 @@ _PROGRESS_ID: Final = -1
 
 @final
 class MuxWatch:
-    """One watch on a :class:`WatchMux` (a :class:`~trio_etcd_tree._wire.base.WireWatch`).
+    """One watch on a :class:`WatchMux` (a :class:`~trio_etcd_tree._wire.base.SinkWireWatch`).
     Get it from :meth:`WatchMux.watch`."""
 
     def __init__(self, mux: WatchMux, watch_id: int, create: WatchCreateRequest) -> None:
@@ -70,6 +70,8 @@ class MuxWatch:
         """The first revision not yet handed to the consumer's buffer (0: not known yet)."""
         self.resumed = 0
         """How often the watch fell behind and was created again."""
+        self.sink: WatchSink | None = None
+        """Offered each message first while none is buffered (see ``SinkWireWatch``)."""
 
     # -- the consumer's side --
 
@@ -81,17 +83,20 @@ class MuxWatch:
 
         Cancellation: safe; a message is never lost to a cancelled receive.
         """
+        waited = False
         while True:
             if self._buffer:
-                await trio.lowlevel.checkpoint()
+                if not waited:  # (waiting for the message was this call's checkpoint)
+                    await trio.lowlevel.checkpoint()
                 return self._buffer.popleft()
             if self._error is not None:
                 raise copy_error(self._error)
             if self._suspended:
                 await self._mux._recreate(self)
-                continue
-            await self._changed.wait()
-            self._changed = trio.Event()
+            else:
+                await self._changed.wait()
+                self._changed = trio.Event()
+            waited = True
 
     async def request_progress(self) -> None:
         """Ask etcd how far the store has moved; every watch of the stream gets a progress
@@ -110,13 +115,17 @@ class MuxWatch:
         self._changed.set()
 
     def _push(self, message: WatchMessage, revision: int) -> bool:
-        """Buffer a message; False when the buffer is full (the watch must be suspended)."""
-        if len(self._buffer) >= self._mux.max_buffered:
-            return False
-        self._buffer.append(message)
+        """Hand a message to the sink, or buffer it; False when the buffer is full (the
+        watch must be suspended)."""
+        buffer = self._buffer
+        sink = self.sink
+        if buffer or sink is None or not sink(message):
+            if len(buffer) >= self._mux.max_buffered:
+                return False
+            buffer.append(message)
+            self._changed.set()
         if revision:
             self.next_revision = revision + 1
-        self._changed.set()
         return True
 
 
