@@ -10,7 +10,7 @@ on the in-memory etcd.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, Self
 
@@ -40,7 +40,6 @@ class HandFedTransport:
         self.call = self.inner.call
         self.discard = self.inner.discard
         self.watches: list[MuxWatch] = []
-        self.opened = trio.Event()
 
     async def __aenter__(self) -> Self:
         await self.inner.__aenter__()
@@ -56,7 +55,7 @@ class HandFedTransport:
         mux = WatchMux(_Unopened(), max_buffered=4)  # type: ignore[arg-type]
         watch = MuxWatch(mux, len(self.watches) + 1, create)
         self.watches.append(watch)
-        self.opened.set()
+        assert watch._push(WatchMessage(header(5), created=True), 0)  # etcd confirms it
         try:
             yield watch
         finally:
@@ -79,26 +78,11 @@ async def fed_watch(buffer: int = 4) -> AsyncIterator[tuple[et.WatchStream, MuxW
     async with open_fake_etcd() as fake:
         transport = HandFedTransport(fake)
         async with et.open_client(fake.endpoints, transport=transport) as client:
-            async with trio.open_nursery() as nursery:
-                ready: list[et.WatchStream] = []
-
-                async def open_it(task_status: trio.TaskStatus[None]) -> None:
-                    async with client.watch("/k", buffer=buffer) as stream:
-                        ready.append(stream)
-                        task_status.started()
-                        await trio.sleep_forever()
-
-                async def confirm() -> None:
-                    await transport.opened.wait()
-                    assert transport.watches[0]._push(WatchMessage(header(5), created=True), 0)
-
-                nursery.start_soon(confirm)
-                await nursery.start(open_it)
-                watch = transport.watches[0]
+            async with client.watch("/k", buffer=buffer) as stream:
+                (watch,) = transport.watches
                 assert isinstance(watch, SinkWireWatch)
                 await trio.testing.wait_all_tasks_blocked()
-                yield ready[0], watch, fake
-                nursery.cancel_scope.cancel()
+                yield stream, watch, fake
 
 
 async def test_ordinary_messages_go_straight_to_the_consumer(
@@ -183,3 +167,63 @@ async def test_nothing_is_taken_while_the_task_handles_a_message(
         assert len(watch._buffer) == 1
         fake.thaw_member(0)  # the store is not behind: no error, and then revision 6
         assert (await stream.receive()).revision == 6
+
+
+@asynccontextmanager
+async def applied_watch(
+    apply: Callable[[et.WatchResponse], None],
+) -> AsyncIterator[tuple[et.WatchStream, MuxWatch, FakeEtcd]]:
+    """The mount's kind of watch (``Client._applied_watch``), on a hand-fed MuxWatch."""
+    async with open_fake_etcd() as fake:
+        transport = HandFedTransport(fake)
+        async with et.open_client(fake.endpoints, transport=transport) as client:
+            for i in range(6):
+                fake.put("/other", str(i))  # the store is at revision 7
+            async with client._applied_watch(b"/k", b"/l", start_revision=0, apply=apply) as stream:
+                await trio.testing.wait_all_tasks_blocked()
+                yield stream, transport.watches[0], fake
+
+
+async def test_an_applied_watch_applies_in_the_reader_or_in_its_task(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    applied: list[int] = []
+
+    def apply(response: et.WatchResponse) -> None:
+        applied.append(response.revision)
+
+    async with applied_watch(apply) as (stream, watch, fake):
+        assert watch._push(events(6), 6)
+        assert applied == [6]  # in the reader's call, with no task switch
+        fake.freeze_member(0)  # a confirmation behind what was seen: the task asks
+        assert watch._push(WatchMessage(header(3), created=True), 0)
+        await trio.testing.wait_all_tasks_blocked()
+        assert watch._push(events(7), 7)  # refused: the task applies it, after the answer
+        assert applied == [6]
+        fake.thaw_member(0)
+        await trio.testing.wait_all_tasks_blocked()
+        assert applied == [6, 7]
+        assert stream.statistics().next_revision == 8
+        with pytest.raises(trio.WouldBlock):
+            stream.receive_nowait()  # nothing is ever received: it was applied
+
+
+@pytest.mark.parametrize("where", ["reader", "task"])
+async def test_what_apply_raises_ends_the_stream(
+    where: str, autojump_clock: trio.testing.MockClock
+) -> None:
+    def apply(response: et.WatchResponse) -> None:
+        raise RuntimeError(f"cannot apply revision {response.revision}")
+
+    async with applied_watch(apply) as (stream, watch, fake):
+        if where == "task":  # the task is busy with a confirmation: it applies what's next
+            fake.freeze_member(0)
+            assert watch._push(WatchMessage(header(3), created=True), 0)
+            await trio.testing.wait_all_tasks_blocked()
+        assert watch._push(events(6), 6)  # taken (the reader goes on), or left to the task
+        fake.thaw_member(0)
+        with pytest.raises(RuntimeError, match="cannot apply revision 6"):
+            await stream.receive()  # either way the stream ends with the error
+        assert stream.state is et.ConnectionState.CLOSED
+        assert watch.sink is None
+        assert stream.statistics().next_revision == 6  # (it was not applied)

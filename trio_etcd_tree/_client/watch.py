@@ -90,6 +90,7 @@ class _Renew(Exception):
 
 
 Probe = Callable[[str], Awaitable[int]]
+Apply = Callable[[WatchResponse], None]
 
 
 @final
@@ -120,8 +121,11 @@ class WatchStream(trio.abc.ReceiveChannel[WatchResponse]):
         heartbeat: float,
         stall_timeout: float | None,
         probe: Probe,
+        apply: Apply | None = None,
     ) -> None:
         self._send, self._receive = trio.open_memory_channel[WatchResponse](buffer)
+        self._apply = apply
+        self._apply_error: Exception | None = None  # what ``apply`` raised in the sink
         self._conn = connection
         self._create = create
         self._next = start_revision
@@ -172,6 +176,8 @@ class WatchStream(trio.abc.ReceiveChannel[WatchResponse]):
             self._raise_end()
 
     def _raise_end(self) -> NoReturn:
+        if self._apply_error is not None:
+            raise self._apply_error
         if self._error is not None:
             raise self._error from None
         raise trio.EndOfChannel
@@ -278,6 +284,8 @@ class WatchStream(trio.abc.ReceiveChannel[WatchResponse]):
                 continue
             except UnavailableError as exc:
                 reason = str(exc)
+            if self._apply_error is not None:
+                return  # (receive raises it)
             if self._state is ConnectionState.CONNECTED:
                 self._disconnects += 1
                 renewed = False
@@ -343,10 +351,13 @@ class WatchStream(trio.abc.ReceiveChannel[WatchResponse]):
             return False
         response = self._response(message)
         if response is not None:
-            try:
-                self._send.send_nowait(response)
-            except (trio.WouldBlock, trio.BrokenResourceError):
-                return False  # (receive and _message wait for room, or end the stream)
+            if self._apply is None:
+                try:
+                    self._send.send_nowait(response)
+                except (trio.WouldBlock, trio.BrokenResourceError):
+                    return False  # (receive and _message wait for room, or end the stream)
+            elif not self._applied(response):
+                return True
             self._delivered(response)
         self._last_activity = trio.current_time()
         return True
@@ -373,6 +384,10 @@ class WatchStream(trio.abc.ReceiveChannel[WatchResponse]):
         response = self._response(message)
         if response is None:
             return
+        if self._apply is not None:
+            if self._applied(response):
+                self._delivered(response)
+            return
         try:
             send.send_nowait(response)  # the common case: no trip through the scheduler
         except trio.WouldBlock:
@@ -385,6 +400,18 @@ class WatchStream(trio.abc.ReceiveChannel[WatchResponse]):
                 self._sending = False
             self._last_activity = trio.current_time()
         self._delivered(response)
+
+    def _applied(self, response: WatchResponse) -> bool:
+        """Hand a response to ``apply``; False if it raised: then the stream ends, and
+        ``receive`` raises that error (not the transport's reader that called us)."""
+        assert self._apply is not None
+        try:
+            self._apply(response)
+        except Exception as exc:
+            self._apply_error = exc
+            self._leave(f"applying a response failed: {exc!r}")
+            return False
+        return True
 
     def _response(self, message: WatchMessage) -> WatchResponse | None:
         """What an events or progress message delivers: None if nothing new."""
@@ -490,8 +517,10 @@ async def open_watch(
     heartbeat: float,
     stall_timeout: float | None,
     probe: Probe,
+    apply: Apply | None = None,
 ) -> AsyncIterator[WatchStream]:
-    """The context manager behind ``Client.watch``."""
+    """The context manager behind ``Client.watch`` (see ``Client._applied_watch`` for
+    ``apply``)."""
     if start_revision < 0:
         raise ValueError("start_revision must be >= 0")
 
@@ -501,7 +530,7 @@ async def open_watch(
         )
 
     stream = WatchStream(
-        buffer, connection, create, start_revision, heartbeat, stall_timeout, probe
+        buffer, connection, create, start_revision, heartbeat, stall_timeout, probe, apply
     )
     async with open_service_nursery() as nursery:
         await nursery.start(_start, stream)

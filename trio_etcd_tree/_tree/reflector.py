@@ -230,21 +230,21 @@ class Reflector:
             return kvs, revision
 
     async def _follow(self, ready: Callable[[], None]) -> None:
+        """Apply the watch's responses until it ends (with the error raised here).
+
+        They are applied as they arrive, by the task that receives them from the server
+        (``Client._applied_watch``): no task switch between the connection and the tree,
+        and none of their order, gaps or resumption changes; ``_apply`` never waits.
+        """
         start, end = self.range
-        async with self.client.watch(
-            start, end, start_revision=self.core.revision + 1, buffer=16
+        async with self.client._applied_watch(
+            start, end, start_revision=self.core.revision + 1, apply=self._apply
         ) as stream:
             self._stream = stream
             self.set_state(MountState.SYNCED)
             ready()
             try:
-                while True:
-                    self._apply(await stream.receive())
-                    while True:  # a burst: apply all of it before waiting again
-                        try:
-                            self._apply(stream.receive_nowait())
-                        except trio.WouldBlock:
-                            break
+                await stream.receive()  # only raises: the error that ended the watch
             finally:
                 self._stream = None
                 self._earlier_reconnects += stream.statistics().disconnects
