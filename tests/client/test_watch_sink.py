@@ -52,7 +52,7 @@ class HandFedTransport:
     async def watch(
         self, endpoint: str, create: WatchCreateRequest, *, token: str | None
     ) -> AsyncIterator[MuxWatch]:
-        mux = WatchMux(_Unopened(), max_buffered=4)  # type: ignore[arg-type]
+        mux = WatchMux(_Unopened(), max_buffered=16)  # type: ignore[arg-type]
         watch = MuxWatch(mux, len(self.watches) + 1, create)
         self.watches.append(watch)
         assert watch._push(WatchMessage(header(5), created=True), 0)  # etcd confirms it
@@ -66,10 +66,10 @@ def header(revision: int, cluster: int = CLUSTER) -> ResponseHeader:
     return ResponseHeader(cluster, 1, revision, 1)
 
 
-def events(*revisions: int) -> WatchMessage:
+def events(*revisions: int, key: bytes = b"/k") -> WatchMessage:
     return WatchMessage(
         header(max(revisions)),
-        [Event(EventType.PUT, KeyValue(b"/k", b"%d" % r, 2, r, r, 0)) for r in revisions],
+        [Event(EventType.PUT, KeyValue(key, b"%d" % r, 2, r, r, 0)) for r in revisions],
     )
 
 
@@ -171,7 +171,7 @@ async def test_nothing_is_taken_while_the_task_handles_a_message(
 
 @asynccontextmanager
 async def applied_watch(
-    apply: Callable[[et.WatchResponse], None],
+    apply: Callable[[et.WatchResponse], None], backlog: Callable[[], bool] = lambda: False
 ) -> AsyncIterator[tuple[et.WatchStream, MuxWatch, FakeEtcd]]:
     """The mount's kind of watch (``Client._applied_watch``), on a hand-fed MuxWatch."""
     async with open_fake_etcd() as fake:
@@ -179,7 +179,9 @@ async def applied_watch(
         async with et.open_client(fake.endpoints, transport=transport) as client:
             for i in range(6):
                 fake.put("/other", str(i))  # the store is at revision 7
-            async with client._applied_watch(b"/k", b"/l", start_revision=0, apply=apply) as stream:
+            async with client._applied_watch(
+                b"/k", b"/l", start_revision=0, apply=apply, backlog=backlog
+            ) as stream:
                 await trio.testing.wait_all_tasks_blocked()
                 yield stream, transport.watches[0], fake
 
@@ -188,22 +190,29 @@ async def test_an_applied_watch_applies_in_the_reader_or_in_its_task(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     applied: list[int] = []
+    behind = False
 
     def apply(response: et.WatchResponse) -> None:
         applied.append(response.revision)
 
-    async with applied_watch(apply) as (stream, watch, fake):
+    async with applied_watch(apply, lambda: behind) as (stream, watch, fake):
         assert watch._push(events(6), 6)
         assert applied == [6]  # in the reader's call, with no task switch
+        behind = True  # what apply feeds is behind: the task applies the next one
+        assert watch._push(events(7), 7)
+        assert applied == [6]
+        await trio.testing.wait_all_tasks_blocked()
+        assert applied == [6, 7]
+        behind = False
         fake.freeze_member(0)  # a confirmation behind what was seen: the task asks
         assert watch._push(WatchMessage(header(3), created=True), 0)
         await trio.testing.wait_all_tasks_blocked()
-        assert watch._push(events(7), 7)  # refused: the task applies it, after the answer
-        assert applied == [6]
+        assert watch._push(events(8), 8)  # refused: the task applies it, after the answer
+        assert applied == [6, 7]
         fake.thaw_member(0)
         await trio.testing.wait_all_tasks_blocked()
-        assert applied == [6, 7]
-        assert stream.statistics().next_revision == 8
+        assert applied == [6, 7, 8]
+        assert stream.statistics().next_revision == 9
         with pytest.raises(trio.WouldBlock):
             stream.receive_nowait()  # nothing is ever received: it was applied
 
@@ -227,3 +236,25 @@ async def test_what_apply_raises_ends_the_stream(
         assert stream.state is et.ConnectionState.CLOSED
         assert watch.sink is None
         assert stream.statistics().next_revision == 6  # (it was not applied)
+
+
+async def test_a_burst_reaches_a_mounts_subscriber_at_its_pace(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Messages read at once are handed over by the reader one after the other, with no
+    checkpoint between them; a mount applies them at its subscribers' pace (in the
+    stream's task) once one has updates waiting, so a subscriber that keeps up with the
+    changes is not cut off by their arriving together."""
+    async with open_fake_etcd() as fake:
+        transport = HandFedTransport(fake)
+        async with et.open_client(fake.endpoints, transport=transport) as client:
+            async with et.mount(client, "/m") as root, root.subscribe(buffer=2) as updates:
+                (watch,) = transport.watches
+                burst = range(root.revision + 1, root.revision + 11)
+                for revision in burst:
+                    assert watch._push(events(revision, key=b"/m/a"), revision)
+                assert len(watch._buffer) == 9  # the first one was applied at once
+                got = [(await updates.receive()).revision for _ in burst]
+                assert got == list(burst)
+                assert root.statistics().overflows == 0
+                assert root["a"].value == str(burst[-1])

@@ -42,7 +42,7 @@ from .._wire import (
 )
 from .connection import Connection, Credentials
 from .lease import Lease, open_lease
-from .watch import Apply, WatchStream, open_watch
+from .watch import Apply, Backlog, WatchStream, open_watch
 
 __all__ = ["Client", "endpoint_urls", "open_client"]
 
@@ -406,13 +406,23 @@ class Client:
         )
 
     def _applied_watch(
-        self, key: bytes, range_end: bytes, *, start_revision: int, apply: Apply
+        self,
+        key: bytes,
+        range_end: bytes,
+        *,
+        start_revision: int,
+        apply: Apply,
+        backlog: Backlog,
     ) -> AbstractAsyncContextManager[WatchStream]:
         """(The mount's.) A prefix watch as :meth:`watch` makes it, whose responses are
         handed to ``apply`` as they arrive instead of being received: by the transport's
         reader, mostly, so each costs one task switch less. ``apply`` must not block; an
-        exception from it ends the stream and comes out of the block. ``receive`` only
-        raises: the error that ended the stream."""
+        exception from it ends the stream and is raised by ``receive``, which only
+        raises: the error that ended the stream.
+
+        While ``backlog()`` is true (those ``apply`` feeds have not taken what it gave
+        them), responses are applied by the stream's own task instead, one per pass of the
+        scheduler, so that a burst read at once is not applied at once."""
         return open_watch(
             self._conn,
             key,
@@ -426,6 +436,7 @@ class Client:
             stall_timeout=None,
             probe=self._probe,
             apply=apply,
+            backlog=backlog,
         )
 
     async def _probe(self, endpoint: str) -> int:

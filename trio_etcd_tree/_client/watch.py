@@ -91,6 +91,7 @@ class _Renew(Exception):
 
 Probe = Callable[[str], Awaitable[int]]
 Apply = Callable[[WatchResponse], None]
+Backlog = Callable[[], bool]
 
 
 @final
@@ -122,9 +123,11 @@ class WatchStream(trio.abc.ReceiveChannel[WatchResponse]):
         stall_timeout: float | None,
         probe: Probe,
         apply: Apply | None = None,
+        backlog: Backlog | None = None,
     ) -> None:
         self._send, self._receive = trio.open_memory_channel[WatchResponse](buffer)
         self._apply = apply
+        self._backlog = backlog
         self._apply_error: Exception | None = None  # what ``apply`` raised in the sink
         self._conn = connection
         self._create = create
@@ -349,6 +352,11 @@ class WatchStream(trio.abc.ReceiveChannel[WatchResponse]):
             or (cluster and cluster != self._cluster_id)
         ):
             return False
+        backlog = self._backlog
+        if backlog is not None and backlog():
+            # what apply feeds is behind: the task applies the next ones, one per pass of
+            # the scheduler, so that those it feeds get their turns in between
+            return False
         response = self._response(message)
         if response is not None:
             if self._apply is None:
@@ -518,6 +526,7 @@ async def open_watch(
     stall_timeout: float | None,
     probe: Probe,
     apply: Apply | None = None,
+    backlog: Backlog | None = None,
 ) -> AsyncIterator[WatchStream]:
     """The context manager behind ``Client.watch`` (see ``Client._applied_watch`` for
     ``apply``)."""
@@ -530,7 +539,15 @@ async def open_watch(
         )
 
     stream = WatchStream(
-        buffer, connection, create, start_revision, heartbeat, stall_timeout, probe, apply
+        buffer,
+        connection,
+        create,
+        start_revision,
+        heartbeat,
+        stall_timeout,
+        probe,
+        apply,
+        backlog,
     )
     async with open_service_nursery() as nursery:
         await nursery.start(_start, stream)

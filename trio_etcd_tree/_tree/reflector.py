@@ -234,11 +234,18 @@ class Reflector:
 
         They are applied as they arrive, by the task that receives them from the server
         (``Client._applied_watch``): no task switch between the connection and the tree,
-        and none of their order, gaps or resumption changes; ``_apply`` never waits.
+        and none of their order, gaps or resumption changes; ``_apply`` never waits. While
+        a subscriber has updates waiting, the stream's task applies them one per pass of
+        the scheduler instead, so that a burst of messages read at once reaches a
+        subscriber that keeps up at its own pace, rather than all at once into its buffer.
         """
         start, end = self.range
         async with self.client._applied_watch(
-            start, end, start_revision=self.core.revision + 1, apply=self._apply
+            start,
+            end,
+            start_revision=self.core.revision + 1,
+            apply=self._apply,
+            backlog=self.subscriptions.backlog,
         ) as stream:
             self._stream = stream
             self.set_state(MountState.SYNCED)
