@@ -41,7 +41,7 @@ from .._core.errors import (
     TreeClosedError,
 )
 from .._core.keys import prefix_end, show_bytes
-from .._core.types import KeyValue, Page, WatchResponse
+from .._core.types import Event, KeyValue, Page, WatchResponse
 from .._core.util import Backoff, open_service_nursery
 from .changes import MountState, MountStatistics, Update
 from .core import TreeCore
@@ -259,17 +259,24 @@ class Reflector:
     def _apply(self, response: WatchResponse) -> None:
         events = response.events
         if events:
-            start = 0
-            for i in range(1, len(events) + 1):
-                if i == len(events) or events[i].kv.mod_revision != events[start].kv.mod_revision:
-                    revision = events[start].kv.mod_revision
-                    changes = self.core.apply(events[start:i], revision)
-                    self.revisions_applied += 1
-                    self.events_applied += i - start
-                    if changes:
-                        self._publish(Update(revision, tuple(changes)))
-                    start = i
+            revision = events[0].kv.mod_revision
+            if events[-1].kv.mod_revision == revision:  # one revision: a live message
+                self._apply_revision(events, revision)
+            else:  # a catch-up message: revision by revision
+                start = 0
+                for i in range(1, len(events) + 1):
+                    if i == len(events) or events[i].kv.mod_revision != revision:
+                        self._apply_revision(events[start:i], revision)
+                        if i < len(events):
+                            start, revision = i, events[i].kv.mod_revision
         self.advance(response.revision)
+
+    def _apply_revision(self, events: list[Event], revision: int) -> None:
+        changes = self.core.apply(events, revision)
+        self.revisions_applied += 1
+        self.events_applied += len(events)
+        if changes:
+            self._publish(Update(revision, tuple(changes)))
 
     def _publish(self, update: Update) -> None:
         self.subscriptions.publish(update)
