@@ -42,7 +42,8 @@ from .._wire import (
 )
 from .connection import Connection, Credentials
 from .lease import Lease, open_lease
-from .watch import Apply, Backlog, WatchStream, open_watch
+from .watch import WatchStream, open_watch
+from .watch_delivery import Apply, Backlog
 
 __all__ = ["Client", "endpoint_urls", "open_client"]
 

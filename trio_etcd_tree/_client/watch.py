@@ -44,15 +44,15 @@ import trio
 from .._core.errors import (
     AuthenticationError,
     ClusterChangedError,
-    CompactedError,
     EtcdError,
     PermissionDeniedError,
     UnavailableError,
 )
 from .._core.types import WatchResponse
 from .._core.util import Backoff, open_service_nursery
-from .._wire import SinkWireWatch, WatchCreateRequest, WatchMessage
+from .._wire import SinkWireWatch, WatchCreateRequest
 from .connection import Connection
+from .watch_delivery import Apply, Backlog, Delivery
 
 __all__ = ["ConnectionState", "WatchStatistics", "WatchStream", "open_watch"]
 
@@ -90,12 +90,10 @@ class _Renew(Exception):
 
 
 Probe = Callable[[str], Awaitable[int]]
-Apply = Callable[[WatchResponse], None]
-Backlog = Callable[[], bool]
 
 
 @final
-class WatchStream(trio.abc.ReceiveChannel[WatchResponse]):
+class WatchStream(Delivery, trio.abc.ReceiveChannel[WatchResponse]):
     """The receiving end of a watch (from ``Client.watch``): a trio ``ReceiveChannel`` of
     :class:`WatchResponse`.
 
@@ -125,13 +123,9 @@ class WatchStream(trio.abc.ReceiveChannel[WatchResponse]):
         apply: Apply | None = None,
         backlog: Backlog | None = None,
     ) -> None:
-        self._send, self._receive = trio.open_memory_channel[WatchResponse](buffer)
-        self._apply = apply
-        self._backlog = backlog
-        self._apply_error: Exception | None = None  # what ``apply`` raised in the sink
+        super().__init__(buffer, start_revision, apply, backlog)
         self._conn = connection
         self._create = create
-        self._next = start_revision
         self._heartbeat = heartbeat
         self._stall_timeout = stall_timeout
         self._probe = probe
@@ -143,18 +137,11 @@ class WatchStream(trio.abc.ReceiveChannel[WatchResponse]):
         self._reconnects = 0
         self._disconnects = 0
         self._stalls = 0
-        self._responses = 0
-        self._events = 0
         self._last_error: str | None = None
-        self._last_activity = trio.current_time()
-        self._sending = False
-        self._busy = True  # the task is not waiting in the connection's receive()
         self._silent: str | None = None  # why the current connection is being left
         self._moved = False  # ... because its endpoint was marked unhealthy
         self._confirmed = trio.Event()  # the current connection's watch was created
         self._scope = trio.CancelScope()  # the current connection's
-        self._seen = 0  # the highest revision the server has shown us
-        self._cluster_id: int | None = None
 
     # --- the consumer's side ---------------------------------------------------------------
 
@@ -243,10 +230,9 @@ class WatchStream(trio.abc.ReceiveChannel[WatchResponse]):
     # --- the task --------------------------------------------------------------------------
 
     async def _run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        send = self._send
-        with send:
+        with self._send:
             try:
-                await self._follow(send, task_status)
+                await self._follow(task_status)
             except trio.BrokenResourceError:
                 pass  # the consumer closed its end
             except EtcdError as exc:
@@ -257,9 +243,7 @@ class WatchStream(trio.abc.ReceiveChannel[WatchResponse]):
             finally:
                 self._set_state(ConnectionState.CLOSED)
 
-    async def _follow(
-        self, send: trio.MemorySendChannel[WatchResponse], task_status: trio.TaskStatus[None]
-    ) -> None:
+    async def _follow(self, task_status: trio.TaskStatus[None]) -> None:
         backoff = Backoff()
         renewed = False
         while True:
@@ -276,7 +260,7 @@ class WatchStream(trio.abc.ReceiveChannel[WatchResponse]):
                     self._last_activity = trio.current_time()
                     nursery.start_soon(self._watchdog, endpoint)
                     nursery.start_soon(self._leave_when_failed, endpoint)
-                    await self._connection(endpoint, send)
+                    await self._connection(endpoint)
                 # only a cancellation by _leave() ends a connection without an error
                 reason = str(self._silent)
             except _Renew as exc:
@@ -311,7 +295,7 @@ class WatchStream(trio.abc.ReceiveChannel[WatchResponse]):
         self._moved = self._silent is None
         self._leave("the endpoint was marked unhealthy")
 
-    async def _connection(self, endpoint: str, send: trio.MemorySendChannel[WatchResponse]) -> None:
+    async def _connection(self, endpoint: str) -> None:
         """One connection: read its messages until it ends (always with an error)."""
         try:
             async with self._conn.watch(endpoint, self._create(self._next)) as watch:
@@ -324,7 +308,7 @@ class WatchStream(trio.abc.ReceiveChannel[WatchResponse]):
                         message = await watch.receive()
                         self._busy = True
                         self._last_activity = trio.current_time()
-                        await self._message(message, endpoint, send)
+                        await self._message(message, endpoint)
                 finally:
                     self._busy = True
                     if direct is not None:
@@ -333,128 +317,6 @@ class WatchStream(trio.abc.ReceiveChannel[WatchResponse]):
             if self._conn.credentials is not None:
                 raise _Renew(exc) from None
             raise
-
-    @property
-    def _what(self) -> str:
-        return f"watch from revision {self._next}"
-
-    def _take(self, message: WatchMessage) -> bool:
-        """The connection's sink: take an ordinary message (events or progress) straight
-        from the transport's reader, when the consumer has room for it and this task waits
-        in ``receive`` (so nothing of this connection is in its hands). Everything else,
-        and everything after it until the task caught up, goes through ``receive`` and
-        :meth:`_message`. Never blocks, never raises."""
-        cluster = message.header.cluster_id
-        if (
-            self._busy
-            or message.created
-            or message.canceled
-            or (cluster and cluster != self._cluster_id)
-        ):
-            return False
-        backlog = self._backlog
-        if backlog is not None and backlog():
-            # what apply feeds is behind: the task applies the next ones, one per pass of
-            # the scheduler, so that those it feeds get their turns in between
-            return False
-        response = self._response(message)
-        if response is not None:
-            if self._apply is None:
-                try:
-                    self._send.send_nowait(response)
-                except (trio.WouldBlock, trio.BrokenResourceError):
-                    return False  # (receive and _message wait for room, or end the stream)
-            elif not self._applied(response):
-                return True
-            self._delivered(response)
-        self._last_activity = trio.current_time()
-        return True
-
-    async def _message(
-        self, message: WatchMessage, endpoint: str, send: trio.MemorySendChannel[WatchResponse]
-    ) -> None:
-        h = message.header
-        cluster = h.cluster_id
-        if cluster and cluster != self._cluster_id:
-            if self._cluster_id is not None:
-                raise ClusterChangedError(
-                    f"the cluster id changed from {self._cluster_id:x} to "
-                    f"{cluster:x}: a different or restored cluster",
-                    request=self._what,
-                    endpoint=endpoint,
-                )
-            self._cluster_id = cluster
-        if message.canceled:
-            self._canceled(message, endpoint)
-        if message.created:
-            await self._created(h.revision, endpoint)
-            return
-        response = self._response(message)
-        if response is None:
-            return
-        if self._apply is not None:
-            if self._applied(response):
-                self._delivered(response)
-            return
-        try:
-            send.send_nowait(response)  # the common case: no trip through the scheduler
-        except trio.WouldBlock:
-            # the connection may be left while we wait: a send that is cancelled has not
-            # happened, so the stream resumes from before this response
-            self._sending = True
-            try:
-                await send.send(response)
-            finally:
-                self._sending = False
-            self._last_activity = trio.current_time()
-        self._delivered(response)
-
-    def _applied(self, response: WatchResponse) -> bool:
-        """Hand a response to ``apply``; False if it raised: then the stream ends, and
-        ``receive`` raises that error (not the transport's reader that called us)."""
-        assert self._apply is not None
-        try:
-            self._apply(response)
-        except Exception as exc:
-            self._apply_error = exc
-            self._leave(f"applying a response failed: {exc!r}")
-            return False
-        return True
-
-    def _response(self, message: WatchMessage) -> WatchResponse | None:
-        """What an events or progress message delivers: None if nothing new."""
-        events = message.events
-        if events:
-            if events[0].kv.mod_revision < self._next:  # never deliver a revision twice
-                events = [e for e in events if e.kv.mod_revision >= self._next]
-                if not events:
-                    return None
-            revision = events[-1].kv.mod_revision
-        else:
-            revision = message.header.revision
-            if revision < self._next - 1:
-                return None  # an out-of-date progress report says nothing new
-        return WatchResponse(message.header, events, revision)
-
-    def _delivered(self, response: WatchResponse) -> None:
-        revision = response.revision
-        self._events += len(response.events)
-        if revision > self._seen:
-            self._seen = revision
-        self._next = revision + 1
-        self._responses += 1
-
-    def _canceled(self, message: WatchMessage, endpoint: str) -> NoReturn:
-        if message.compact_revision:
-            error = CompactedError(
-                f"revision {self._next} is compacted (compacted up to {message.compact_revision})",
-                request=self._what,
-                endpoint=endpoint,
-            )
-            error.compact_revision = message.compact_revision
-            raise error
-        assert message.error is not None  # the transport says why
-        raise message.error
 
     async def _created(self, revision: int, endpoint: str) -> None:
         if self._next == 0:
