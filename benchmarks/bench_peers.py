@@ -4,7 +4,7 @@
 Usage::
 
     python benchmarks/bench_peers.py [--keys 100000] [--rounds 5] [--quick]
-    python benchmarks/bench_peers.py --only watch,latency [--events 5000] [--latency 1000]
+    python benchmarks/bench_peers.py --only watch,latency [--events 5000] [--latency 2000]
 
 It starts its own etcd 3.5 on loopback, loads ``--keys`` keys (34-46 byte keys, 40-byte
 values; only for the read, mount and dump rows) and measures, each round running every
@@ -597,7 +597,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--puts", type=int, default=2000)
     parser.add_argument("--events", type=int, default=5000, help="per watch CPU run")
-    parser.add_argument("--latency", type=int, default=1000, help="puts per latency run")
+    parser.add_argument("--latency", type=int, default=2000, help="puts per latency run")
     parser.add_argument("--watches", type=int, default=1000)
     parser.add_argument(
         "--only",
