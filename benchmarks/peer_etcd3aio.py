@@ -1,18 +1,13 @@
 #!/usr/bin/env python
-"""etcd3aio's side of ``bench_peers.py``, one measurement per process.
+"""etcd3aio's read and puts rows of ``bench_peers.py``, one measurement per process.
 
 etcd3aio's generated ``_pb2`` modules register the same protobuf names as aetcd's, so the two
 cannot be imported into one process; ``bench_peers.py`` runs this script once per round
-and row instead, between its in-process rows, and reads one JSON line from its output::
+and row instead (beside its in-process rows; its watch and latency rows run every watcher
+in a process of its own anyway) and reads one JSON line from its output::
 
     python benchmarks/peer_etcd3aio.py read ENDPOINT
     python benchmarks/peer_etcd3aio.py puts ENDPOINT COUNT TASKS
-    python benchmarks/peer_etcd3aio.py latency ENDPOINT COUNT
-    python benchmarks/peer_etcd3aio.py watch ENDPOINT COUNT
-
-``watch`` prints ``ready`` once its watch is created, then counts COUNT single-event
-messages written by the parent (another process: this process's CPU is the watcher's
-alone, grpc's C-core threads included) and prints its CPU per message.
 """
 
 from __future__ import annotations
@@ -31,7 +26,6 @@ etcd3aio: Any = importlib.import_module("etcd3aio")
 
 PREFIX = b"/bench/"
 END = b"/bench0"
-WATCH_PREFIX = b"/watchbench/"
 
 
 def _client(endpoint: str) -> Any:
@@ -65,47 +59,11 @@ async def puts(endpoint: str, count: str, tasks: str) -> dict[str, float]:
         return {"rate": n / (time.perf_counter() - started)}
 
 
-async def latency(endpoint: str, count: str) -> dict[str, list[float]]:
-    key = WATCH_PREFIX + b"elat"
-    out: list[float] = []
-    async with _client(endpoint) as client:
-        revision = (await client.kv.put(key, b"start")).header.revision
-        events = client.watch.watch(key, start_revision=revision + 1)
-        assert (await events.__anext__()).created
-        for i in range(int(count)):
-            started = time.perf_counter()
-            await client.kv.put(key, b"%d" % i)
-            await events.__anext__()
-            out.append(time.perf_counter() - started)
-        await events.aclose()
-    return {"seconds": out}
-
-
-async def watch(endpoint: str, count: str) -> dict[str, float]:
-    key = WATCH_PREFIX + b"ecpu"
-    n = int(count)
-    async with _client(endpoint) as client:
-        revision = (await client.kv.put(key, b"start")).header.revision
-        events = client.watch.watch(key, start_revision=revision + 1)
-        assert (await events.__anext__()).created
-        cpu = time.process_time()
-        print("ready", flush=True)
-        messages = received = 0
-        while received < n:
-            received += len((await events.__anext__()).events)
-            messages += 1
-        cpu = time.process_time() - cpu
-        await events.aclose()
-        return {"cpu_per_message": cpu / messages, "messages": messages}
-
-
 def main() -> None:
     row, *args = sys.argv[1:]
     rows: dict[str, Callable[..., Coroutine[Any, Any, object]]] = {
         "read": read,
         "puts": puts,
-        "latency": latency,
-        "watch": watch,
     }
     fn = rows[row]
     print(json.dumps(asyncio.run(fn(*args))), flush=True)

@@ -76,6 +76,35 @@ async def test_watch_cut_mid_message_resumes_without_gap(
         assert stream.statistics().disconnects == 1
 
 
+async def test_watch_message_of_many_events(
+    fake: FakeEtcd, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A transaction's events come as one message, decoded whole (with the collector
+    paused from 64 events on), previous values included."""
+    async with grpc_client(fake) as client:
+        await client.txn(success=[et.Put(f"/m/{i:03d}", "old") for i in range(100)])
+        async with client.watch("/m/", prefix=True, prev_kv=True) as stream:
+            for count in (1, 100):
+                result = await client.txn(
+                    success=[et.Put(f"/m/{i:03d}", str(count)) for i in range(count)]
+                )
+                response = await stream.receive()
+                assert len(response.events) == count
+                assert response.revision == result.header.revision
+                for i, event in enumerate(response.events):
+                    assert event.type is et.EventType.PUT
+                    assert event.kv.key == f"/m/{i:03d}".encode()
+                    assert event.kv.value == str(count).encode()
+                    assert event.kv.mod_revision == result.header.revision
+                    assert event.prev_kv is not None
+                    assert event.prev_kv.value == (b"1" if count == 100 and i == 0 else b"old")
+                    assert event.prev_kv.mod_revision < event.kv.mod_revision
+            await client.delete("/m/000")
+            (deleted,) = (await stream.receive()).events
+            assert deleted.type is et.EventType.DELETE
+            assert deleted.prev_kv is not None and deleted.prev_kv.value == b"100"
+
+
 # --- RST_STREAM -------------------------------------------------------------------------------
 
 

@@ -45,6 +45,7 @@ from .._wire import (
 from .connection import Connection, Credentials
 from .lease import Lease, open_lease
 from .watch import WatchStream, open_watch
+from .watch_delivery import Apply, Backlog
 
 __all__ = ["Client", "endpoint_urls", "open_client"]
 
@@ -405,6 +406,40 @@ class Client:
             heartbeat=heartbeat,
             stall_timeout=stall_timeout,
             probe=self._probe,
+        )
+
+    def _applied_watch(
+        self,
+        key: bytes,
+        range_end: bytes,
+        *,
+        start_revision: int,
+        apply: Apply,
+        backlog: Backlog,
+    ) -> AbstractAsyncContextManager[WatchStream]:
+        """(The mount's.) A prefix watch as :meth:`watch` makes it, whose responses are
+        handed to ``apply`` as they arrive instead of being received: by the transport's
+        reader, mostly, so each costs one task switch less. ``apply`` must not block; an
+        exception from it ends the stream and is raised by ``receive``, which only
+        raises: the error that ended the stream.
+
+        While ``backlog()`` is true (those ``apply`` feeds have not taken what it gave
+        them), responses are applied by the stream's own task instead, one per pass of the
+        scheduler, so that a burst read at once is not applied at once."""
+        return open_watch(
+            self._conn,
+            key,
+            range_end,
+            start_revision=start_revision,
+            prev_kv=False,
+            progress_notify=True,
+            filters=(),
+            buffer=0,
+            heartbeat=10.0,
+            stall_timeout=None,
+            probe=self._probe,
+            apply=apply,
+            backlog=backlog,
         )
 
     async def _probe(self, endpoint: str) -> int:

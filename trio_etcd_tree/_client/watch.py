@@ -44,15 +44,15 @@ import trio
 from .._core.errors import (
     AuthenticationError,
     ClusterChangedError,
-    CompactedError,
     EtcdError,
     PermissionDeniedError,
     UnavailableError,
 )
 from .._core.types import WatchResponse
 from .._core.util import Backoff, open_service_nursery
-from .._wire import WatchCreateRequest, WatchMessage
+from .._wire import SinkWireWatch, WatchCreateRequest
 from .connection import Connection
+from .watch_delivery import Apply, Backlog, Delivery
 
 __all__ = ["ConnectionState", "WatchStatistics", "WatchStream", "open_watch"]
 
@@ -93,7 +93,7 @@ Probe = Callable[[str], Awaitable[int]]
 
 
 @final
-class WatchStream(trio.abc.ReceiveChannel[WatchResponse]):
+class WatchStream(Delivery, trio.abc.ReceiveChannel[WatchResponse]):
     """The receiving end of a watch (from ``Client.watch``): a trio ``ReceiveChannel`` of
     :class:`WatchResponse`.
 
@@ -113,18 +113,19 @@ class WatchStream(trio.abc.ReceiveChannel[WatchResponse]):
 
     def __init__(
         self,
-        receive: trio.MemoryReceiveChannel[WatchResponse],
+        buffer: int,
         connection: Connection,
         create: Callable[[int], WatchCreateRequest],
         start_revision: int,
         heartbeat: float,
         stall_timeout: float | None,
         probe: Probe,
+        apply: Apply | None = None,
+        backlog: Backlog | None = None,
     ) -> None:
-        self._receive = receive
+        super().__init__(buffer, start_revision, apply, backlog)
         self._conn = connection
         self._create = create
-        self._next = start_revision
         self._heartbeat = heartbeat
         self._stall_timeout = stall_timeout
         self._probe = probe
@@ -136,17 +137,11 @@ class WatchStream(trio.abc.ReceiveChannel[WatchResponse]):
         self._reconnects = 0
         self._disconnects = 0
         self._stalls = 0
-        self._responses = 0
-        self._events = 0
         self._last_error: str | None = None
-        self._last_activity = trio.current_time()
-        self._sending = False
         self._silent: str | None = None  # why the current connection is being left
         self._moved = False  # ... because its endpoint was marked unhealthy
         self._confirmed = trio.Event()  # the current connection's watch was created
         self._scope = trio.CancelScope()  # the current connection's
-        self._seen = 0  # the highest revision the server has shown us
-        self._cluster_id: int | None = None
 
     # --- the consumer's side ---------------------------------------------------------------
 
@@ -171,6 +166,8 @@ class WatchStream(trio.abc.ReceiveChannel[WatchResponse]):
             self._raise_end()
 
     def _raise_end(self) -> NoReturn:
+        if self._apply_error is not None:
+            raise self._apply_error
         if self._error is not None:
             raise self._error from None
         raise trio.EndOfChannel
@@ -232,15 +229,10 @@ class WatchStream(trio.abc.ReceiveChannel[WatchResponse]):
 
     # --- the task --------------------------------------------------------------------------
 
-    async def _run(
-        self,
-        send: trio.MemorySendChannel[WatchResponse],
-        *,
-        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-    ) -> None:
-        with send:
+    async def _run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        with self._send:
             try:
-                await self._follow(send, task_status)
+                await self._follow(task_status)
             except trio.BrokenResourceError:
                 pass  # the consumer closed its end
             except EtcdError as exc:
@@ -251,9 +243,7 @@ class WatchStream(trio.abc.ReceiveChannel[WatchResponse]):
             finally:
                 self._set_state(ConnectionState.CLOSED)
 
-    async def _follow(
-        self, send: trio.MemorySendChannel[WatchResponse], task_status: trio.TaskStatus[None]
-    ) -> None:
+    async def _follow(self, task_status: trio.TaskStatus[None]) -> None:
         backoff = Backoff()
         renewed = False
         while True:
@@ -270,7 +260,7 @@ class WatchStream(trio.abc.ReceiveChannel[WatchResponse]):
                     self._last_activity = trio.current_time()
                     nursery.start_soon(self._watchdog, endpoint)
                     nursery.start_soon(self._leave_when_failed, endpoint)
-                    await self._connection(endpoint, send)
+                    await self._connection(endpoint)
                 # only a cancellation by _leave() ends a connection without an error
                 reason = str(self._silent)
             except _Renew as exc:
@@ -281,6 +271,8 @@ class WatchStream(trio.abc.ReceiveChannel[WatchResponse]):
                 continue
             except UnavailableError as exc:
                 reason = str(exc)
+            if self._apply_error is not None:
+                return  # (receive raises it)
             if self._state is ConnectionState.CONNECTED:
                 self._disconnects += 1
                 renewed = False
@@ -303,81 +295,28 @@ class WatchStream(trio.abc.ReceiveChannel[WatchResponse]):
         self._moved = self._silent is None
         self._leave("the endpoint was marked unhealthy")
 
-    async def _connection(self, endpoint: str, send: trio.MemorySendChannel[WatchResponse]) -> None:
+    async def _connection(self, endpoint: str) -> None:
         """One connection: read its messages until it ends (always with an error)."""
         try:
             async with self._conn.watch(endpoint, self._create(self._next)) as watch:
-                while True:
-                    message = await watch.receive()
-                    self._last_activity = trio.current_time()
-                    await self._message(message, endpoint, send)
+                direct = watch if isinstance(watch, SinkWireWatch) else None
+                if direct is not None:
+                    direct.sink = self._take
+                try:
+                    while True:
+                        self._busy = False
+                        message = await watch.receive()
+                        self._busy = True
+                        self._last_activity = trio.current_time()
+                        await self._message(message, endpoint)
+                finally:
+                    self._busy = True
+                    if direct is not None:
+                        direct.sink = None
         except (AuthenticationError, PermissionDeniedError) as exc:
             if self._conn.credentials is not None:
                 raise _Renew(exc) from None
             raise
-
-    @property
-    def _what(self) -> str:
-        return f"watch from revision {self._next}"
-
-    async def _message(
-        self, message: WatchMessage, endpoint: str, send: trio.MemorySendChannel[WatchResponse]
-    ) -> None:
-        h = message.header
-        cluster = h.cluster_id
-        if cluster and cluster != self._cluster_id:
-            if self._cluster_id is not None:
-                raise ClusterChangedError(
-                    f"the cluster id changed from {self._cluster_id:x} to "
-                    f"{cluster:x}: a different or restored cluster",
-                    request=self._what,
-                    endpoint=endpoint,
-                )
-            self._cluster_id = cluster
-        if message.canceled:
-            self._canceled(message, endpoint)
-        if message.created:
-            await self._created(h.revision, endpoint)
-            return
-        events = message.events
-        if events:
-            if events[0].kv.mod_revision < self._next:  # never deliver a revision twice
-                events = [e for e in events if e.kv.mod_revision >= self._next]
-                if not events:
-                    return
-            revision = events[-1].kv.mod_revision
-        else:
-            revision = h.revision
-            if revision < self._next - 1:
-                return  # an out-of-date progress report says nothing new
-        response = WatchResponse(h, events, revision)
-        try:
-            send.send_nowait(response)  # the common case: no trip through the scheduler
-        except trio.WouldBlock:
-            # the connection may be left while we wait: a send that is cancelled has not
-            # happened, so the stream resumes from before this response
-            self._sending = True
-            try:
-                await send.send(response)
-            finally:
-                self._sending = False
-            self._last_activity = trio.current_time()
-        self._events += len(events)
-        self._seen = max(self._seen, revision)
-        self._next = revision + 1
-        self._responses += 1
-
-    def _canceled(self, message: WatchMessage, endpoint: str) -> NoReturn:
-        if message.compact_revision:
-            error = CompactedError(
-                f"revision {self._next} is compacted (compacted up to {message.compact_revision})",
-                request=self._what,
-                endpoint=endpoint,
-            )
-            error.compact_revision = message.compact_revision
-            raise error
-        assert message.error is not None  # the transport says why
-        raise message.error
 
     async def _created(self, revision: int, endpoint: str) -> None:
         if self._next == 0:
@@ -448,8 +387,11 @@ async def open_watch(
     heartbeat: float,
     stall_timeout: float | None,
     probe: Probe,
+    apply: Apply | None = None,
+    backlog: Backlog | None = None,
 ) -> AsyncIterator[WatchStream]:
-    """The context manager behind ``Client.watch``."""
+    """The context manager behind ``Client.watch`` (see ``Client._applied_watch`` for
+    ``apply``)."""
     if start_revision < 0:
         raise ValueError("start_revision must be >= 0")
 
@@ -458,12 +400,19 @@ async def open_watch(
             key, range_end, revision, prev_kv, progress_notify, tuple(filters)
         )
 
-    send, receive = trio.open_memory_channel[WatchResponse](buffer)
     stream = WatchStream(
-        receive, connection, create, start_revision, heartbeat, stall_timeout, probe
+        buffer,
+        connection,
+        create,
+        start_revision,
+        heartbeat,
+        stall_timeout,
+        probe,
+        apply,
+        backlog,
     )
     async with open_service_nursery() as nursery:
-        await nursery.start(_start, stream, send)
+        await nursery.start(_start, stream)
         try:
             yield stream
         finally:
@@ -471,10 +420,7 @@ async def open_watch(
 
 
 async def _start(
-    stream: WatchStream,
-    send: trio.MemorySendChannel[WatchResponse],
-    *,
-    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    stream: WatchStream, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
 ) -> None:
     stream._task_status = task_status
-    await stream._run(send)
+    await stream._run()

@@ -42,7 +42,7 @@ from .._core.errors import (
     TreeClosedError,
 )
 from .._core.keys import prefix_end, show_bytes
-from .._core.types import KeyValue, Page, WatchResponse, rows, undecoded
+from .._core.types import Event, KeyValue, Page, WatchResponse, rows, undecoded
 from .._core.util import Backoff, gc_paused, open_service_nursery
 from .changes import MountState, MountStatistics, Update
 from .core import TreeCore
@@ -239,21 +239,28 @@ class Reflector:
             return kvs, revision
 
     async def _follow(self, ready: Callable[[], None]) -> None:
+        """Apply the watch's responses until it ends (with the error raised here).
+
+        They are applied as they arrive, by the task that receives them from the server
+        (``Client._applied_watch``): no task switch between the connection and the tree,
+        and none of their order, gaps or resumption changes; ``_apply`` never waits. While
+        a subscriber has updates waiting, the stream's task applies them one per pass of
+        the scheduler instead, so that a burst of messages read at once reaches a
+        subscriber that keeps up at its own pace, rather than all at once into its buffer.
+        """
         start, end = self.range
-        async with self.client.watch(
-            start, end, start_revision=self.core.revision + 1, buffer=16
+        async with self.client._applied_watch(
+            start,
+            end,
+            start_revision=self.core.revision + 1,
+            apply=self._apply,
+            backlog=self.subscriptions.backlog,
         ) as stream:
             self._stream = stream
             self.set_state(MountState.SYNCED)
             ready()
             try:
-                while True:
-                    self._apply(await stream.receive())
-                    while True:  # a burst: apply all of it before waiting again
-                        try:
-                            self._apply(stream.receive_nowait())
-                        except trio.WouldBlock:
-                            break
+                await stream.receive()  # only raises: the error that ended the watch
             finally:
                 self._stream = None
                 self._earlier_reconnects += stream.statistics().disconnects
@@ -261,17 +268,24 @@ class Reflector:
     def _apply(self, response: WatchResponse) -> None:
         events = response.events
         if events:
-            start = 0
-            for i in range(1, len(events) + 1):
-                if i == len(events) or events[i].kv.mod_revision != events[start].kv.mod_revision:
-                    revision = events[start].kv.mod_revision
-                    changes = self.core.apply(events[start:i], revision)
-                    self.revisions_applied += 1
-                    self.events_applied += i - start
-                    if changes:
-                        self._publish(Update(revision, tuple(changes)))
-                    start = i
+            revision = events[0].kv.mod_revision
+            if events[-1].kv.mod_revision == revision:  # one revision: a live message
+                self._apply_revision(events, revision)
+            else:  # a catch-up message: revision by revision
+                start = 0
+                for i in range(1, len(events) + 1):
+                    if i == len(events) or events[i].kv.mod_revision != revision:
+                        self._apply_revision(events[start:i], revision)
+                        if i < len(events):
+                            start, revision = i, events[i].kv.mod_revision
         self.advance(response.revision)
+
+    def _apply_revision(self, events: list[Event], revision: int) -> None:
+        changes = self.core.apply(events, revision)
+        self.revisions_applied += 1
+        self.events_applied += len(events)
+        if changes:
+            self._publish(Update(revision, tuple(changes)))
 
     def _publish(self, update: Update) -> None:
         self.subscriptions.publish(update)

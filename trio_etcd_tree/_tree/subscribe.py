@@ -40,6 +40,7 @@ class Subscription(trio.abc.ReceiveChannel[Update]):
         self._send, self._receive = trio.open_memory_channel[Update](buffer)
         self.overflowed = False
         self.delivered = 0
+        self.received = 0
 
     async def receive(self) -> Update:
         """The next update.
@@ -47,7 +48,7 @@ class Subscription(trio.abc.ReceiveChannel[Update]):
         Cancellation: a checkpoint; no update is lost when cancelled.
         """
         try:
-            return await self._receive.receive()
+            update = await self._receive.receive()
         except trio.EndOfChannel:
             if self.overflowed:
                 raise SubscriptionOverflow(
@@ -55,6 +56,8 @@ class Subscription(trio.abc.ReceiveChannel[Update]):
                     f"by more than its buffer; re-read the tree and subscribe again"
                 ) from None
             raise
+        self.received += 1
+        return update
 
     async def aclose(self) -> None:
         await self._receive.aclose()
@@ -115,6 +118,10 @@ class Subscriptions:
 
     def __len__(self) -> int:
         return len(self._all)
+
+    def backlog(self) -> bool:
+        """Whether a subscriber has not received every update handed to it yet."""
+        return any(sub.received != sub.delivered for sub in self._all)
 
     def publish(self, update: Update) -> None:
         for sub in list(self._all):
@@ -183,14 +190,14 @@ async def _debounce(raw: Subscription, out: Subscription, delay: float, max_dela
     pending: dict[Path, Change] = {}
     revision = 0
     resync = False
-    async for update in raw._receive:
+    async for update in raw:  # (counted as received: see Subscriptions.backlog)
         merge(pending, update.changes)
         revision, resync = update.revision, resync or update.resync
         forced_at = trio.current_time() + max_delay
         while True:
             with trio.move_on_at(min(trio.current_time() + delay, forced_at)):
                 try:
-                    update = await raw._receive.receive()
+                    update = await raw.receive()
                 except trio.EndOfChannel:
                     break
                 merge(pending, update.changes)

@@ -20,11 +20,13 @@ from .base import (
     PutRequest as PutRequest,
     RangeRequest as RangeRequest,
     Request as Request,
+    SinkWireWatch as SinkWireWatch,
     StatusRequest as StatusRequest,
     Transport as Transport,
     TxnRequest as TxnRequest,
     WatchCreateRequest as WatchCreateRequest,
     WatchMessage as WatchMessage,
+    WatchSink as WatchSink,
     WireWatch as WireWatch,
 )
 

@@ -20,7 +20,7 @@ What a transport promises, so the client can tell the truth about a failed write
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -60,11 +60,13 @@ __all__ = [
     "PutRequest",
     "RangeRequest",
     "Request",
+    "SinkWireWatch",
     "StatusRequest",
     "Transport",
     "TxnRequest",
     "WatchCreateRequest",
     "WatchMessage",
+    "WatchSink",
     "WireWatch",
 ]
 
@@ -326,6 +328,22 @@ class WireWatch(Protocol):
 
     async def request_progress(self) -> None:
         """Ask the server how far the store has moved (answered by a progress message)."""
+
+
+WatchSink = Callable[[WatchMessage], bool]
+"""Takes a message at once, in the transport's reader (True), or leaves it to ``receive``
+(False): see :class:`SinkWireWatch`."""
+
+
+@runtime_checkable
+class SinkWireWatch(WireWatch, Protocol):
+    """A watch that can hand its messages to their consumer without a trip through the
+    scheduler: while nothing waits in its buffer, each message is first offered to
+    ``sink`` (if set), called synchronously by the transport's reader. A message the sink
+    refuses, and every later one until the buffer is empty again, is buffered for
+    ``receive`` as usual, so the order is kept. The sink must not block or raise."""
+
+    sink: WatchSink | None
 
 
 @runtime_checkable

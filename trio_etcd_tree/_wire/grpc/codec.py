@@ -361,18 +361,32 @@ def members(data: bytes) -> list[Member]:
 
 
 _PUT, _DELETE = EventType.PUT, EventType.DELETE
+_MANY_EVENTS = 64
+"""From this many events on (a catch-up message), the collector is paused while they are
+built; for the one event of a live message pausing it costs more than it saves."""
 
 
 def events(items: Any) -> list[Event]:
-    with gc_paused():
-        return [
-            Event(
+    if len(items) >= _MANY_EVENTS:
+        with gc_paused():
+            return _events(items)
+    return _events(items)
+
+
+def _events(items: Any) -> list[Event]:
+    # tuple.__new__ builds the named tuples without their Python-level __new__, as _kvs does
+    new = tuple.__new__
+    return [
+        new(
+            Event,
+            (
                 _DELETE if e.type else _PUT,
-                _kv(e.kv),
-                _kv(e.prev_kv) if e.HasField("prev_kv") else None,
-            )
-            for e in items
-        ]
+                new(KeyValue, _KV_FIELDS(e.kv)),
+                new(KeyValue, _KV_FIELDS(e.prev_kv)) if e.HasField("prev_kv") else None,
+            ),
+        )
+        for e in items
+    ]
 
 
 def watch_response(data: bytes) -> Any:

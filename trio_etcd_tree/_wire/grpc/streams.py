@@ -35,7 +35,7 @@ import trio
 
 from ..._core.errors import EtcdError, UnavailableError
 from ..._core.types import ResponseHeader
-from ..base import WatchCreateRequest, WatchMessage
+from ..base import WatchCreateRequest, WatchMessage, WatchSink
 from ..errors import cancel_reason_fields, error_for
 from . import codec
 from .connection import GrpcConnection, GrpcStream, Method, copy_error
@@ -53,7 +53,7 @@ _PROGRESS_ID: Final = -1
 
 @final
 class MuxWatch:
-    """One watch on a :class:`WatchMux` (a :class:`~trio_etcd_tree._wire.base.WireWatch`).
+    """One watch on a :class:`WatchMux` (a :class:`~trio_etcd_tree._wire.base.SinkWireWatch`).
     Get it from :meth:`WatchMux.watch`."""
 
     def __init__(self, mux: WatchMux, watch_id: int, create: WatchCreateRequest) -> None:
@@ -70,6 +70,8 @@ class MuxWatch:
         """The first revision not yet handed to the consumer's buffer (0: not known yet)."""
         self.resumed = 0
         """How often the watch fell behind and was created again."""
+        self.sink: WatchSink | None = None
+        """Offered each message first while none is buffered (see ``SinkWireWatch``)."""
 
     # -- the consumer's side --
 
@@ -81,17 +83,20 @@ class MuxWatch:
 
         Cancellation: safe; a message is never lost to a cancelled receive.
         """
+        waited = False
         while True:
             if self._buffer:
-                await trio.lowlevel.checkpoint()
+                if not waited:  # (waiting for the message was this call's checkpoint)
+                    await trio.lowlevel.checkpoint()
                 return self._buffer.popleft()
             if self._error is not None:
                 raise copy_error(self._error)
             if self._suspended:
                 await self._mux._recreate(self)
-                continue
-            await self._changed.wait()
-            self._changed = trio.Event()
+            else:
+                await self._changed.wait()
+                self._changed = trio.Event()
+            waited = True
 
     async def request_progress(self) -> None:
         """Ask etcd how far the store has moved; every watch of the stream gets a progress
@@ -110,13 +115,17 @@ class MuxWatch:
         self._changed.set()
 
     def _push(self, message: WatchMessage, revision: int) -> bool:
-        """Buffer a message; False when the buffer is full (the watch must be suspended)."""
-        if len(self._buffer) >= self._mux.max_buffered:
-            return False
-        self._buffer.append(message)
+        """Hand a message to the sink, or buffer it; False when the buffer is full (the
+        watch must be suspended)."""
+        buffer = self._buffer
+        sink = self.sink
+        if buffer or sink is None or not sink(message):
+            if len(buffer) >= self._mux.max_buffered:
+                return False
+            buffer.append(message)
+            self._changed.set()
         if revision:
             self.next_revision = revision + 1
-        self._changed.set()
         return True
 
 
@@ -198,7 +207,9 @@ class WatchMux:
         try:
             while True:
                 data = await stream.receive("watch")
-                await self._dispatch(codec.watch_response(data))
+                behind = self._dispatch(codec.watch_response(data))
+                for watch_id in behind:  # (stopped on the server before the next message)
+                    await self._send_quietly(codec.watch_cancel_request(watch_id))
         except EtcdError as error:
             self._end(stream, error)
 
@@ -210,14 +221,17 @@ class WatchMux:
         self._creates.clear()
         stream.close()
 
-    async def _dispatch(self, message: Any) -> None:
+    def _dispatch(self, message: Any) -> list[int]:
+        """Hand a message to its watch (a progress report to every watch); the ids of the
+        watches that fell behind with it, to cancel on the server."""
         watch_id = message.watch_id
+        behind: list[int] = []
         if watch_id == _PROGRESS_ID and not message.created:
             progress = WatchMessage(codec.header(message.header))
             for each in list(self._watches.values()):
                 if not each._suspended and each not in self._creates:
-                    await self._deliver(each, progress, progress.header.revision)
-            return
+                    self._deliver(each, progress, progress.header.revision, behind)
+            return behind
         watch: MuxWatch | None
         if message.created:
             # etcd 3.4 answers a create it refuses with watch id -1: it is the oldest one due
@@ -230,40 +244,37 @@ class WatchMux:
         else:
             watch = self._watches.get(watch_id)
         if watch is None:
-            return  # a watch we cancelled already
+            return behind  # a watch we cancelled already
         header = codec.header(message.header)
         if message.canceled:
             self._forget(watch)
-            await self._deliver(watch, self._canceled(message, header, watch), 0, force=True)
+            watch._buffer.append(self._canceled(message, header, watch))
             # after the canceled message, the watch is over
             watch._fail(self._lost("the server cancelled the watch"))
-            return
+            return behind
         if message.created:
             if not watch.next_revision:
                 watch.next_revision = header.revision + 1
             if watch._silent_create:
                 watch._silent_create = False
-                return
-            await self._deliver(watch, WatchMessage(header, created=True), 0)
-            return
+                return behind
+            self._deliver(watch, WatchMessage(header, created=True), 0, behind)
+            return behind
         events = codec.events(message.events)
         revision = events[-1].kv.mod_revision if events else header.revision
-        await self._deliver(watch, WatchMessage(header, events), revision)
+        self._deliver(watch, WatchMessage(header, events), revision, behind)
+        return behind
 
-    async def _deliver(
-        self, watch: MuxWatch, message: WatchMessage, revision: int, *, force: bool = False
+    def _deliver(
+        self, watch: MuxWatch, message: WatchMessage, revision: int, behind: list[int]
     ) -> None:
-        if force:
-            watch._buffer.append(message)
-            watch._changed.set()
-            return
         if watch._push(message, revision):
             return
-        # the consumer fell behind: stop this id on the server, drop its answers, and
-        # create the watch again once the consumer has caught up
+        # the consumer fell behind: stop this id on the server (the caller does), drop
+        # its answers, and create the watch again once the consumer has caught up
         watch._suspended = True
         self._watches.pop(watch.id, None)
-        await self._send_quietly(codec.watch_cancel_request(watch.id))
+        behind.append(watch.id)
 
     def _canceled(self, message: Any, header: ResponseHeader, watch: MuxWatch) -> WatchMessage:
         if message.compact_revision:
