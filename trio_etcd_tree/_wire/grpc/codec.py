@@ -211,7 +211,7 @@ EMPTY_REQUEST = b""
 # --- answers -------------------------------------------------------------------------------
 
 
-def _parse(cls: Any, data: bytes) -> Any:
+def _parse(cls: Any, data: bytes | bytearray) -> Any:
     try:
         return cls.FromString(data)
     except Exception as exc:  # upb raises google.protobuf.message.DecodeError
@@ -300,60 +300,60 @@ def _op_result(op: Any) -> OpResult:
     raise ProtocolError("an operation result of no known kind in a txn answer")
 
 
-def range_result(data: bytes) -> RangeResult:
+def range_result(data: bytes | bytearray) -> RangeResult:
     return _range_result(_parse(pb.RangeResponse, data), len(data))
 
 
-def put_result(data: bytes) -> PutResult:
+def put_result(data: bytes | bytearray) -> PutResult:
     return _put_result(_parse(pb.PutResponse, data))
 
 
-def delete_result(data: bytes) -> DeleteResult:
+def delete_result(data: bytes | bytearray) -> DeleteResult:
     return _delete_result(_parse(pb.DeleteRangeResponse, data))
 
 
-def txn_result(data: bytes) -> TxnResult:
+def txn_result(data: bytes | bytearray) -> TxnResult:
     return _txn_result(_parse(pb.TxnResponse, data))
 
 
-def header_only(data: bytes) -> ResponseHeader:
+def header_only(data: bytes | bytearray) -> ResponseHeader:
     """The answer to Compact and LeaseRevoke: a header and nothing else."""
     return header(_parse(pb.CompactionResponse, data).header)
 
 
-def lease_grant(data: bytes) -> LeaseGrant:
+def lease_grant(data: bytes | bytearray) -> LeaseGrant:
     r = _parse(pb.LeaseGrantResponse, data)
     if r.error:
         raise ProtocolError(f"lease grant refused: {r.error}")
     return LeaseGrant(r.ID, r.TTL, header(r.header))
 
 
-def lease_keep_alive(data: bytes) -> tuple[int, int]:
+def lease_keep_alive(data: bytes | bytearray) -> tuple[int, int]:
     """``(lease id, ttl)``: a TTL of 0 or less means the lease is gone."""
     r = _parse(pb.LeaseKeepAliveResponse, data)
     return r.ID, r.TTL
 
 
-def lease_info(data: bytes) -> LeaseInfo:
+def lease_info(data: bytes | bytearray) -> LeaseInfo:
     r = _parse(pb.LeaseTimeToLiveResponse, data)
     return LeaseInfo(r.ID, r.TTL, r.grantedTTL, sorted(r.keys))  # etcd lists them at random
 
 
-def leases(data: bytes) -> list[int]:
+def leases(data: bytes | bytearray) -> list[int]:
     return [lease.ID for lease in _parse(pb.LeaseLeasesResponse, data).leases]
 
 
-def token(data: bytes) -> str:
+def token(data: bytes | bytearray) -> str:
     result: str = _parse(pb.AuthenticateResponse, data).token
     return result
 
 
-def status(data: bytes) -> Status:
+def status(data: bytes | bytearray) -> Status:
     r = _parse(pb.StatusResponse, data)
     return Status(header(r.header), r.version, r.dbSize, r.leader, r.raftIndex, r.raftTerm)
 
 
-def members(data: bytes) -> list[Member]:
+def members(data: bytes | bytearray) -> list[Member]:
     return [
         Member(m.ID, m.name, list(m.peerURLs), list(m.clientURLs), m.isLearner)
         for m in _parse(pb.MemberListResponse, data).members
@@ -389,6 +389,6 @@ def _events(items: Any) -> list[Event]:
     ]
 
 
-def watch_response(data: bytes) -> Any:
+def watch_response(data: bytes | bytearray) -> Any:
     """The parsed WatchResponse message (the watch multiplexer reads its routing fields)."""
     return _parse(pb.WatchResponse, data)

@@ -135,7 +135,7 @@ class GrpcConnection(Receiver):
         state: CallState | None = None,
         token: str | None = None,
         writes: bool = False,
-    ) -> bytes:
+    ) -> bytes | bytearray:
         """Make one unary call and return the answer's message.
 
         The deadline of the surrounding cancel scope goes to the server as ``grpc-timeout``.

@@ -62,7 +62,9 @@ __all__ = ["GrpcTransport"]
 R = TypeVar("R")
 
 
-_CALLS: Final[dict[type[Any], tuple[Method, Callable[[Any], bytes], Callable[[bytes], Any]]]] = {
+_CALLS: Final[
+    dict[type[Any], tuple[Method, Callable[[Any], bytes], Callable[[bytes | bytearray], Any]]]
+] = {
     RangeRequest: (Method("/etcdserverpb.KV/Range"), codec.range_request, codec.range_result),
     PutRequest: (
         Method("/etcdserverpb.KV/Put"),
@@ -213,7 +215,7 @@ class GrpcTransport:
         method, encode, decode = _CALLS[type(request)]
         message = encode(request)
 
-        async def send(peer: _Endpoint) -> bytes:
+        async def send(peer: _Endpoint) -> bytes | bytearray:
             return await peer.connection.unary(
                 method, message, request_desc=what, state=state, token=token, writes=request.writes
             )
