@@ -6,6 +6,7 @@ ends with."""
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from typing import Final, Protocol, TypeVar, final
 
 import trio
@@ -49,6 +50,7 @@ class CallStream:
         "headers",
         "id",
         "messages",
+        "on_message",
         "send_window",
         "sent_end",
         "state",
@@ -60,6 +62,8 @@ class CallStream:
         self.id = stream_id
         self.state = state
         self.messages: deque[bytes | bytearray] = deque()
+        self.on_message: Callable[[bytes | bytearray], None] | None = None
+        """Set: the reader hands it each message instead (see ``GrpcConnection.open_stream``)."""
         self.headers: dict[bytes, bytes] | None = None
         self.status: tuple[int, str] | None = None  # grpc-status and grpc-message
         self.ended = False  # the server ended the stream (END_STREAM)
@@ -207,17 +211,31 @@ class GrpcStream:
         """
         stream = self._stream
         while not stream.messages:
-            if stream.error is not None:
-                stream.error.request = request_desc
-                raise stream.error
-            if stream.ended:
-                endpoint = self._connection.endpoint
-                status = stream.status or (0, "")
-                if status[0] != 0:
-                    raise error_for(status[0], status[1], request=request_desc, endpoint=endpoint)
-                raise lost(endpoint, "the server ended the stream", request=request_desc)
+            if stream.error is not None or stream.ended:
+                raise self._end_error(request_desc)
             await stream.wait()
         return stream.messages.popleft()
+
+    async def end(self, request_desc: str) -> EtcdError:
+        """Wait for the stream to end (one whose messages go to its ``on_message``); the
+        error it ended with, as :meth:`receive` raises it.
+
+        Cancellation: safe."""
+        stream = self._stream
+        while stream.error is None and not stream.ended:
+            await stream.wait()
+        return self._end_error(request_desc)
+
+    def _end_error(self, request_desc: str) -> EtcdError:
+        stream = self._stream
+        if stream.error is not None:
+            stream.error.request = request_desc
+            return stream.error
+        endpoint = self._connection.endpoint
+        status = stream.status or (0, "")
+        if status[0] != 0:
+            return error_for(status[0], status[1], request=request_desc, endpoint=endpoint)
+        return lost(endpoint, "the server ended the stream", request=request_desc)
 
     def close(self) -> None:
         """Reset the stream (RST_STREAM CANCEL) unless it already ended."""

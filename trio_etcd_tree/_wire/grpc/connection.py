@@ -166,14 +166,27 @@ class GrpcConnection(Receiver):
         return stream.result(self.endpoint, request_desc, writes)
 
     async def open_stream(
-        self, method: Method, *, state: CallState | None = None, token: str | None = None
+        self,
+        method: Method,
+        *,
+        state: CallState | None = None,
+        token: str | None = None,
+        on_message: Callable[[bytes | bytearray], None] | None = None,
     ) -> GrpcStream:
         """Open a bidirectional stream (Watch, LeaseKeepAlive); close it with its ``close``.
+
+        With ``on_message``, the reader calls it with each message of the stream, in order,
+        as soon as it is parsed, instead of keeping it for ``receive`` (no task is woken per
+        message); wait for the stream's end with its ``end``. It runs in the connection's
+        reader, so it must never block and should be quick; an exception it raises fails
+        the stream with it (an :class:`EtcdError` as itself, anything else as
+        :class:`UnavailableError`), and the stream's later messages are dropped.
 
         Cancellation: safe; cancelled before its headers were queued, no stream is opened.
         """
         state = state if state is not None else CallState()
         stream = await self._start(method, state, token, deadline=False)
+        stream.on_message = on_message
         return GrpcStream(self, stream)
 
     def close(self) -> None:

@@ -14,6 +14,7 @@ decoded: the HPACK table is shared by the whole connection.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from typing import Final
 
 import trio
@@ -133,10 +134,33 @@ class Receiver:
             self._acknowledge(f.window_update_frame(stream_id, stream.unacked))
             stream.unacked = 0
         complete = stream.feed(payload)  # (the consumer is woken for whole messages)
+        if complete and stream.on_message is not None:
+            complete = self._hand_over(stream, stream.on_message)
         if end:
             self._ended(stream)
         elif complete:
             stream.notify()
+
+    def _hand_over(
+        self, stream: CallStream, on_message: Callable[[bytes | bytearray], None]
+    ) -> bool:
+        """Hand the stream's messages to its ``on_message``, in order, here in the reader (no
+        task is woken for them); True if it raised: then the stream fails with that error
+        (its task is woken to end it) and drops whatever else comes."""
+        messages = stream.messages
+        try:
+            while messages:
+                on_message(messages.popleft())
+        except Exception as exc:
+            messages.clear()
+            stream.on_message = _drop
+            if isinstance(exc, EtcdError):
+                stream.error = stream.error or exc
+            else:
+                why = f"handling a message of the stream failed: {exc!r}"
+                stream.error = stream.error or lost(self.endpoint, why, exc)
+            return True
+        return False
 
     def _ended(self, stream: CallStream) -> None:
         stream.ended = True
@@ -287,6 +311,10 @@ class Receiver:
         if all(stream.id > last for stream in self._streams.values()):
             self._fail(lost(self.endpoint, f"the server is going away ({reason})"))
         self._more_capacity()
+
+
+def _drop(message: bytes | bytearray) -> None:
+    """The ``on_message`` of a stream whose handler failed: what comes after is dropped."""
 
 
 _CONNECTION_FRAMES: Final = {

@@ -197,21 +197,35 @@ class WatchMux:
     async def _send(self, message: bytes) -> None:
         async with self._opening:
             if self._stream is None:
-                stream = await self.connection.open_stream(WATCH, token=self.token)
+                stream = await self.connection.open_stream(
+                    WATCH, token=self.token, on_message=self._on_message
+                )
                 self._stream = stream
                 self.connection.start_soon(lambda: self._read(stream))
             stream = self._stream
         await stream.send(message)
 
+    def _on_message(self, data: bytes | bytearray) -> None:
+        """A message of the stream, in the connection's reader: dispatched at once (the
+        stream's task is not woken); a watch that fell behind is cancelled on the server by
+        a task of its own. An error raised here fails the stream (see ``open_stream``)."""
+        behind = self._dispatch(codec.watch_response(data))
+        if behind:
+            stream = self._stream
+            assert stream is not None  # (the stream's messages come while it is ours)
+            self.connection.start_soon(lambda: self._stop(stream, behind))
+
     async def _read(self, stream: GrpcStream) -> None:
+        """The stream's task: its messages go to :meth:`_on_message`; it waits for the end."""
+        self._end(stream, await stream.end("watch"))
+
+    async def _stop(self, stream: GrpcStream, watch_ids: list[int]) -> None:
+        """Cancel on the server the watches that fell behind (their answers are dropped)."""
         try:
-            while True:
-                data = await stream.receive("watch")
-                behind = self._dispatch(codec.watch_response(data))
-                for watch_id in behind:  # (stopped on the server before the next message)
-                    await self._send_quietly(codec.watch_cancel_request(watch_id))
-        except EtcdError as error:
-            self._end(stream, error)
+            for watch_id in watch_ids:
+                await stream.send(codec.watch_cancel_request(watch_id))
+        except EtcdError:
+            pass  # (the stream broke: the server dropped its watches; _read reports it)
 
     def _end(self, stream: GrpcStream, error: EtcdError) -> None:
         self._stream = None
