@@ -592,7 +592,9 @@ def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--keys", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--puts", type=int, default=2000)
+    parser.add_argument(
+        "--puts", type=int, default=8000, help="puts per run (2000 took ~0.1 s: too noisy)"
+    )
     parser.add_argument("--events", type=int, default=5000, help="per watch CPU run")
     parser.add_argument("--latency", type=int, default=2000, help="puts per latency run")
     parser.add_argument("--watches", type=int, default=1000)
