@@ -4,13 +4,10 @@ Python types to a transport (:mod:`trio_etcd_tree._wire`)."""
 
 from __future__ import annotations
 
-from .client import (
-    Client as Client,
-    endpoint_urls as endpoint_urls,
-    open_client as open_client,
-)
+from .client import Client as Client
 from .connection import Credentials as Credentials
 from .lease import Lease as Lease
+from .open import endpoint_urls as endpoint_urls, open_client as open_client
 from .watch import (
     ConnectionState as ConnectionState,
     WatchStatistics as WatchStatistics,
