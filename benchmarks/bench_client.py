@@ -467,12 +467,15 @@ class WatchRun:
 
 
 @contextmanager
-def child(args: list[str]) -> Iterator[subprocess.Popen[str]]:
-    """This script as a child process; killed (by its PID) if it hangs or we fail."""
+def child(
+    args: list[str], *, script: str = __file__, timeout: float = WATCH_TIMEOUT
+) -> Iterator[subprocess.Popen[str]]:
+    """``script`` (this one by default) as a child process; killed (by its PID) if it runs
+    past ``timeout`` seconds or we fail."""
     process = subprocess.Popen(
-        [sys.executable, os.path.abspath(__file__), *args], stdout=subprocess.PIPE, text=True
+        [sys.executable, os.path.abspath(script), *args], stdout=subprocess.PIPE, text=True
     )
-    timer = threading.Timer(WATCH_TIMEOUT, process.kill)
+    timer = threading.Timer(timeout, process.kill)
     timer.start()
     try:
         yield process

@@ -41,11 +41,10 @@ import os
 import resource
 import subprocess
 import sys
-import threading
 import time
 import tracemalloc
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 import bench_client as bc
@@ -62,21 +61,9 @@ CHILD_TIMEOUT = 300.0  # seconds before a hung child process is killed
 # --- child processes -----------------------------------------------------------------------
 
 
-@contextmanager
-def child(args: list[str]) -> Iterator[subprocess.Popen[str]]:
-    """This script as a child process; killed (by its PID) if it hangs or we fail."""
-    process = subprocess.Popen(
-        [sys.executable, os.path.abspath(__file__), *args], stdout=subprocess.PIPE, text=True
-    )
-    timer = threading.Timer(CHILD_TIMEOUT, process.kill)
-    timer.start()
-    try:
-        yield process
-    finally:
-        timer.cancel()
-        if process.poll() is None:
-            process.kill()
-        process.wait()
+def child(args: list[str]) -> AbstractContextManager[subprocess.Popen[str]]:
+    """This script as a child process (bench_client's ``child``)."""
+    return bc.child(args, script=__file__, timeout=CHILD_TIMEOUT)
 
 
 def wait_ready(process: subprocess.Popen[str]) -> None:

@@ -54,13 +54,13 @@ import signal
 import statistics
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
+import bench_client
 import trio
 
 from trio_etcd_tree import mount, open_client
@@ -459,21 +459,9 @@ def child_main(argv: list[str]) -> None:
     print(json.dumps(result), flush=True)
 
 
-@contextmanager
-def child(args: list[str]) -> Iterator[subprocess.Popen[str]]:
-    """This script as a child process; killed (by its PID) if it hangs or we fail."""
-    process = subprocess.Popen(
-        [sys.executable, os.path.abspath(__file__), *args], stdout=subprocess.PIPE, text=True
-    )
-    timer = threading.Timer(WATCH_TIMEOUT, process.kill)
-    timer.start()
-    try:
-        yield process
-    finally:
-        timer.cancel()
-        if process.poll() is None:
-            process.kill()
-        process.wait()
+def child(args: list[str]) -> AbstractContextManager[subprocess.Popen[str]]:
+    """This script as a child process (bench_client's ``child``)."""
+    return bench_client.child(args, script=__file__, timeout=WATCH_TIMEOUT)
 
 
 def etcd3aio_process(row: str, *args: object) -> Json:
