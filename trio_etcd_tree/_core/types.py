@@ -8,10 +8,10 @@ writes share one revision).
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
-from typing import NamedTuple, Protocol, TypeAlias
+from typing import Any, NamedTuple, Protocol, TypeAlias
 
 __all__ = [
     "DeleteResult",
@@ -33,6 +33,7 @@ __all__ = [
     "WatchResponse",
     "last_key",
     "pairs",
+    "records",
     "rows",
     "size_of",
     "undecoded",
@@ -94,6 +95,11 @@ class KeyValueSource(Protocol):
         """Every key with its value, in order (the other fields not read)."""
         ...
 
+    def records(self) -> Sequence[Any]:
+        """Every key-value as the transport holds it (an object with :class:`KeyValue`'s
+        field names: gRPC's message), in order; a field is decoded when read."""
+        ...
+
     def last_key(self) -> bytes:
         """The last key (there is one)."""
         ...
@@ -110,6 +116,12 @@ KeyValues: TypeAlias = "list[KeyValue] | KeyValueSource"
 def rows(kvs: KeyValues) -> Iterable[KeyValueRow]:
     """The key-values as plain tuples, without making :class:`KeyValue` objects."""
     return kvs if isinstance(kvs, list) else kvs.rows()
+
+
+def records(kvs: KeyValues) -> Sequence[Any]:
+    """The key-values as they are: :class:`KeyValue` objects, or the transport's own
+    records with the same field names (see ``KeyValueSource.records``)."""
+    return kvs if isinstance(kvs, list) else kvs.records()
 
 
 def pairs(kvs: KeyValues) -> Iterable[tuple[bytes, bytes]]:

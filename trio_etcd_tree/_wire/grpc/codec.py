@@ -263,6 +263,10 @@ class _KeyValues:
         pairs: Iterable[tuple[bytes, bytes]] = map(_KEY_VALUE, self._items)
         return pairs
 
+    def records(self) -> Sequence[Any]:
+        records: Sequence[Any] = self._items
+        return records
+
     def last_key(self) -> bytes:
         key: bytes = self._items[-1].key
         return key
