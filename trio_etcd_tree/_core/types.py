@@ -334,7 +334,8 @@ class LeaseInfo:
 
 @dataclass(frozen=True, slots=True)
 class Status:
-    """A member's status (``Client.status``)."""
+    """A member's status (``Client.status``): ``db_size`` is the size of its database
+    file, ``db_size_in_use`` the part of it in use (0 from etcd before 3.4)."""
 
     header: ResponseHeader
     version: str
@@ -342,6 +343,7 @@ class Status:
     leader: int
     raft_index: int
     raft_term: int
+    db_size_in_use: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -354,7 +354,9 @@ def token(data: bytes | bytearray) -> str:
 
 def status(data: bytes | bytearray) -> Status:
     r = _parse(pb.StatusResponse, data)
-    return Status(header(r.header), r.version, r.dbSize, r.leader, r.raftIndex, r.raftTerm)
+    return Status(
+        header(r.header), r.version, r.dbSize, r.leader, r.raftIndex, r.raftTerm, r.dbSizeInUse
+    )
 
 
 def members(data: bytes | bytearray) -> list[Member]:
