@@ -573,20 +573,8 @@ def main(argv: list[str]) -> None:
         return
     settings, endpoints, parts = parse_args(argv)
     started = time.perf_counter()
-    if endpoints:
-        endpoint = endpoints.split(",")[0].rstrip("/")
+    with bc.bench_etcd(endpoints) as (endpoint, server):
         rows = run_all(endpoint, settings, parts)
-        server = f"etcd at {endpoint}"
-    else:
-        from trio_etcd_tree.testing import EtcdCluster, find_etcd
-
-        binary = find_etcd("3.5")
-        log(f"starting etcd {binary.version_string} ({binary.path})")
-        with EtcdCluster.start(
-            binary, extra_args=["--quota-backend-bytes", "8589934592"]
-        ) as cluster:
-            rows = run_all(cluster.endpoints[0], settings, parts)
-        server = f"etcd {binary.version_string}, started by this script"
     print()
     print(
         f"trio-etcd-tree mount() vs raw httpx + trio; {server}; python "
@@ -599,13 +587,7 @@ def main(argv: list[str]) -> None:
         f"latency samples={settings.samples}; median (min-max)"
     )
     bc.print_table(rows)
-    misses, parent = [], ""
-    for row in rows:
-        parent = parent if row.metric.startswith(" ") else row.metric
-        if "MISS" in row.verdict():
-            sub = row.metric.strip()
-            misses.append(sub if sub == parent else f"{parent}: {sub}")
-    print(f"{len(misses)} target(s) missed" + (": " + "; ".join(misses) if misses else ""))
+    bc.print_misses(rows)
     print(f"total {time.perf_counter() - started:.1f} s")
     json_file = bc.json_option(argv)
     if json_file is not None:

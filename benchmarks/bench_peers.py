@@ -469,16 +469,7 @@ def etcd3aio_process(row: str, *args: object) -> Json:
     script = Path(__file__).with_name("peer_etcd3aio.py")
     argv = [sys.executable, str(script), row, *map(str, args)]
     with subprocess.Popen(argv, stdout=subprocess.PIPE, text=True) as process:
-        return last_json(process)
-
-
-def last_json(process: subprocess.Popen[str]) -> Json:
-    assert process.stdout is not None
-    out = process.stdout.read()
-    if process.wait() != 0 or not out.strip():
-        raise RuntimeError(f"child {process.args!r} failed (exit {process.returncode})")
-    data: Json = json.loads(out.strip().splitlines()[-1])
-    return data
+        return bench_client.last_json(process)
 
 
 async def write_single_puts(endpoint: str, key: bytes, count: int) -> None:
@@ -495,14 +486,14 @@ def watch_cpu(endpoint: str, kind: str, events: int) -> Json:
         if watcher.stdout.readline().strip() != "READY":
             raise RuntimeError(f"the {kind} watcher did not start")
         run_trio(write_single_puts, endpoint, watch_key(kind), events)
-        stats = last_json(watcher)
+        stats = bench_client.last_json(watcher)
     stats["per_message"] = stats["cpu"] / stats["messages"] * 1e6
     return stats
 
 
 def put_latency(endpoint: str, kind: str, count: int) -> Json:
     with child(["_latency", kind, "--endpoint", endpoint, "--count", str(count)]) as watcher:
-        return last_json(watcher)
+        return bench_client.last_json(watcher)
 
 
 # --- the frozen member ---------------------------------------------------------------------
