@@ -156,7 +156,9 @@ async def test_range_limit_count_keys_only_count_only(etcd_backend: EtcdBackend)
         c = KeyValue(p + b"c", b"s", r + 1, r + 4, 2, 0)
 
         full = await client.range(p, prefix=True)
+        assert list(full.pairs()) == [(a.key, a.value), (b.key, b.value), (c.key, c.value)]
         assert (full.kvs, full.more, full.count, full.revision) == ([a, b, c], False, 3, r + 6)
+        assert list(full.pairs()) == [(a.key, a.value), (b.key, b.value), (c.key, c.value)]
 
         limited = await client.range(p, prefix=True, limit=2)
         assert (limited.kvs, limited.more, limited.count) == ([a, b], True, 3)

@@ -8,7 +8,7 @@ writes share one revision).
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any, NamedTuple, Protocol, TypeAlias
@@ -164,6 +164,12 @@ class _HoldsKeyValues:
             kvs = kvs.decode()
             object.__setattr__(self, "_kvs", kvs)
         return kvs
+
+    def pairs(self) -> Iterator[tuple[bytes, bytes]]:
+        """Every key with its value, ``(key, value)``, in key order, without making
+        :class:`KeyValue` objects (the other fields are not read): ``dict(result.pairs())``
+        is the quickest way to a ``{key: value}`` dict."""
+        return iter(pairs(self._kvs))
 
     def _values(self) -> tuple[object, ...]:
         return tuple(getattr(self, name) for name in self._FIELDS)

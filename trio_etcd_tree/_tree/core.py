@@ -7,9 +7,8 @@ loading, following and resyncing all come down to ``add_sorted`` (or ``load``), 
 
 The reflector (``reflector.py``) feeds it a snapshot (``add_sorted`` page by page, whose
 nodes are made where the tree is first looked at; ``load`` with node classes; on resync,
-``replace``) and
-then the watch's events revision by revision (``apply``); each returns the
-:class:`Change` list that subscribers get. Keys outside the mount are ignored (the range
+``replace``) and then the watch's events revision by revision (``apply``); each returns
+the :class:`Change` list that subscribers get. Keys outside the mount are ignored (the range
 read and watched is ``[prefix, prefix + "0")``, to include the mount's own key, so
 ``/cfg-old`` passes by).
 
