@@ -11,7 +11,7 @@ and measures, in one run:
 
 1. the time to mount N keys (``async with mount(client, "/bench")`` until it yields) vs the
    bare paged read into a ``dict[bytes, bytes]`` (same page size), and the resident memory
-   of the tree vs the dict, each built in a fresh process;
+   of the tree (every node made, by a walk) vs the dict, each built in a fresh process;
 2. the watch apply rate and the mounting process's CPU per event (a subscriber on the root
    counts the changes) vs the bare gateway watch of ``bench_client.py``, with the writer
    in another process (100-op txns, and single puts from 16 tasks);
@@ -157,7 +157,8 @@ async def bench_mount_time(
 
 
 async def memory_child(endpoint: str, kind: str, page_size: int, traced: bool) -> Json:
-    """RSS growth from building the tree (ours) or the dict (bare), after gc.collect().
+    """RSS growth from building the tree (ours, every node made by a walk) or the dict
+    (bare), after gc.collect().
 
     Both first make one small request, so lazily imported HTTP code is already resident.
     With ``traced``, ``heap`` is what tracemalloc counts as still allocated at the end
@@ -168,6 +169,8 @@ async def memory_child(endpoint: str, kind: str, page_size: int, traced: bool) -
             await client.get(READ_PREFIX + b"warm-up")
             before = baseline(traced)
             async with et.mount(client, MOUNT_PREFIX, page_size=page_size) as root:
+                for _ in root.walk():  # every node made (else the snapshot's records are kept)
+                    pass
                 gc.collect()
                 after, keys = rss(), root.statistics().keys
                 peak, heap = peak_rss(), tracemalloc.get_traced_memory()[0]
