@@ -217,11 +217,9 @@ class Reflector:
             return
         keys = iter(rows(kvs))
         with gc_paused():
-            for _ in range(0, len(kvs), LOAD_STEP):
+            for _ in range(0, len(kvs) or 1, LOAD_STEP):  # (once for an empty page: its revision)
                 self.core.load(islice(keys, LOAD_STEP), page.revision, keys_only=self.lazy)
                 await trio.lowlevel.checkpoint()
-        if not len(kvs):
-            self.core.load((), page.revision)
 
     async def _read_ahead(self, send: trio.MemorySendChannel[Page]) -> None:
         # (closed explicitly: cancelled in the middle, the generators end here and now)
