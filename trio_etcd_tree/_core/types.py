@@ -43,7 +43,7 @@ __all__ = [
 class KeyValue(NamedTuple):
     """One key as etcd stores it.
 
-    A named tuple rather than a dataclass because a mount of 100,000 keys makes 100,000 of
+    A named tuple rather than a dataclass because a read of 100,000 keys makes 100,000 of
     them: tuples are the cheapest immutable record Python has.
 
     Attributes:
