@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import itertools
 
 import pytest
@@ -221,6 +222,34 @@ def test_changes_to_nodes_not_made_yet() -> None:
     assert len(tree.root) == 0 and tree.keys == 0
     tree.add_sorted([kv(b"/cfg/z")], 6)  # (a new snapshot after clear)
     assert list(tree.root) == ["z"]
+
+
+@pytest.mark.parametrize("collecting", [True, False])
+def test_making_many_children_pauses_the_collector(
+    monkeypatch: pytest.MonkeyPatch, collecting: bool
+) -> None:
+    """Above PAUSE_ABOVE keys the collector is paused while they are made, and left as it
+    was after (off, if it was off)."""
+    monkeypatch.setattr("trio_etcd_tree._tree.core.PAUSE_ABOVE", 2)
+    seen: list[bool] = []
+
+    def intern(name: str) -> str:
+        seen.append(gc.isenabled())
+        return name
+
+    monkeypatch.setattr("trio_etcd_tree._tree.core.sys.intern", intern)
+    tree = _lazy(b"/cfg/a", b"/cfg/b", b"/cfg/c")
+    was = gc.isenabled()
+    (gc.enable if collecting else gc.disable)()
+    try:
+        seen.clear()
+        names = list(tree.root)
+        during = list(seen)
+        assert gc.isenabled() is collecting
+    finally:
+        (gc.enable if was else gc.disable)()
+    assert names == ["a", "b", "c"]
+    assert during == [False] * 3
 
 
 def test_add_sorted_refuses_keys_out_of_order() -> None:

@@ -18,6 +18,7 @@ A lazy mount loads and resyncs keys only (``keys_only``): such keys get the raw 
 
 from __future__ import annotations
 
+import gc
 import sys
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
@@ -42,6 +43,8 @@ _KEY = attrgetter("key")
 _FIELDS = attrgetter("value", "create_revision", "mod_revision", "version", "lease")
 _ALL_FIELDS = attrgetter(*KeyValue._fields)
 _new_node = Node.__new__
+PAUSE_ABOVE = 1000
+"""Making the children of more than this many keys pauses the garbage collector."""
 
 
 class _Snapshot:
@@ -73,39 +76,55 @@ class _Unmade:
     def make(self, parent: Node) -> tuple[Node, ...] | dict[str, Node]:
         """Make ``parent``'s children (each with its own ``_Unmade`` below it) and give
         them to it. Keys are sorted, so a child's keys are one run: its end is found by
-        bisection, and the keys below it are not looked at."""
+        bisection, and the keys below it are not looked at. A key sorts before the keys
+        below it (``a`` < ``a-b`` < ``a/c``), so a node is looked for only for those."""
         snapshot = self.snapshot
-        keys, records, keys_only = snapshot.keys, snapshot.records, snapshot.keys_only
-        base = self.base
-        start = len(base)
+        keys, records = snapshot.keys, snapshot.records
+        not_loaded = NOT_LOADED if snapshot.keys_only else None
+        start = len(self.base)
         i, hi = self.lo, self.hi
-        made: dict[bytes, Node] = {}
-        new, intern, fields, not_loaded = _new_node, sys.intern, _FIELDS, NOT_LOADED
-        with gc_paused():
+        made: dict[str, Node] = {}
+        new, intern, fields = _new_node, sys.intern, _FIELDS
+        paused = hi - i > PAUSE_ABOVE and gc.isenabled()  # (see gc_paused)
+        if paused:
+            gc.disable()
+        try:
             while i < hi:
                 key = keys[i]
                 cut = key.find(b"/", start)
-                segment = key[start:] if cut < 0 else key[start:cut]
-                node = made.get(segment)
-                if node is None:  # (a key and the keys below it can be apart: a, a-b, a/c)
-                    node = made[segment] = new(Node)
-                    node._name = intern(segment.decode("utf-8", "surrogateescape"))
+                if cut < 0:  # a key of a child
+                    node = new(Node)
+                    node._name = name = intern(key[start:].decode("utf-8", "surrogateescape"))
                     node._parent = parent
-                    node._children = node._raw = node._meta = None
-                    node._mod = 0
-                if cut < 0:  # the node's own key
+                    node._children = None
                     value, create, mod, version, lease = fields(records[i])
-                    node._raw = not_loaded if keys_only else value
+                    node._raw = value if not_loaded is None else not_loaded
                     node._mod = mod
-                    if create != mod or version != 1 or lease:
-                        node._meta = (create, version, lease)
+                    node._meta = (
+                        None
+                        if create == mod and version == 1 and not lease
+                        else (create, version, lease)
+                    )
+                    made[name] = node
                     i += 1
-                else:  # the keys below it: up to the first key >= its key + "0" ("/" + 1)
-                    end = bisect_left(keys, key[:cut] + b"0", i, hi)
-                    node._children = _Unmade(snapshot, key[: cut + 1], i, end)
-                    i = end
-        nodes = list(made.values())
-        children = tuple(nodes) if len(nodes) <= SMALL else {c._name: c for c in nodes}
+                    continue
+                # the keys below a child: up to the first key >= its key + "0" ("/" + 1)
+                name = key[start:cut].decode("utf-8", "surrogateescape")
+                inner = made.get(name)
+                if inner is None:
+                    inner = new(Node)
+                    inner._name = name = intern(name)
+                    inner._parent = parent
+                    inner._raw = inner._meta = None
+                    inner._mod = 0
+                    made[name] = inner
+                end = bisect_left(keys, key[:cut] + b"0", i, hi)
+                inner._children = _Unmade(snapshot, key[: cut + 1], i, end)
+                i = end
+        finally:
+            if paused:
+                gc.enable()
+        children = made if len(made) > SMALL else tuple(made.values())
         parent._children = children
         return children
 
