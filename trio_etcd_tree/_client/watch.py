@@ -111,6 +111,28 @@ class WatchStream(Delivery, trio.abc.ReceiveChannel[WatchResponse]):
     and says so in ``state`` and :meth:`statistics`.
     """
 
+    __slots__ = (
+        "_confirmed",
+        "_conn",
+        "_create",
+        "_disconnects",
+        "_endpoint",
+        "_error",
+        "_heartbeat",
+        "_last_error",
+        "_moved",
+        "_probe",
+        "_reconnects",
+        "_scope",
+        "_silent",
+        "_since",
+        "_stall_timeout",
+        "_stalls",
+        "_state",
+        "_state_changed",
+        "_task_status",
+    )
+
     def __init__(
         self,
         buffer: int,
@@ -142,6 +164,7 @@ class WatchStream(Delivery, trio.abc.ReceiveChannel[WatchResponse]):
         self._moved = False  # ... because its endpoint was marked unhealthy
         self._confirmed = trio.Event()  # the current connection's watch was created
         self._scope = trio.CancelScope()  # the current connection's
+        self._task_status: trio.TaskStatus[None] | None = None  # until it is established
 
     # --- the consumer's side ---------------------------------------------------------------
 
@@ -369,8 +392,6 @@ class WatchStream(Delivery, trio.abc.ReceiveChannel[WatchResponse]):
                 self._leave(f"silent for {silent:g} s and the member did not answer: {exc}")
                 return
             alive = trio.current_time()
-
-    _task_status: trio.TaskStatus[None] | None = None
 
 
 @asynccontextmanager

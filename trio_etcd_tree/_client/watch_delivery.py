@@ -30,6 +30,23 @@ class Delivery:
     """The delivering half of a :class:`~trio_etcd_tree._client.watch.WatchStream` (its
     base class); the stream's task and connections are the other half."""
 
+    # (slots: a dict of over 30 keys is no longer shared with the class's other instances)
+    __slots__ = (
+        "_apply",
+        "_apply_error",
+        "_backlog",
+        "_busy",
+        "_cluster_id",
+        "_events",
+        "_last_activity",
+        "_next",
+        "_receive",
+        "_responses",
+        "_seen",
+        "_send",
+        "_sending",
+    )
+
     def __init__(
         self, buffer: int, start_revision: int, apply: Apply | None, backlog: Backlog | None
     ) -> None:
