@@ -126,6 +126,23 @@ async def test_heartbeat_probe_failure_reopens(
             assert "did not answer" in (stream.statistics().last_error or "")
 
 
+async def test_reopen_keeps_the_first_reason_and_counts_each_as_a_stall(
+    fake: FakeEtcd, autojump_clock: trio.testing.MockClock, fake_wire: str
+) -> None:
+    async with et.open_client(fake.endpoints, transport=fake_transport(fake, fake_wire)) as client:
+        async with client.watch("/w/", prefix=True) as stream:
+            stream.reopen("the first reason")
+            stream.reopen("a second reason, while leaving")
+            assert await stream.wait_state_change(et.ConnectionState.CONNECTED) is (
+                et.ConnectionState.CONNECTING
+            )
+            rev = fake.put("/w/a", "1")
+            assert await _events(stream, 1) == [(rev, b"/w/a", b"1")]
+            stats = stream.statistics()
+            assert (stats.stalls, stats.disconnects) == (2, 1)
+            assert stats.last_error == "the first reason"
+
+
 async def test_heartbeat_probe_success_keeps_stream(
     fake: FakeEtcd, autojump_clock: trio.testing.MockClock, fake_wire: str
 ) -> None:

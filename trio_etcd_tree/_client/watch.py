@@ -122,6 +122,7 @@ class WatchStream(Delivery, trio.abc.ReceiveChannel[WatchResponse]):
         "_last_error",
         "_moved",
         "_probe",
+        "_probing",
         "_reconnects",
         "_scope",
         "_silent",
@@ -165,6 +166,7 @@ class WatchStream(Delivery, trio.abc.ReceiveChannel[WatchResponse]):
         self._confirmed = trio.Event()  # the current connection's watch was created
         self._scope = trio.CancelScope()  # the current connection's
         self._task_status: trio.TaskStatus[None] | None = None  # until it is established
+        self._probing: trio.lowlevel.Task | None = None  # the watchdog, while it probes
 
     # --- the consumer's side ---------------------------------------------------------------
 
@@ -272,7 +274,8 @@ class WatchStream(Delivery, trio.abc.ReceiveChannel[WatchResponse]):
         while True:
             if self._conn.credentials is not None and self._conn.token is None:
                 await self._conn.ensure_token()
-            endpoint = self._endpoint = self._conn.endpoints.current
+            endpoints = self._conn.endpoints
+            endpoint = self._endpoint = endpoints.current
             token = self._conn.token
             try:
                 async with open_service_nursery() as nursery:
@@ -282,8 +285,11 @@ class WatchStream(Delivery, trio.abc.ReceiveChannel[WatchResponse]):
                     self._scope = nursery.cancel_scope
                     self._last_activity = trio.current_time()
                     nursery.start_soon(self._watchdog, endpoint)
-                    nursery.start_soon(self._leave_when_failed, endpoint)
-                    await self._connection(endpoint)
+                    endpoints.on_failure(endpoint, self._endpoint_failed)
+                    try:
+                        await self._connection(endpoint)
+                    finally:
+                        endpoints.forget(endpoint, self._endpoint_failed)
                 # only a cancellation by _leave() ends a connection without an error
                 reason = str(self._silent)
             except _Renew as exc:
@@ -313,8 +319,12 @@ class WatchStream(Delivery, trio.abc.ReceiveChannel[WatchResponse]):
             self._silent = reason
         self._scope.cancel(reason=reason)
 
-    async def _leave_when_failed(self, endpoint: str) -> None:
-        await self._conn.endpoints.wait_failed(endpoint)
+    def _endpoint_failed(self) -> None:
+        """The current connection's endpoint was marked unhealthy (``Endpoints.failed``:
+        a request to it failed): leave it (called in that request's task). Not when that
+        request is the watchdog's probe: the watchdog leaves, with its own reason."""
+        if self._probing is trio.lowlevel.current_task():
+            return
         self._moved = self._silent is None
         self._leave("the endpoint was marked unhealthy")
 
@@ -385,12 +395,15 @@ class WatchStream(Delivery, trio.abc.ReceiveChannel[WatchResponse]):
                 self._stalls += 1
                 self._leave(f"no message for {silent:g} s (stall_timeout)")
                 return
+            self._probing = trio.lowlevel.current_task()
             try:
                 await self._probe(endpoint)
             except EtcdError as exc:
                 self._stalls += 1
                 self._leave(f"silent for {silent:g} s and the member did not answer: {exc}")
                 return
+            finally:
+                self._probing = None
             alive = trio.current_time()
 
 
