@@ -172,18 +172,30 @@ async def test_nothing_is_taken_while_the_task_handles_a_message(
 @asynccontextmanager
 async def applied_watch(
     apply: Callable[[et.WatchResponse], None], backlog: Callable[[], bool] = lambda: False
-) -> AsyncIterator[tuple[et.WatchStream, MuxWatch, FakeEtcd]]:
-    """The mount's kind of watch (``Client._applied_watch``), on a hand-fed MuxWatch."""
+) -> AsyncIterator[tuple[et.WatchStream, MuxWatch, FakeEtcd, list[Exception]]]:
+    """The mount's kind of watch (``Client._applied_watch``), on a hand-fed MuxWatch, run
+    by a task of the test's (as a mount's reflector runs it); what ended it is in the list."""
+    ended: list[Exception] = []
     async with open_fake_etcd() as fake:
         transport = HandFedTransport(fake)
         async with et.open_client(fake.endpoints, transport=transport) as client:
             for i in range(6):
                 fake.put("/other", str(i))  # the store is at revision 7
-            async with client._applied_watch(
+            stream = client._applied_watch(
                 b"/k", b"/l", start_revision=0, apply=apply, backlog=backlog
-            ) as stream:
+            )
+
+            async def run(*, task_status: trio.TaskStatus[None]) -> None:
+                try:
+                    await stream.run_applied(task_status.started)
+                except Exception as exc:
+                    ended.append(exc)
+
+            async with trio.open_nursery() as nursery:
+                await nursery.start(run)  # (once the server confirmed the watch)
                 await trio.testing.wait_all_tasks_blocked()
-                yield stream, transport.watches[0], fake
+                yield stream, transport.watches[0], fake, ended
+                nursery.cancel_scope.cancel()
 
 
 async def test_an_applied_watch_applies_in_the_reader_or_in_its_task(
@@ -195,7 +207,7 @@ async def test_an_applied_watch_applies_in_the_reader_or_in_its_task(
     def apply(response: et.WatchResponse) -> None:
         applied.append(response.revision)
 
-    async with applied_watch(apply, lambda: behind) as (stream, watch, fake):
+    async with applied_watch(apply, lambda: behind) as (stream, watch, fake, ended):
         assert watch._push(events(6), 6)
         assert applied == [6]  # in the reader's call, with no task switch
         behind = True  # what apply feeds is behind: the task applies the next one
@@ -213,8 +225,8 @@ async def test_an_applied_watch_applies_in_the_reader_or_in_its_task(
         await trio.testing.wait_all_tasks_blocked()
         assert applied == [6, 7, 8]
         assert stream.statistics().next_revision == 9
-        with pytest.raises(trio.WouldBlock):
-            stream.receive_nowait()  # nothing is ever received: it was applied
+        assert stream.state is et.ConnectionState.CONNECTED
+        assert ended == []
 
 
 @pytest.mark.parametrize("where", ["reader", "task"])
@@ -224,15 +236,17 @@ async def test_what_apply_raises_ends_the_stream(
     def apply(response: et.WatchResponse) -> None:
         raise RuntimeError(f"cannot apply revision {response.revision}")
 
-    async with applied_watch(apply) as (stream, watch, fake):
+    async with applied_watch(apply) as (stream, watch, fake, ended):
         if where == "task":  # the task is busy with a confirmation: it applies what's next
             fake.freeze_member(0)
             assert watch._push(WatchMessage(header(3), created=True), 0)
             await trio.testing.wait_all_tasks_blocked()
         assert watch._push(events(6), 6)  # taken (the reader goes on), or left to the task
         fake.thaw_member(0)
-        with pytest.raises(RuntimeError, match="cannot apply revision 6"):
-            await stream.receive()  # either way the stream ends with the error
+        await trio.testing.wait_all_tasks_blocked()
+        (error,) = ended  # either way the stream ends with the error, raised by run_applied
+        assert isinstance(error, RuntimeError)
+        assert str(error) == "cannot apply revision 6"
         assert stream.state is et.ConnectionState.CLOSED
         assert watch.sink is None
         assert stream.statistics().next_revision == 6  # (it was not applied)

@@ -54,7 +54,7 @@ from .._wire import SinkWireWatch, WatchCreateRequest
 from .connection import Connection
 from .watch_delivery import Apply, Backlog, Delivery
 
-__all__ = ["ConnectionState", "WatchStatistics", "WatchStream", "open_watch"]
+__all__ = ["ConnectionState", "WatchStatistics", "WatchStream", "creates", "open_watch"]
 
 
 class ConnectionState(enum.Enum):
@@ -129,9 +129,9 @@ class WatchStream(Delivery, trio.abc.ReceiveChannel[WatchResponse]):
         "_since",
         "_stall_timeout",
         "_stalls",
+        "_started",
         "_state",
         "_state_changed",
-        "_task_status",
     )
 
     def __init__(
@@ -165,7 +165,7 @@ class WatchStream(Delivery, trio.abc.ReceiveChannel[WatchResponse]):
         self._moved = False  # ... because its endpoint was marked unhealthy
         self._confirmed = trio.Event()  # the current connection's watch was created
         self._scope = trio.CancelScope()  # the current connection's
-        self._task_status: trio.TaskStatus[None] | None = None  # until it is established
+        self._started: Callable[[], None] | None = None  # called once it is established
         self._probing: trio.lowlevel.Task | None = None  # the watchdog, while it probes
 
     # --- the consumer's side ---------------------------------------------------------------
@@ -255,20 +255,43 @@ class WatchStream(Delivery, trio.abc.ReceiveChannel[WatchResponse]):
     # --- the task --------------------------------------------------------------------------
 
     async def _run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The task of a stream with a channel (``open_watch``)."""
+        self._started = task_status.started
         with self._send:
             try:
-                await self._follow(task_status)
+                await self._follow()
             except trio.BrokenResourceError:
                 pass  # the consumer closed its end
             except EtcdError as exc:
-                self._error = exc
-                self._last_error = str(exc)
-                if self._task_status is not None:
+                self._ended(exc)
+                if self._started is not None:
                     raise  # never established: the error comes out of `async with` entry
             finally:
                 self._set_state(ConnectionState.CLOSED)
 
-    async def _follow(self, task_status: trio.TaskStatus[None]) -> None:
+    async def run_applied(self, established: Callable[[], None]) -> NoReturn:
+        """(A stream of ``Client._applied_watch``, which hands its responses to ``apply``.)
+        Follow the watch in this task, the owner's: no task and no channel of its own.
+        ``established`` is called (in here, and once) when the server first confirmed
+        the watch. Returns only by raising what ended the stream: what ``apply`` raised,
+        or the stream's error (as ``receive`` does for other streams).
+
+        Cancellation: the stream ends (its watch is cancelled on the server).
+        """
+        self._started = established
+        try:
+            await self._follow()  # (returns once apply raised)
+        except EtcdError as exc:
+            self._ended(exc)
+        finally:
+            self._set_state(ConnectionState.CLOSED)
+        self._raise_end()
+
+    def _ended(self, error: EtcdError) -> None:
+        self._error = error
+        self._last_error = str(error)
+
+    async def _follow(self) -> None:
         backoff = Backoff()
         renewed = False
         while True:
@@ -367,9 +390,9 @@ class WatchStream(Delivery, trio.abc.ReceiveChannel[WatchResponse]):
         self._seen = max(self._seen, revision)
         self._confirmed.set()
         self._set_state(ConnectionState.CONNECTED)
-        if self._task_status is not None:
-            self._task_status.started()
-            self._task_status = None
+        if self._started is not None:
+            self._started()
+            self._started = None
 
     async def _watchdog(self, endpoint: str) -> None:
         """Leave a connection whose watch is not confirmed within ``attempt_timeout``;
@@ -421,40 +444,40 @@ async def open_watch(
     heartbeat: float,
     stall_timeout: float | None,
     probe: Probe,
-    apply: Apply | None = None,
-    backlog: Backlog | None = None,
 ) -> AsyncIterator[WatchStream]:
-    """The context manager behind ``Client.watch`` (see ``Client._applied_watch`` for
-    ``apply``)."""
+    """The context manager behind ``Client.watch``: the stream's task runs in a nursery of
+    its own (``Client._applied_watch``'s stream runs in its owner's task instead)."""
     if start_revision < 0:
         raise ValueError("start_revision must be >= 0")
-
-    def create(revision: int) -> WatchCreateRequest:
-        return WatchCreateRequest(
-            key, range_end, revision, prev_kv, progress_notify, tuple(filters)
-        )
-
     stream = WatchStream(
         buffer,
         connection,
-        create,
+        creates(key, range_end, prev_kv, progress_notify, filters),
         start_revision,
         heartbeat,
         stall_timeout,
         probe,
-        apply,
-        backlog,
     )
     async with open_service_nursery() as nursery:
-        await nursery.start(_start, stream)
+        await nursery.start(stream._run)
         try:
             yield stream
         finally:
             nursery.cancel_scope.cancel(reason="the watch block was left")
 
 
-async def _start(
-    stream: WatchStream, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-) -> None:
-    stream._task_status = task_status
-    await stream._run()
+def creates(
+    key: bytes,
+    range_end: bytes | None,
+    prev_kv: bool,
+    progress_notify: bool,
+    filters: Sequence[str],
+) -> Callable[[int], WatchCreateRequest]:
+    """The create request of a watch, from a given revision on."""
+
+    def create(revision: int) -> WatchCreateRequest:
+        return WatchCreateRequest(
+            key, range_end, revision, prev_kv, progress_notify, tuple(filters)
+        )
+
+    return create

@@ -50,7 +50,8 @@ class Delivery:
     def __init__(
         self, buffer: int, start_revision: int, apply: Apply | None, backlog: Backlog | None
     ) -> None:
-        self._send, self._receive = trio.open_memory_channel[WatchResponse](buffer)
+        if apply is None:  # (a stream with apply has no channel: see run_applied)
+            self._send, self._receive = trio.open_memory_channel[WatchResponse](buffer)
         self._apply = apply
         self._backlog = backlog
         self._apply_error: Exception | None = None  # what ``apply`` raised

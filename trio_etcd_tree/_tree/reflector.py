@@ -244,26 +244,29 @@ class Reflector:
         They are applied as they arrive, by the task that receives them from the server
         (``Client._applied_watch``): no task switch between the connection and the tree,
         and none of their order, gaps or resumption changes; ``_apply`` never waits. While
-        a subscriber has updates waiting, the stream's task applies them one per pass of
-        the scheduler instead, so that a burst of messages read at once reaches a
+        a subscriber has updates waiting, this task (it runs the stream) applies them one
+        per pass of the scheduler instead, so that a burst of messages read at once reaches a
         subscriber that keeps up at its own pace, rather than all at once into its buffer.
         """
         start, end = self.range
-        async with self.client._applied_watch(
+        stream = self.client._applied_watch(
             start,
             end,
             start_revision=self.core.revision + 1,
             apply=self._apply,
             backlog=self.subscriptions.backlog,
-        ) as stream:
+        )
+
+        def established() -> None:
             self._stream = stream
             self.set_state(MountState.SYNCED)
             ready()
-            try:
-                await stream.receive()  # only raises: the error that ended the watch
-            finally:
-                self._stream = None
-                self._earlier_reconnects += stream.statistics().disconnects
+
+        try:
+            await stream.run_applied(established)  # only raises: what ended the watch
+        finally:
+            self._stream = None
+            self._earlier_reconnects += stream.statistics().disconnects
 
     def _apply(self, response: WatchResponse) -> None:
         events = response.events
