@@ -120,10 +120,10 @@ async def test_a_full_consumer_keeps_the_order(autojump_clock: trio.testing.Mock
     async with fed_watch(buffer=1) as (stream, watch, _):
         assert watch._push(events(6), 6)  # taken: the consumer's buffer is now full
         assert watch._push(events(7), 7)  # refused (no room): buffered, for the task
-        assert len(watch._buffer) == 1
+        assert len(watch._buffer or ()) == 1
         await trio.testing.wait_all_tasks_blocked()  # the task waits for room with 7
         assert watch._push(events(8), 8)  # refused: the task is busy with 7
-        assert len(watch._buffer) == 1
+        assert len(watch._buffer or ()) == 1
         revisions = [(await stream.receive()).revision for _ in range(3)]
         assert revisions == [6, 7, 8]
         await trio.testing.wait_all_tasks_blocked()
@@ -138,7 +138,7 @@ async def test_what_needs_the_task_goes_through_it(
     async with fed_watch() as (stream, watch, _):
         # a message of another cluster: refused by the sink, and the task ends the stream
         assert watch._push(WatchMessage(header(6, cluster=CLUSTER + 1), events(6).events), 6)
-        assert len(watch._buffer) == 1
+        assert len(watch._buffer or ()) == 1
         with pytest.raises(et.ClusterChangedError, match="cluster id changed"):
             await stream.receive()
         assert watch.sink is None  # the connection was left: nothing more is handed over
@@ -164,7 +164,7 @@ async def test_nothing_is_taken_while_the_task_handles_a_message(
         assert watch._push(WatchMessage(header(3), created=True), 0)
         await trio.testing.wait_all_tasks_blocked()
         assert watch._push(events(6), 6)  # refused: the task is not done with the last one
-        assert len(watch._buffer) == 1
+        assert len(watch._buffer or ()) == 1
         fake.thaw_member(0)  # the store is not behind: no error, and then revision 6
         assert (await stream.receive()).revision == 6
 
@@ -267,7 +267,7 @@ async def test_a_burst_reaches_a_mounts_subscriber_at_its_pace(
                 burst = range(root.revision + 1, root.revision + 11)
                 for revision in burst:
                     assert watch._push(events(revision, key=b"/m/a"), revision)
-                assert len(watch._buffer) == 9  # the first one was applied at once
+                assert len(watch._buffer or ()) == 9  # the first one was applied at once
                 got = [(await updates.receive()).revision for _ in burst]
                 assert got == list(burst)
                 assert root.statistics().overflows == 0

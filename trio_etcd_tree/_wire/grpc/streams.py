@@ -60,7 +60,7 @@ class MuxWatch:
         self._mux = mux
         self.id = watch_id
         self.create = create
-        self._buffer: deque[WatchMessage] = deque()
+        self._buffer: deque[WatchMessage] | None = None  # (made when needed, dropped empty)
         self._error: EtcdError | None = None
         self._changed = trio.Event()
         self._silent_create = False  # a re-create's "created" is not shown to the consumer
@@ -85,10 +85,14 @@ class MuxWatch:
         """
         waited = False
         while True:
-            if self._buffer:
+            buffer = self._buffer
+            if buffer:
                 if not waited:  # (waiting for the message was this call's checkpoint)
                     await trio.lowlevel.checkpoint()
-                return self._buffer.popleft()
+                message = buffer.popleft()
+                if not buffer:
+                    self._buffer = None
+                return message
             if self._error is not None:
                 raise copy_error(self._error)
             if self._suspended:
@@ -114,16 +118,22 @@ class MuxWatch:
             self._error = error
         self._changed.set()
 
+    def _append(self, message: WatchMessage) -> None:
+        buffer = self._buffer
+        if buffer is None:
+            buffer = self._buffer = deque()
+        buffer.append(message)
+        self._changed.set()
+
     def _push(self, message: WatchMessage, revision: int) -> bool:
         """Hand a message to the sink, or buffer it; False when the buffer is full (the
         watch must be suspended)."""
         buffer = self._buffer
         sink = self.sink
         if buffer or sink is None or not sink(message):
-            if len(buffer) >= self._mux.max_buffered:
+            if len(buffer or ()) >= self._mux.max_buffered:
                 return False
-            buffer.append(message)
-            self._changed.set()
+            self._append(message)
         if revision:
             self.next_revision = revision + 1
         return True
@@ -262,7 +272,7 @@ class WatchMux:
         header = codec.header(message.header)
         if message.canceled:
             self._forget(watch)
-            watch._buffer.append(self._canceled(message, header, watch))
+            watch._append(self._canceled(message, header, watch))
             # after the canceled message, the watch is over
             watch._fail(self._lost("the server cancelled the watch"))
             return behind
