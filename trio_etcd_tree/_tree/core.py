@@ -67,6 +67,17 @@ _new_node = Node.__new__
 class TreeCore:
     """The tree of a mount and the revision it reflects."""
 
+    __slots__ = (
+        "_last",
+        "_skip",
+        "_sub",
+        "keys",
+        "prefix",
+        "registry",
+        "revision",
+        "root",
+    )
+
     def __init__(self, root: Node, prefix: bytes, registry: TypeRegistry) -> None:
         self.root = root
         self.prefix = prefix

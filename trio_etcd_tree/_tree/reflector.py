@@ -63,6 +63,25 @@ revision changed anything under the mount (then again with backoff, up to 32 tim
 class Reflector:
     """Loads a tree, follows the watch, resyncs, lazy-loads, and wakes the waiters."""
 
+    __slots__ = (
+        "_earlier_reconnects",
+        "_since",
+        "_state",
+        "_stream",
+        "client",
+        "closed",
+        "core",
+        "events_applied",
+        "histories",
+        "lazy",
+        "page_size",
+        "resyncs",
+        "revisions_applied",
+        "subscriptions",
+        "waiters",
+        "with_root_key",
+    )
+
     def __init__(self, client: Client, core: TreeCore, *, page_size: int, lazy: bool) -> None:
         self.client = client
         self.core = core

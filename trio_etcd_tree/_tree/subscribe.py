@@ -111,6 +111,12 @@ def merge(older: dict[Path, Change], changes: tuple[Change, ...]) -> None:
 class Subscriptions:
     """The mirror's set of subscriptions."""
 
+    __slots__ = (
+        "_all",
+        "closed",
+        "overflows",
+    )
+
     def __init__(self) -> None:
         self._all: set[Subscription] = set()
         self.overflows = 0

@@ -56,6 +56,21 @@ class MuxWatch:
     """One watch on a :class:`WatchMux` (a :class:`~trio_etcd_tree._wire.base.SinkWireWatch`).
     Get it from :meth:`WatchMux.watch`."""
 
+    __slots__ = (
+        "_buffer",
+        "_changed",
+        "_closed",
+        "_error",
+        "_mux",
+        "_silent_create",
+        "_suspended",
+        "create",
+        "id",
+        "next_revision",
+        "resumed",
+        "sink",
+    )
+
     def __init__(self, mux: WatchMux, watch_id: int, create: WatchCreateRequest) -> None:
         self._mux = mux
         self.id = watch_id
