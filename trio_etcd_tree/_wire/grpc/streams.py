@@ -58,12 +58,12 @@ class MuxWatch:
 
     __slots__ = (
         "_buffer",
-        "_changed",
         "_closed",
         "_error",
         "_mux",
         "_silent_create",
         "_suspended",
+        "_waiter",
         "create",
         "id",
         "next_revision",
@@ -77,7 +77,7 @@ class MuxWatch:
         self.create = create
         self._buffer: deque[WatchMessage] | None = None  # (made when needed, dropped empty)
         self._error: EtcdError | None = None
-        self._changed = trio.Event()
+        self._waiter: trio.lowlevel.Task | None = None  # the consumer, while receive waits
         self._silent_create = False  # a re-create's "created" is not shown to the consumer
         self._suspended = False  # fell behind: cancelled on the server, to be created again
         self._closed = False
@@ -113,8 +113,9 @@ class MuxWatch:
             if self._suspended:
                 await self._mux._recreate(self)
             else:
-                await self._changed.wait()
-                self._changed = trio.Event()
+                assert self._waiter is None  # (one consumer)
+                self._waiter = trio.lowlevel.current_task()
+                await trio.lowlevel.wait_task_rescheduled(self._abort)
             waited = True
 
     async def request_progress(self) -> None:
@@ -128,17 +129,29 @@ class MuxWatch:
 
     # -- the mux's side --
 
+    def _abort(self, _: object) -> trio.lowlevel.Abort:
+        self._waiter = None  # (a cancelled receive: what comes stays buffered)
+        return trio.lowlevel.Abort.SUCCEEDED
+
+    def _wake(self) -> None:
+        """Wake the consumer if it waits in receive (it looks at the buffer, the error and
+        the suspension before it waits: nothing is missed when it does not)."""
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            trio.lowlevel.reschedule(waiter)
+
     def _fail(self, error: EtcdError) -> None:
         if self._error is None:
             self._error = error
-        self._changed.set()
+        self._wake()
 
     def _append(self, message: WatchMessage) -> None:
         buffer = self._buffer
         if buffer is None:
             buffer = self._buffer = deque()
         buffer.append(message)
-        self._changed.set()
+        self._wake()
 
     def _push(self, message: WatchMessage, revision: int) -> bool:
         """Hand a message to the sink, or buffer it; False when the buffer is full (the
