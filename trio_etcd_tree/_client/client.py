@@ -36,10 +36,11 @@ from .._wire import (
     RangeRequest,
     StatusRequest,
     TxnRequest,
+    WatchCreateRequest,
 )
 from .connection import Connection
 from .lease import Lease, open_lease
-from .watch import WatchStream, creates, open_watch
+from .watch import WatchStream, open_watch
 from .watch_delivery import Apply, Backlog
 
 __all__ = ["Client"]
@@ -322,7 +323,7 @@ class Client:
         return WatchStream(
             0,  # (no channel: every response goes to apply)
             self._conn,
-            creates(key, range_end, prev_kv=False, progress_notify=True, filters=()),
+            WatchCreateRequest(key, range_end, progress_notify=True),
             start_revision,
             10.0,  # heartbeat
             None,  # stall_timeout

@@ -36,7 +36,7 @@ from __future__ import annotations
 import enum
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import NoReturn, final
 
 import trio
@@ -54,7 +54,7 @@ from .._wire import SinkWireWatch, WatchCreateRequest
 from .connection import Connection
 from .watch_delivery import Apply, Backlog, Delivery
 
-__all__ = ["ConnectionState", "WatchStatistics", "WatchStream", "creates", "open_watch"]
+__all__ = ["ConnectionState", "WatchStatistics", "WatchStream", "open_watch"]
 
 
 class ConnectionState(enum.Enum):
@@ -138,7 +138,7 @@ class WatchStream(Delivery, trio.abc.ReceiveChannel[WatchResponse]):
         self,
         buffer: int,
         connection: Connection,
-        create: Callable[[int], WatchCreateRequest],
+        create: WatchCreateRequest,
         start_revision: int,
         heartbeat: float,
         stall_timeout: float | None,
@@ -148,7 +148,7 @@ class WatchStream(Delivery, trio.abc.ReceiveChannel[WatchResponse]):
     ) -> None:
         super().__init__(buffer, start_revision, apply, backlog)
         self._conn = connection
-        self._create = create
+        self._create = create  # (its start_revision: the stream's next, per connection)
         self._heartbeat = heartbeat
         self._stall_timeout = stall_timeout
         self._probe = probe
@@ -354,7 +354,8 @@ class WatchStream(Delivery, trio.abc.ReceiveChannel[WatchResponse]):
     async def _connection(self, endpoint: str) -> None:
         """One connection: read its messages until it ends (always with an error)."""
         try:
-            async with self._conn.watch(endpoint, self._create(self._next)) as watch:
+            create = replace(self._create, start_revision=self._next)
+            async with self._conn.watch(endpoint, create) as watch:
                 direct = watch if isinstance(watch, SinkWireWatch) else None
                 if direct is not None:
                     direct.sink = self._take
@@ -452,7 +453,7 @@ async def open_watch(
     stream = WatchStream(
         buffer,
         connection,
-        creates(key, range_end, prev_kv, progress_notify, filters),
+        WatchCreateRequest(key, range_end, 0, prev_kv, progress_notify, tuple(filters)),
         start_revision,
         heartbeat,
         stall_timeout,
@@ -464,20 +465,3 @@ async def open_watch(
             yield stream
         finally:
             nursery.cancel_scope.cancel(reason="the watch block was left")
-
-
-def creates(
-    key: bytes,
-    range_end: bytes | None,
-    prev_kv: bool,
-    progress_notify: bool,
-    filters: Sequence[str],
-) -> Callable[[int], WatchCreateRequest]:
-    """The create request of a watch, from a given revision on."""
-
-    def create(revision: int) -> WatchCreateRequest:
-        return WatchCreateRequest(
-            key, range_end, revision, prev_kv, progress_notify, tuple(filters)
-        )
-
-    return create
