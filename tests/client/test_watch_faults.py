@@ -296,3 +296,22 @@ async def test_wait_state_change_returns_at_once_when_different(
             with trio.testing.assert_checkpoints():
                 state = await stream.wait_state_change(et.ConnectionState.CONNECTING)
             assert state is et.ConnectionState.CONNECTED
+
+
+async def test_wait_state_change_wakes_every_waiter(
+    fake: FakeEtcd, autojump_clock: trio.testing.MockClock, fake_wire: str
+) -> None:
+    async with et.open_client(fake.endpoints, transport=fake_transport(fake, fake_wire)) as client:
+        async with client.watch("/w/", prefix=True) as stream:
+            woken: list[et.ConnectionState] = []
+
+            async def waiter() -> None:
+                woken.append(await stream.wait_state_change(et.ConnectionState.CONNECTED))
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(waiter)
+                nursery.start_soon(waiter)
+                await trio.testing.wait_all_tasks_blocked()
+                assert woken == []
+                stream.reopen("the test moves it")
+            assert woken == [et.ConnectionState.CONNECTING] * 2

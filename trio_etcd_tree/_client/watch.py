@@ -155,7 +155,7 @@ class WatchStream(Delivery, trio.abc.ReceiveChannel[WatchResponse]):
         self._error: EtcdError | None = None
         self._state = ConnectionState.CONNECTING
         self._since = trio.current_time()
-        self._state_changed = trio.Event()
+        self._state_changed: trio.Event | None = None  # (made once someone waits)
         self._endpoint = connection.endpoints.current
         self._reconnects = 0
         self._disconnects = 0
@@ -241,7 +241,10 @@ class WatchStream(Delivery, trio.abc.ReceiveChannel[WatchResponse]):
         Cancellation: a checkpoint; nothing to undo.
         """
         while self._state is state:
-            await self._state_changed.wait()
+            changed = self._state_changed
+            if changed is None:
+                changed = self._state_changed = trio.Event()
+            await changed.wait()
         await trio.lowlevel.checkpoint()
         return self._state
 
@@ -249,8 +252,10 @@ class WatchStream(Delivery, trio.abc.ReceiveChannel[WatchResponse]):
         if state is not self._state:
             self._state = state
             self._since = trio.current_time()
-            self._state_changed.set()
-            self._state_changed = trio.Event()
+            changed = self._state_changed
+            if changed is not None:
+                changed.set()
+                self._state_changed = None
 
     # --- the task --------------------------------------------------------------------------
 
