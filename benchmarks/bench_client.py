@@ -616,6 +616,34 @@ def print_table(rows: list[Row]) -> None:
     print(line)
 
 
+def print_misses(rows: Sequence[Row]) -> None:
+    """The count of the rows that missed their target, each named (a detail row with the
+    row above it that it details)."""
+    misses, parent = [], ""
+    for row in rows:
+        parent = parent if row.metric.startswith(" ") else row.metric
+        if "MISS" in row.verdict():
+            sub = row.metric.strip()
+            misses.append(sub if sub == parent else f"{parent}: {sub}")
+    print(f"{len(misses)} target(s) missed" + (": " + "; ".join(misses) if misses else ""))
+
+
+@contextmanager
+def bench_etcd(endpoints: str | None) -> Iterator[tuple[str, str]]:
+    """The endpoint to measure and the server's description, for the block: the first of
+    ``endpoints``, or (None) an etcd 3.5 this script starts on loopback and stops after."""
+    if endpoints:
+        endpoint = endpoints.split(",")[0].rstrip("/")
+        yield endpoint, f"etcd at {endpoint}"
+        return
+    from trio_etcd_tree.testing import EtcdCluster, find_etcd
+
+    binary = find_etcd("3.5")
+    log(f"starting etcd {binary.version_string} ({binary.path})")
+    with EtcdCluster.start(binary, extra_args=["--quota-backend-bytes", "8589934592"]) as cluster:
+        yield cluster.endpoints[0], f"etcd {binary.version_string}, started by this script"
+
+
 def json_option(argv: list[str]) -> Path | None:
     """The ``--json FILE`` of a benchmark's command line (each parser lists it too)."""
     parser = argparse.ArgumentParser(add_help=False)
@@ -762,20 +790,8 @@ def main(argv: list[str]) -> None:
         return
     settings, endpoints, parts = parse_args(argv)
     started = time.perf_counter()
-    if endpoints:
-        endpoint = endpoints.split(",")[0].rstrip("/")
+    with bench_etcd(endpoints) as (endpoint, server):
         rows = run_all(endpoint, settings, parts)
-        server = f"etcd at {endpoint}"
-    else:
-        from trio_etcd_tree.testing import EtcdCluster, find_etcd
-
-        binary = find_etcd("3.5")
-        log(f"starting etcd {binary.version_string} ({binary.path})")
-        with EtcdCluster.start(
-            binary, extra_args=["--quota-backend-bytes", "8589934592"]
-        ) as cluster:
-            rows = run_all(cluster.endpoints[0], settings, parts)
-        server = f"etcd {binary.version_string}, started by this script"
     print()
     print(
         f"trio-etcd-tree vs raw httpx + trio; {server}; python {sys.version.split()[0]}, "
@@ -787,13 +803,7 @@ def main(argv: list[str]) -> None:
         "targets: time ratio <= 1.2, rate ratio >= 0.83"
     )
     print_table(rows)
-    misses, parent = [], ""
-    for row in rows:
-        parent = parent if row.metric.startswith(" ") else row.metric
-        if "MISS" in row.verdict():
-            sub = row.metric.strip()
-            misses.append(sub if sub == parent else f"{parent}: {sub}")
-    print(f"{len(misses)} target(s) missed" + (": " + "; ".join(misses) if misses else ""))
+    print_misses(rows)
     print(f"total {time.perf_counter() - started:.1f} s")
     json_file = json_option(argv)
     if json_file is not None:

@@ -11,7 +11,7 @@ and measures, in one run:
 
 1. the time to mount N keys (``async with mount(client, "/bench")`` until it yields) vs the
    bare paged read into a ``dict[bytes, bytes]`` (same page size), and the resident memory
-   of the tree vs the dict, each built in a fresh process;
+   of the tree (every node made, by a walk) vs the dict, each built in a fresh process;
 2. the watch apply rate and the mounting process's CPU per event (a subscriber on the root
    counts the changes) vs the bare gateway watch of ``bench_client.py``, with the writer
    in another process (100-op txns, and single puts from 16 tasks);
@@ -157,7 +157,8 @@ async def bench_mount_time(
 
 
 async def memory_child(endpoint: str, kind: str, page_size: int, traced: bool) -> Json:
-    """RSS growth from building the tree (ours) or the dict (bare), after gc.collect().
+    """RSS growth from building the tree (ours, every node made by a walk) or the dict
+    (bare), after gc.collect().
 
     Both first make one small request, so lazily imported HTTP code is already resident.
     With ``traced``, ``heap`` is what tracemalloc counts as still allocated at the end
@@ -168,6 +169,8 @@ async def memory_child(endpoint: str, kind: str, page_size: int, traced: bool) -
             await client.get(READ_PREFIX + b"warm-up")
             before = baseline(traced)
             async with et.mount(client, MOUNT_PREFIX, page_size=page_size) as root:
+                for _ in root.walk():  # every node made (else the snapshot's records are kept)
+                    pass
                 gc.collect()
                 after, keys = rss(), root.statistics().keys
                 peak, heap = peak_rss(), tracemalloc.get_traced_memory()[0]
@@ -573,20 +576,8 @@ def main(argv: list[str]) -> None:
         return
     settings, endpoints, parts = parse_args(argv)
     started = time.perf_counter()
-    if endpoints:
-        endpoint = endpoints.split(",")[0].rstrip("/")
+    with bc.bench_etcd(endpoints) as (endpoint, server):
         rows = run_all(endpoint, settings, parts)
-        server = f"etcd at {endpoint}"
-    else:
-        from trio_etcd_tree.testing import EtcdCluster, find_etcd
-
-        binary = find_etcd("3.5")
-        log(f"starting etcd {binary.version_string} ({binary.path})")
-        with EtcdCluster.start(
-            binary, extra_args=["--quota-backend-bytes", "8589934592"]
-        ) as cluster:
-            rows = run_all(cluster.endpoints[0], settings, parts)
-        server = f"etcd {binary.version_string}, started by this script"
     print()
     print(
         f"trio-etcd-tree mount() vs raw httpx + trio; {server}; python "
@@ -599,13 +590,7 @@ def main(argv: list[str]) -> None:
         f"latency samples={settings.samples}; median (min-max)"
     )
     bc.print_table(rows)
-    misses, parent = [], ""
-    for row in rows:
-        parent = parent if row.metric.startswith(" ") else row.metric
-        if "MISS" in row.verdict():
-            sub = row.metric.strip()
-            misses.append(sub if sub == parent else f"{parent}: {sub}")
-    print(f"{len(misses)} target(s) missed" + (": " + "; ".join(misses) if misses else ""))
+    bc.print_misses(rows)
     print(f"total {time.perf_counter() - started:.1f} s")
     json_file = bc.json_option(argv)
     if json_file is not None:

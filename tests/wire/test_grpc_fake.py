@@ -9,6 +9,7 @@ garbage statuses, compressed messages, broken frames, to test the client's defen
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import h2.config
@@ -155,15 +156,26 @@ async def test_reset_keep_alive_stream(
 # --- GOAWAY -----------------------------------------------------------------------------------
 
 
+@asynccontextmanager
+async def goaway_during_a_put(
+    fake: FakeEtcd, client: et.Client, *, last_stream_id: int | None = None, debug: bytes = b""
+) -> AsyncIterator[None]:
+    """Member 0 sends GOAWAY (``last_stream_id``, ``debug``) while a put of ``/a`` is in
+    flight on its connection (the in-memory etcd holds it for a second); the body runs then,
+    and leaving waits for the put."""
+    fake.delay_next("/v3/kv/put", 1)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(client.put, "/a", "1")
+        await trio.testing.wait_all_tasks_blocked()
+        await fake.grpc.goaway(0, last_stream_id=last_stream_id, debug=debug)
+        yield
+
+
 async def test_goaway_finishes_open_streams_and_new_calls_use_a_new_connection(
     fake: FakeEtcd, autojump_clock: trio.testing.MockClock
 ) -> None:
     async with grpc_client(fake) as client:
-        fake.delay_next("/v3/kv/put", 1)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(client.put, "/a", "1")
-            await trio.testing.wait_all_tasks_blocked()
-            await fake.grpc.goaway(0, debug=b"graceful stop")
+        async with goaway_during_a_put(fake, client, debug=b"graceful stop"):
             await trio.testing.wait_all_tasks_blocked()  # the client read it
             assert len(fake.grpc.connections) == 1  # finishing the put
             assert await client.get("/b") is None  # over a new connection
@@ -178,11 +190,8 @@ async def test_goaway_refuses_streams_above_its_last_id(
 ) -> None:
     async with grpc_client(fake) as client:
         await client.get("/x")  # stream 1
-        fake.delay_next("/v3/kv/put", 1)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(client.put, "/a", "1")  # stream 3, not served yet
-            await trio.testing.wait_all_tasks_blocked()
-            await fake.grpc.goaway(0, last_stream_id=1)
+        async with goaway_during_a_put(fake, client, last_stream_id=1):
+            pass  # the put is stream 3: above the last id, not served
         # the client was told it was never processed: sent again, applied once
         assert fake.get("/a") == {**(fake.get("/a") or {}), "version": 1}
         assert [c.path for c in fake.calls].count("/v3/kv/put") == 2
@@ -477,11 +486,7 @@ async def test_call_racing_a_goaway_leaves_the_finishing_streams_alone(
     fake: FakeEtcd, autojump_clock: trio.testing.MockClock
 ) -> None:
     async with grpc_client(fake) as client:
-        fake.delay_next("/v3/kv/put", 1)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(client.put, "/a", "1")
-            await trio.testing.wait_all_tasks_blocked()
-            await fake.grpc.goaway(0)
+        async with goaway_during_a_put(fake, client):
             # sent before the client read the GOAWAY: refused (not processed), so it is
             # sent again on a new connection, and the old one finishes the put
             assert await client.get("/b") is None

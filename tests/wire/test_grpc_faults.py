@@ -4,6 +4,8 @@ the wire can show, deterministically, under trio's MockClock."""
 from __future__ import annotations
 
 import functools
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import h2.errors
@@ -714,9 +716,10 @@ async def test_more_connection_edges(
     await peer.connection.finished.wait()
 
 
-async def test_stream_fails_while_waiting_for_window(
-    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
-) -> None:
+@asynccontextmanager
+async def small_window(nursery: trio.Nursery) -> AsyncIterator[tuple[GrpcTransport, Server]]:
+    """A transport connected (one put answered) to a server that lets each stream send
+    100 bytes before it opens the window further."""
     net = Network(nursery, {S.INITIAL_WINDOW_SIZE: 100})
     async with GrpcTransport(connect=net.connect) as grpc:
 
@@ -724,20 +727,34 @@ async def test_stream_fails_while_waiting_for_window(
             await server.answer(c, put_answer(0))
 
         await scripted(grpc, net, PutRequest(b"/", b""), answer, CallState())
-        server = net.servers[0]
-        outcome: list[Any] = []
+        yield grpc, net.servers[0]
+
+
+async def start_a_big_put(
+    calls: trio.Nursery, grpc: GrpcTransport, server: Server
+) -> list[Exception]:
+    """Start a put of 5000 bytes in ``calls`` and return once the server has its first
+    bytes (the rest waits for the window): the list gets the error the put ends with."""
+    outcome: list[Exception] = []
+
+    async def big() -> None:
+        try:
+            await call(grpc, PutRequest(b"/big", b"v" * 5000))
+        except Exception as exc:
+            outcome.append(exc)
+
+    calls.start_soon(big)
+    await server.wait_for(lambda: len(server.calls) == 2 and bool(server.calls[1].data))
+    return outcome
+
+
+async def test_stream_fails_while_waiting_for_window(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with small_window(nursery) as (grpc, server):
         for how in ("reset", "close"):
-            outcome.clear()
-
-            async def big() -> None:
-                try:
-                    await call(grpc, PutRequest(b"/big", b"v" * 5000))
-                except UnavailableError as exc:
-                    outcome.append(exc)
-
             async with trio.open_nursery() as calls:
-                calls.start_soon(big)
-                await server.wait_for(lambda: len(server.calls) == 2 and bool(server.calls[1].data))
+                outcome = await start_a_big_put(calls, grpc, server)
                 await trio.testing.wait_all_tasks_blocked()
                 if how == "reset":
                     server.h2.reset_stream(server.calls[1].stream_id, 8)
@@ -745,6 +762,7 @@ async def test_stream_fails_while_waiting_for_window(
                 else:
                     await server.stream.aclose()
             assert len(outcome) == 1
+            assert isinstance(outcome[0], UnavailableError)
 
 
 async def test_reading_fails(nursery: trio.Nursery, autojump_clock: trio.testing.MockClock) -> None:
@@ -830,25 +848,9 @@ async def test_server_answers_before_the_request_is_sent(
 ) -> None:
     """grpc-go refuses a message over its size limit as soon as it sees the length: a
     trailers-only answer, then RST_STREAM NO_ERROR, while the client is still sending."""
-    net = Network(nursery, {S.INITIAL_WINDOW_SIZE: 100})
-    async with GrpcTransport(connect=net.connect) as grpc:
-
-        async def answer(server: Server, c: Any) -> None:
-            await server.answer(c, put_answer(0))
-
-        await scripted(grpc, net, PutRequest(b"/", b""), answer, CallState())
-        server = net.servers[0]
-        outcome: list[Any] = []
-
-        async def big() -> None:
-            try:
-                await call(grpc, PutRequest(b"/big", b"v" * 5000))
-            except Exception as exc:
-                outcome.append(exc)
-
+    async with small_window(nursery) as (grpc, server):
         async with trio.open_nursery() as calls:
-            calls.start_soon(big)
-            await server.wait_for(lambda: len(server.calls) == 2 and bool(server.calls[1].data))
+            outcome = await start_a_big_put(calls, grpc, server)
             sid = server.calls[1].stream_id
             headers = [
                 (b":status", b"200"),

@@ -52,6 +52,9 @@ FIRST_PAGE = 1000
 """Keys in the first page of ``range_pages`` (before the size of the values is known)."""
 PAGE_BYTES = 8 << 20
 """About how many bytes of keys and values ``range_pages`` asks for in one page."""
+SMALL_STORE = 64 << 20
+"""A member whose database has at most this many bytes in use is asked for pages of
+``page_size`` keys from the first on (no page can hold more than the database)."""
 
 
 @final
@@ -160,10 +163,13 @@ class Client:
         even while others write. Watch from ``page.revision + 1`` to follow on without a gap.
         Raises ``CompactedError`` if the revision is compacted while paging.
 
-        A page holds at most ``page_size`` keys: the first at most ``FIRST_PAGE``, and each
-        next one as many as fit ``PAGE_BYTES`` of keys and values at the size of the last
-        (at most four times as many), so large values make small pages. A page's ``kvs``
-        are made when first read (the next page is asked for with the last key alone).
+        A page holds at most ``page_size`` keys: the first at most ``FIRST_PAGE`` (unless
+        the member's database is small: ``SMALL_STORE``, asked with :meth:`status` when
+        ``page_size`` is larger), and each next one as many as fit ``PAGE_BYTES`` of keys
+        and values at the size of the last (at most four times as many), so large values
+        make small pages. Every page costs the server a count of the keys left in the
+        range: fewer, larger pages are read faster. A page's ``kvs`` are made when first
+        read (the next page is asked for with the last key alone).
 
         Cancellation: each page is a checkpoint; stopping early leaves nothing behind.
         """
@@ -174,7 +180,11 @@ class Client:
         if end is None:
             end = k + b"\0"  # a single key is the range [key, key\0)
         start = k
-        limit = min(page_size, FIRST_PAGE)
+        limit = page_size
+        if page_size > FIRST_PAGE:
+            status = await self.status()
+            if (status.db_size_in_use or status.db_size) > SMALL_STORE:
+                limit = FIRST_PAGE
         while True:
             request = RangeRequest(start, end, limit=limit, revision=revision, keys_only=keys_only)
             result = await self._conn.call(request)

@@ -8,10 +8,10 @@ writes share one revision).
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
-from typing import NamedTuple, Protocol, TypeAlias
+from typing import Any, NamedTuple, Protocol, TypeAlias
 
 __all__ = [
     "DeleteResult",
@@ -33,6 +33,7 @@ __all__ = [
     "WatchResponse",
     "last_key",
     "pairs",
+    "records",
     "rows",
     "size_of",
     "undecoded",
@@ -94,6 +95,11 @@ class KeyValueSource(Protocol):
         """Every key with its value, in order (the other fields not read)."""
         ...
 
+    def records(self) -> Sequence[Any]:
+        """Every key-value as the transport holds it (an object with :class:`KeyValue`'s
+        field names: gRPC's message), in order; a field is decoded when read."""
+        ...
+
     def last_key(self) -> bytes:
         """The last key (there is one)."""
         ...
@@ -110,6 +116,12 @@ KeyValues: TypeAlias = "list[KeyValue] | KeyValueSource"
 def rows(kvs: KeyValues) -> Iterable[KeyValueRow]:
     """The key-values as plain tuples, without making :class:`KeyValue` objects."""
     return kvs if isinstance(kvs, list) else kvs.rows()
+
+
+def records(kvs: KeyValues) -> Sequence[Any]:
+    """The key-values as they are: :class:`KeyValue` objects, or the transport's own
+    records with the same field names (see ``KeyValueSource.records``)."""
+    return kvs if isinstance(kvs, list) else kvs.records()
 
 
 def pairs(kvs: KeyValues) -> Iterable[tuple[bytes, bytes]]:
@@ -152,6 +164,12 @@ class _HoldsKeyValues:
             kvs = kvs.decode()
             object.__setattr__(self, "_kvs", kvs)
         return kvs
+
+    def pairs(self) -> Iterator[tuple[bytes, bytes]]:
+        """Every key with its value, ``(key, value)``, in key order, without making
+        :class:`KeyValue` objects (the other fields are not read): ``dict(result.pairs())``
+        is the quickest way to a ``{key: value}`` dict."""
+        return iter(pairs(self._kvs))
 
     def _values(self) -> tuple[object, ...]:
         return tuple(getattr(self, name) for name in self._FIELDS)
@@ -322,7 +340,8 @@ class LeaseInfo:
 
 @dataclass(frozen=True, slots=True)
 class Status:
-    """A member's status (``Client.status``)."""
+    """A member's status (``Client.status``): ``db_size`` is the size of its database
+    file, ``db_size_in_use`` the part of it in use (0 from etcd before 3.4)."""
 
     header: ResponseHeader
     version: str
@@ -330,6 +349,7 @@ class Status:
     leader: int
     raft_index: int
     raft_term: int
+    db_size_in_use: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,13 +1,14 @@
 """The mirror's pure core: apply etcd changes to the node tree. No I/O, no trio.
 
 This is the only code that changes a node's state (its value, revisions and children):
-loading, following and resyncing all come down to ``load``, ``apply``, ``replace``,
-``fill`` and ``clear`` here, as client-go's Reflector only ever calls its store's
+loading, following and resyncing all come down to ``add_sorted`` (or ``load``), ``apply``,
+``replace``, ``fill`` and ``clear`` here, as client-go's Reflector only ever calls its store's
 ``Replace``/``Add``/``Delete``.
 
-The reflector (``reflector.py``) feeds it a snapshot (``load`` or, on resync, ``replace``) and
-then the watch's events revision by revision (``apply``); each returns the
-:class:`Change` list that subscribers get. Keys outside the mount are ignored (the range
+The reflector (``reflector.py``) feeds it a snapshot (``add_sorted`` page by page, whose
+nodes are made where the tree is first looked at; ``load`` with node classes; on resync,
+``replace``) and then the watch's events revision by revision (``apply``); each returns
+the :class:`Change` list that subscribers get. Keys outside the mount are ignored (the range
 read and watched is ``[prefix, prefix + "0")``, to include the mount's own key, so
 ``/cfg-old`` passes by).
 
@@ -18,9 +19,14 @@ A lazy mount loads and resyncs keys only (``keys_only``): such keys get the raw 
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable
+from bisect import bisect_left
+from collections.abc import Iterable, Sequence
+from itertools import islice
+from operator import attrgetter, lt
+from typing import Any
 
 from .._core.codecs import STR, Codec
+from .._core.errors import ProtocolError
 from .._core.types import Event, EventType, KeyValue, KeyValueRow
 from .._core.util import gc_paused
 from .changes import NOT_LOADED, Change, ChangeKind
@@ -32,44 +38,84 @@ from .view import SMALL
 __all__ = ["TreeCore"]
 
 
-def _child_of(parent: Node, segment: bytes) -> Node:
-    """The plain child of ``parent`` for a key segment, made (without a value) if missing."""
-    name = segment.decode("utf-8", "surrogateescape")
-    node = parent._child(name)
-    if node is None:
-        node = _new_child(parent, name)
-        TreeCore._attach(parent, node)
-    return node
-
-
-def _new_child(parent: Node, name: str) -> Node:
-    """A new plain node without a value (not given to ``parent`` yet)."""
-    node = _new_node(Node)
-    node._name = sys.intern(name)
-    node._parent = parent
-    node._children = node._raw = node._meta = None
-    node._mod = 0
-    return node
-
-
-def _adopt(parent: Node, run: list[Node]) -> None:
-    """Give ``parent`` new children (none of them has a name it has already)."""
-    if parent._children is None:
-        parent._children = tuple(run) if len(run) <= SMALL else {c._name: c for c in run}
-    else:
-        for node in run:
-            TreeCore._attach(parent, node)
-
-
+_KEY = attrgetter("key")
+_FIELDS = attrgetter("value", "create_revision", "mod_revision", "version", "lease")
+_ALL_FIELDS = attrgetter(*KeyValue._fields)
 _new_node = Node.__new__
+
+
+class _Snapshot:
+    """The key-values of a mount's snapshot read, in ascending key order, for the nodes
+    not made yet: ``records`` are KeyValues or the transport's own records (gRPC's
+    messages, a field decoded when read), ``keys`` their keys."""
+
+    __slots__ = ("keys", "keys_only", "records")
+
+    def __init__(self, keys_only: bool) -> None:
+        self.keys: list[bytes] = []
+        self.records: list[Any] = []
+        self.keys_only = keys_only
+
+
+class _Unmade:
+    """A node's children not made yet: the snapshot's keys ``[lo, hi)``, the keys that
+    start with ``base`` (the node's key and a ``/``). They are made, one level at a time,
+    where the tree is first looked at (``NodeView._made``)."""
+
+    __slots__ = ("base", "hi", "lo", "snapshot")
+
+    def __init__(self, snapshot: _Snapshot, base: bytes, lo: int, hi: int) -> None:
+        self.snapshot = snapshot
+        self.base = base
+        self.lo = lo
+        self.hi = hi
+
+    def make(self, parent: Node) -> tuple[Node, ...] | dict[str, Node]:
+        """Make ``parent``'s children (each with its own ``_Unmade`` below it) and give
+        them to it. Keys are sorted, so a child's keys are one run: its end is found by
+        bisection, and the keys below it are not looked at."""
+        snapshot = self.snapshot
+        keys, records, keys_only = snapshot.keys, snapshot.records, snapshot.keys_only
+        base = self.base
+        start = len(base)
+        i, hi = self.lo, self.hi
+        made: dict[bytes, Node] = {}
+        new, intern, fields, not_loaded = _new_node, sys.intern, _FIELDS, NOT_LOADED
+        with gc_paused():
+            while i < hi:
+                key = keys[i]
+                cut = key.find(b"/", start)
+                segment = key[start:] if cut < 0 else key[start:cut]
+                node = made.get(segment)
+                if node is None:  # (a key and the keys below it can be apart: a, a-b, a/c)
+                    node = made[segment] = new(Node)
+                    node._name = intern(segment.decode("utf-8", "surrogateescape"))
+                    node._parent = parent
+                    node._children = node._raw = node._meta = None
+                    node._mod = 0
+                if cut < 0:  # the node's own key
+                    value, create, mod, version, lease = fields(records[i])
+                    node._raw = not_loaded if keys_only else value
+                    node._mod = mod
+                    if create != mod or version != 1 or lease:
+                        node._meta = (create, version, lease)
+                    i += 1
+                else:  # the keys below it: up to the first key >= its key + "0" ("/" + 1)
+                    end = bisect_left(keys, key[:cut] + b"0", i, hi)
+                    node._children = _Unmade(snapshot, key[: cut + 1], i, end)
+                    i = end
+        nodes = list(made.values())
+        children = tuple(nodes) if len(nodes) <= SMALL else {c._name: c for c in nodes}
+        parent._children = children
+        return children
 
 
 class TreeCore:
     """The tree of a mount and the revision it reflects."""
 
     __slots__ = (
-        "_last",
         "_skip",
+        "_snapshot",
         "_sub",
         "keys",
         "prefix",
@@ -86,9 +132,7 @@ class TreeCore:
         self.keys = 0
         self._sub = prefix + b"/"
         self._skip = len(self._sub)
-        # the greatest key loaded while every key came in ascending order since the tree was
-        # empty, else None: a key after it has no node yet (see _load_plain)
-        self._last: bytes | None = b""
+        self._snapshot: _Snapshot | None = None  # (while a snapshot is added page by page)
 
     # --- keys and paths --------------------------------------------------------------------
 
@@ -109,111 +153,57 @@ class TreeCore:
     # --- applying ----------------------------------------------------------------------------
 
     def load(self, kvs: Iterable[KeyValueRow], revision: int, *, keys_only: bool = False) -> None:
-        """Add keys of a snapshot read at ``revision`` to the (empty) tree; call it once per
-        page or part of one. Keys come sorted, so neighbours share their parent: it is
-        looked up once. ``kvs`` are KeyValues or plain tuples of their fields. With
+        """Add keys read at ``revision`` to the tree, in any order, nodes of the registry's
+        classes made at once (a mount with a registry loads its snapshot so; a plain one
+        uses ``add_sorted``). ``kvs`` are KeyValues or plain tuples of their fields. With
         ``keys_only`` the values are left unloaded."""
         with gc_paused():
-            if self.registry:
-                self._load_typed(kvs, keys_only)
-            else:
-                self._load_plain(kvs, keys_only)
+            for kv in map(KeyValue._make, kvs):
+                names = self.names_of(kv.key)
+                if names is not None:
+                    self._set(self._make_path(names), kv, keys_only)
+                    self.keys += 1
         self.revision = revision
 
-    def _load_typed(self, kvs: Iterable[KeyValueRow], keys_only: bool) -> None:
-        """``load`` where the registry may give nodes their own classes."""
-        parent_names: Path | None = None
-        parent = self.root
-        for kv in map(KeyValue._make, kvs):
-            names = self.names_of(kv.key)
-            if names is None:
-                continue
-            if names[:-1] != parent_names or not names:
-                parent_names = names[:-1]
-                parent = self._make_path(parent_names)
-            node = self._make_path(names[-1:], parent, names) if names else self.root
-            self._set(node, kv, keys_only)
-            self.keys += 1
+    def add_sorted(self, records: Sequence[Any], revision: int, *, keys_only: bool = False) -> None:
+        """Add a page of a snapshot read at ``revision`` (its key-values in ascending key
+        order, after those of the pages before it) to a tree that holds only those pages.
 
-    def _load_plain(self, kvs: Iterable[KeyValueRow], keys_only: bool) -> None:
-        """``load`` with plain nodes: the hot path of a mount, a few steps per key.
+        Nothing is decoded or made here but the keys: a node's children are made when the
+        tree is first looked at there (``_Unmade``), so a mount is ready as soon as its
+        last page arrived, and a subtree nobody looks at costs no nodes. ``records`` are
+        KeyValues or the transport's records (``KeyValueSource.records``).
 
-        A key's parent is found by the bytes before its last ``/`` (the previous key's
-        parent, mostly; else from a table of the parents seen, made on the way), and only
-        the last segment is decoded (``/`` is ASCII and surrogateescape works byte by byte,
-        so the names are those of ``names_of``). Nodes are made with their state at once.
-
-        While the keys ascend (all of them, since the tree was empty: etcd sends them
-        sorted), a key has no node yet: a node exists only for a key loaded before or for
-        a prefix of one, and both sort before a greater key. So its node is made without
-        looking for it, and the new children of a parent are given to it together when the
-        keys move on to another parent. A key out of order is looked for, and so is every
-        key after it until the tree is emptied (``clear``) again.
+        Raises:
+            ProtocolError: the keys are not in ascending order.
         """
-        sub, prefix, root = self._sub, self.prefix, self.root
-        parents: dict[bytes, Node] = {prefix: root}
+        snapshot = self._snapshot
+        if snapshot is None:
+            snapshot = self._snapshot = _Snapshot(keys_only)
+        keys = list(map(_KEY, records))
+        if not all(map(lt, keys, islice(keys, 1, None))) or (
+            keys and snapshot.keys and keys[0] <= snapshot.keys[-1]
+        ):
+            raise ProtocolError("the keys of a range answer are not in ascending order")
+        sub = self._sub
+        first, end = bisect_left(keys, sub), bisect_left(keys, self.prefix + b"0")
+        for i in range(first):  # before the subtree: the mount's own key, or /cfg-x for /cfg
+            if keys[i] == self.prefix and keys[i]:
+                self._set(self.root, KeyValue._make(_ALL_FIELDS(records[i])), keys_only)
+                self.keys += 1
+        if first < end:
+            if first or end < len(keys):
+                keys, records = keys[first:end], records[first:end]
+            snapshot.keys += keys
+            snapshot.records += records
+            self.keys += end - first
+            self.root._children = _Unmade(snapshot, sub, 0, len(snapshot.keys))
+        self.revision = revision
 
-        def node_at(key: bytes, last: bytes | None) -> Node:  # a parent key's, made if missing
-            node = parents.get(key)
-            if node is None:
-                cut = key.rfind(b"/")
-                up = node_at(key[:cut], last)
-                if last is not None and key > last:  # (as a key's node: it has none yet)
-                    node = _new_child(up, key[cut + 1 :].decode("utf-8", "surrogateescape"))
-                    TreeCore._attach(up, node)
-                else:
-                    node = _child_of(up, key[cut + 1 :])
-                parents[key] = node
-            return node
-
-        new, intern, not_loaded = _new_node, sys.intern, NOT_LOADED
-        names: dict[bytes, str] = {}  # decoded segments (leaf names recur under each parent)
-        last = self._last
-        parent_key = prefix
-        parent = root
-        run: list[Node] = []  # new children of parent, not given to it yet
-        added = 0
-        for kv in kvs:
-            key, value, create, mod, version, lease = kv
-            if not key.startswith(sub):
-                if key == prefix and key:  # the mount's own key (else: not under it)
-                    self._set(root, KeyValue._make(kv), keys_only)
-                    added += 1
-                continue
-            cut = key.rfind(b"/")
-            if key[:cut] != parent_key:
-                if run:
-                    _adopt(parent, run)
-                    run = []
-                parent_key = key[:cut]
-                parent = node_at(parent_key, last)
-            if last is not None and key > last:
-                last = key
-                segment = key[cut + 1 :]
-                name = names.get(segment)
-                if name is None:
-                    name = names[segment] = intern(segment.decode("utf-8", "surrogateescape"))
-                node = new(Node)
-                node._name = name
-                node._parent = parent
-                node._children = None
-                run.append(node)
-            else:  # out of order: the node may exist
-                if run:
-                    _adopt(parent, run)
-                    run = []
-                last = None
-                node = _child_of(parent, key[cut + 1 :])
-            node._raw = not_loaded if keys_only else value
-            node._mod = mod
-            node._meta = (
-                None if create == mod and version == 1 and not lease else (create, version, lease)
-            )
-            added += 1
-        if run:
-            _adopt(parent, run)
-        self._last = last
-        self.keys += added
+    def end_sorted(self) -> None:
+        """The snapshot ``add_sorted`` was given is complete (the tree keeps what it needs
+        of it for the nodes not made yet, and no more)."""
+        self._snapshot = None
 
     def fill(self, kvs: Iterable[KeyValue], base: Path) -> int:
         """Give unloaded nodes at or below ``base`` their values from a read, where the
@@ -238,11 +228,10 @@ class TreeCore:
         root._mod = 0
         root._meta = None
         self.keys = 0
-        self._last = b""
+        self._snapshot = None
 
     def apply(self, events: Iterable[Event], revision: int) -> list[Change]:
         """Apply the events of one revision; return the changes, in event order."""
-        self._last = None  # (keys loaded after these are looked for)
         changes = []
         for event in events:
             names = self.names_of(event.kv.key)
@@ -266,7 +255,6 @@ class TreeCore:
         With ``keys_only`` (a lazy mount) a key whose revisions are unchanged keeps its node
         as it is, loaded or not; a new or changed key is left unloaded and its change's
         ``new.value`` is ``NOT_LOADED``."""
-        self._last = None
         with gc_paused():
             fresh: dict[Path, KeyValue] = {}
             for kv in kvs:
@@ -320,7 +308,7 @@ class TreeCore:
         """Remove nodes that hold neither a value nor children, upwards."""
         while node._parent is not None and node._raw is None and not node._children:
             parent = node._parent
-            children = parent._children
+            children = parent._made()  # (made: the node is one of them)
             if isinstance(children, dict):
                 del children[node._name]
             else:
@@ -348,7 +336,7 @@ class TreeCore:
     @staticmethod
     def _attach(parent: Node, child: Node) -> None:
         """Add a child: to the parent's tuple while it is small, else to its dict."""
-        children = parent._children
+        children = parent._made()
         if isinstance(children, dict):
             children[child._name] = child
         elif children is None:

@@ -151,7 +151,7 @@ async def mount(
     prefix: KeyLike,
     *,
     types: TypeRegistry | None = None,
-    page_size: int = 25_000,
+    page_size: int = 100_000,
     max_txn_ops: int = 128,
     lazy: bool = False,
 ) -> AsyncIterator[Root]:

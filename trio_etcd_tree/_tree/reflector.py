@@ -42,7 +42,7 @@ from .._core.errors import (
     TreeClosedError,
 )
 from .._core.keys import prefix_end, show_bytes
-from .._core.types import Event, KeyValue, Page, WatchResponse, rows, undecoded
+from .._core.types import Event, KeyValue, Page, WatchResponse, records, rows, undecoded
 from .._core.util import Backoff, gc_paused, open_service_nursery
 from .changes import MountState, MountStatistics, Update
 from .core import TreeCore
@@ -208,11 +208,12 @@ class Reflector:
 
         The pages are read by a task of their own, one ahead: it asks for the next page as
         soon as it has handed one over (a channel of one page: it does not wait for the
-        tree to take it), so while a page goes into the tree (in steps of ``LOAD_STEP``
-        keys, with a checkpoint between them) the server is already at the next one.
-        The garbage collector is paused while a page goes in, steps and checkpoints
-        included: it runs once per page instead of after every step, each time over the
-        whole tree grown so far.
+        tree to take it), so while a page goes into the tree the server is already at the
+        next one. A plain mount only keeps a page's keys and records (its nodes are made
+        where the tree is first looked at: ``TreeCore.add_sorted``); one with a registry
+        makes them at once, in steps of ``LOAD_STEP`` keys with a checkpoint between them
+        (the garbage collector paused while a page goes in: it runs once per page instead
+        of after every step, each time over the whole tree grown so far).
         """
         while True:
             try:
@@ -225,18 +226,19 @@ class Reflector:
             except (CompactedError, _Restart):
                 self.core.clear()  # compacted while paging: read again at the new revision
                 continue
+            self.core.end_sorted()
             return
 
     async def _load_page(self, page: Page) -> None:
-        # (the key-values go into the tree as plain tuples: no KeyValue made for them)
         kvs = undecoded(page)
+        if not self.core.registry:  # (nodes made where the tree is looked at: see add_sorted)
+            self.core.add_sorted(records(kvs), page.revision, keys_only=self.lazy)
+            return
         keys = iter(rows(kvs))
         with gc_paused():
-            for _ in range(0, len(kvs), LOAD_STEP):
+            for _ in range(0, len(kvs) or 1, LOAD_STEP):  # (once for an empty page: its revision)
                 self.core.load(islice(keys, LOAD_STEP), page.revision, keys_only=self.lazy)
                 await trio.lowlevel.checkpoint()
-        if not len(kvs):
-            self.core.load((), page.revision)
 
     async def _read_ahead(self, send: trio.MemorySendChannel[Page]) -> None:
         # (closed explicitly: cancelled in the middle, the generators end here and now)

@@ -9,7 +9,7 @@ loading and writing.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 from .._core.types import KeyValue
 from .changes import NOT_LOADED
@@ -24,6 +24,15 @@ SMALL = 8
 empty dict is 64 bytes and one with a single entry 184, a tuple of four 72)."""
 
 
+class Unmade(Protocol):
+    """Children not made yet (``core._Unmade``): a mount's snapshot becomes nodes where
+    the tree is first looked at."""
+
+    def make(self, parent: Any) -> tuple[Any, ...] | dict[str, Any]:
+        """Make the children, give them to ``parent`` and return them."""
+        ...
+
+
 class NodeView(Generic[N]):
     """A node's state and the tree's shape around it; no I/O, nothing decoded. ``N`` is the
     class of the nodes (``Node``)."""
@@ -36,7 +45,7 @@ class NodeView(Generic[N]):
     def __init__(self, name: str, parent: N | None) -> None:
         self._name = name
         self._parent = parent
-        self._children: tuple[N, ...] | dict[str, N] | None = None
+        self._children: tuple[N, ...] | dict[str, N] | Unmade | None = None
         self._raw: bytes | None = None
         self._mod = 0
         self._meta: tuple[int, int, int] | None = None
@@ -111,6 +120,13 @@ class NodeView(Generic[N]):
 
     # --- children --------------------------------------------------------------------------
 
+    def _made(self) -> tuple[N, ...] | dict[str, N] | None:
+        """The children, made first if they are not yet."""
+        children = self._children
+        if children is None or isinstance(children, (tuple, dict)):
+            return children
+        return cast("tuple[N, ...] | dict[str, N]", children.make(self))
+
     def _child(self, name: object) -> N | None:
         children = self._children
         if isinstance(children, tuple):
@@ -118,7 +134,12 @@ class NodeView(Generic[N]):
                 if child._name == name:
                     return child
             return None
-        return None if children is None else cast("dict[object, N]", children).get(name)
+        if isinstance(children, dict):
+            return cast("dict[object, N]", children).get(name)
+        if children is None:
+            return None
+        children.make(self)
+        return self._child(name)
 
     def __getitem__(self, name: str) -> N:
         child = self._child(name)
@@ -134,7 +155,8 @@ class NodeView(Generic[N]):
         return self._child(name) is not None
 
     def __len__(self) -> int:
-        return 0 if self._children is None else len(self._children)
+        children = self._made()
+        return 0 if children is None else len(children)
 
     def __bool__(self) -> bool:
         return True  # a node with no children is still a node
@@ -150,7 +172,7 @@ class NodeView(Generic[N]):
         return [child for _, child in self.items()]
 
     def items(self) -> list[tuple[str, N]]:
-        children = self._children
+        children = self._made()
         if children is None:
             return []
         pairs = children.items() if isinstance(children, dict) else ((c._name, c) for c in children)

@@ -303,6 +303,7 @@ def status(data: Json) -> Status:
         int(data.get("leader", 0)),
         int(data.get("raftIndex", 0)),
         int(data.get("raftTerm", 0)),
+        int(data.get("dbSizeInUse", 0)),
     )
 
 

@@ -263,6 +263,10 @@ class _KeyValues:
         pairs: Iterable[tuple[bytes, bytes]] = map(_KEY_VALUE, self._items)
         return pairs
 
+    def records(self) -> Sequence[Any]:
+        records: Sequence[Any] = self._items
+        return records
+
     def last_key(self) -> bytes:
         key: bytes = self._items[-1].key
         return key
@@ -350,7 +354,9 @@ def token(data: bytes | bytearray) -> str:
 
 def status(data: bytes | bytearray) -> Status:
     r = _parse(pb.StatusResponse, data)
-    return Status(header(r.header), r.version, r.dbSize, r.leader, r.raftIndex, r.raftTerm)
+    return Status(
+        header(r.header), r.version, r.dbSize, r.leader, r.raftIndex, r.raftTerm, r.dbSizeInUse
+    )
 
 
 def members(data: bytes | bytearray) -> list[Member]:

@@ -226,6 +226,7 @@ _RPC_PROTO: Final[dict[str, list[_FieldSpec]]] = {
         ("leader", 4, UINT64),
         ("raftIndex", 5, UINT64),
         ("raftTerm", 6, UINT64),
+        ("dbSizeInUse", 9, INT64),
     ],
     "MemberListRequest": [("linearizable", 1, BOOL)],
     "Member": [

@@ -71,7 +71,7 @@ METHODS: Final = {
     ),
 }
 
-_UNDECLARED: Final = frozenset({"raftAppliedIndex", "dbSizeInUse"})
+_UNDECLARED: Final = frozenset({"raftAppliedIndex"})
 """Answer fields etcd sends that the client's messages do not declare (left out: a client
 skips unknown fields)."""
 _EVENT_TYPES: Final = {"PUT": 0, "DELETE": 1}
