@@ -261,7 +261,8 @@ class WatchStream(Delivery, trio.abc.ReceiveChannel[WatchResponse]):
 
     async def _run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """The task of a stream with a channel (``open_watch``)."""
-        self._started = task_status.started
+        self._started = task_status.started  # (dropped once called: see _created)
+        del task_status  # (it holds the nursery that started this task)
         with self._send:
             try:
                 await self._follow()

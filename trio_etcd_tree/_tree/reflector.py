@@ -172,13 +172,15 @@ class Reflector:
     # --- the task --------------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        started = False
+        # (trio's task status holds the nursery that started this task: kept until then)
+        status: trio.TaskStatus[None] | None = task_status
+        del task_status
 
         def ready() -> None:  # the tree is loaded and the watch confirmed: mount() yields
-            nonlocal started
-            if not started:
-                started = True
-                task_status.started()
+            nonlocal status
+            if status is not None:
+                status.started()
+                status = None
 
         try:
             await self._load()
