@@ -162,6 +162,19 @@ async def test_service_nursery_groups(autojump_clock: trio.testing.MockClock) ->
             nursery.start_soon(fail, KeyError("two"))
             await trio.sleep_forever()
     assert len(info.value.exceptions) == 2
+    error = KeyError("the block's own")
+    with pytest.raises(KeyError) as raised:  # it comes out as it was raised
+        async with open_service_nursery() as nursery:
+            nursery.start_soon(trio.sleep_forever)
+            raise error
+    assert raised.value is error and raised.value.__context__ is None
+    assert [entry.name for entry in raised.traceback] == ["test_service_nursery_groups"]
+    child = ValueError("a task's")
+    with pytest.raises(ValueError) as from_task:  # a task's error: its context kept
+        async with open_service_nursery() as nursery:
+            nursery.start_soon(fail, child)
+            await trio.sleep_forever()
+    assert from_task.value is child and from_task.value.__context__ is None
     with trio.move_on_after(1) as scope:  # only Cancelled: one of them goes on
         async with open_service_nursery() as nursery:
             nursery.start_soon(trio.sleep_forever)

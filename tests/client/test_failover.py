@@ -64,24 +64,31 @@ async def test_endpoint_order_and_penalties(autojump_clock: trio.testing.MockClo
         Endpoints([])
 
 
-async def test_wait_failed_wakes_on_the_next_failure(
+async def test_on_failure_calls_a_watcher_once_at_the_next_failure(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     endpoints = Endpoints(["a", "b"])
-    woken: list[float] = []
+    called: list[str] = []
 
-    async def waiter() -> None:
-        await endpoints.wait_failed("a")
-        woken.append(trio.current_time())
+    def first() -> None:
+        called.append(f"first {endpoints.current}")
 
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(waiter)
-        await trio.sleep(3)
-        endpoints.failed("b")  # not its endpoint
-        await trio.testing.wait_all_tasks_blocked()
-        assert woken == []
-        endpoints.failed("a")
-    assert woken == [3]
+    def second() -> None:
+        called.append("second")
+
+    endpoints.on_failure("a", first)
+    endpoints.on_failure("a", second)
+    endpoints.forget("a", second)
+    endpoints.forget("b", second)  # never registered there: nothing happens
+    endpoints.failed("b")  # not its endpoint
+    assert called == []
+    await trio.sleep(3)
+    endpoints.failed("a")
+    assert called == ["first b"]  # called once the endpoints moved on from "a"
+    await trio.sleep(MAX_PENALTY)
+    endpoints.failed("a")  # once: a watcher registers again for the next failure
+    assert called == ["first b"]
+    endpoints.forget("a", first)  # called already: nothing happens
 
 
 # --- a member that stops answering ------------------------------------------------------------

@@ -126,6 +126,23 @@ async def test_heartbeat_probe_failure_reopens(
             assert "did not answer" in (stream.statistics().last_error or "")
 
 
+async def test_reopen_keeps_the_first_reason_and_counts_each_as_a_stall(
+    fake: FakeEtcd, autojump_clock: trio.testing.MockClock, fake_wire: str
+) -> None:
+    async with et.open_client(fake.endpoints, transport=fake_transport(fake, fake_wire)) as client:
+        async with client.watch("/w/", prefix=True) as stream:
+            stream.reopen("the first reason")
+            stream.reopen("a second reason, while leaving")
+            assert await stream.wait_state_change(et.ConnectionState.CONNECTED) is (
+                et.ConnectionState.CONNECTING
+            )
+            rev = fake.put("/w/a", "1")
+            assert await _events(stream, 1) == [(rev, b"/w/a", b"1")]
+            stats = stream.statistics()
+            assert (stats.stalls, stats.disconnects) == (2, 1)
+            assert stats.last_error == "the first reason"
+
+
 async def test_heartbeat_probe_success_keeps_stream(
     fake: FakeEtcd, autojump_clock: trio.testing.MockClock, fake_wire: str
 ) -> None:
@@ -279,3 +296,22 @@ async def test_wait_state_change_returns_at_once_when_different(
             with trio.testing.assert_checkpoints():
                 state = await stream.wait_state_change(et.ConnectionState.CONNECTING)
             assert state is et.ConnectionState.CONNECTED
+
+
+async def test_wait_state_change_wakes_every_waiter(
+    fake: FakeEtcd, autojump_clock: trio.testing.MockClock, fake_wire: str
+) -> None:
+    async with et.open_client(fake.endpoints, transport=fake_transport(fake, fake_wire)) as client:
+        async with client.watch("/w/", prefix=True) as stream:
+            woken: list[et.ConnectionState] = []
+
+            async def waiter() -> None:
+                woken.append(await stream.wait_state_change(et.ConnectionState.CONNECTED))
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(waiter)
+                nursery.start_soon(waiter)
+                await trio.testing.wait_all_tasks_blocked()
+                assert woken == []
+                stream.reopen("the test moves it")
+            assert woken == [et.ConnectionState.CONNECTING] * 2

@@ -36,6 +36,7 @@ from .._wire import (
     RangeRequest,
     StatusRequest,
     TxnRequest,
+    WatchCreateRequest,
 )
 from .connection import Connection
 from .lease import Lease, open_lease
@@ -318,30 +319,27 @@ class Client:
         start_revision: int,
         apply: Apply,
         backlog: Backlog,
-    ) -> AbstractAsyncContextManager[WatchStream]:
+    ) -> WatchStream:
         """(The mount's.) A prefix watch as :meth:`watch` makes it, whose responses are
         handed to ``apply`` as they arrive instead of being received: by the transport's
-        reader, mostly, so each costs one task switch less. ``apply`` must not block; an
-        exception from it ends the stream and is raised by ``receive``, which only
-        raises: the error that ended the stream.
+        reader, mostly, so each costs one task switch less. ``apply`` must not block.
+        The owner runs it in its own task, ``await stream.run_applied(established)``
+        (no task, nursery or channel of the stream's own), which only raises: what
+        ``apply`` raised (that ends the stream), or the error that ended the stream.
 
         While ``backlog()`` is true (those ``apply`` feeds have not taken what it gave
         them), responses are applied by the stream's own task instead, one per pass of the
         scheduler, so that a burst read at once is not applied at once."""
-        return open_watch(
+        return WatchStream(
+            0,  # (no channel: every response goes to apply)
             self._conn,
-            key,
-            range_end,
-            start_revision=start_revision,
-            prev_kv=False,
-            progress_notify=True,
-            filters=(),
-            buffer=0,
-            heartbeat=10.0,
-            stall_timeout=None,
-            probe=self._probe,
-            apply=apply,
-            backlog=backlog,
+            WatchCreateRequest(key, range_end, progress_notify=True),
+            start_revision,
+            10.0,  # heartbeat
+            None,  # stall_timeout
+            self._probe,
+            apply,
+            backlog,
         )
 
     async def _probe(self, endpoint: str) -> int:

@@ -7,14 +7,15 @@ starting with the current one; the unhealthy ones are tried last (soonest retry 
 a cluster whose every member failed is still tried. An endpoint that answers is healthy
 again at once.
 
-Watches hold on to one endpoint; each one waits for :meth:`Endpoints.wait_failed` of its
-endpoint and moves when it fires, so one failed request moves every watch off a member
-that stopped answering.
+Watches hold on to one endpoint; each one registers with :meth:`Endpoints.on_failure` of
+its endpoint (a call, not a task waiting: a thousand watches cost no task each) and moves
+when it is called, so one failed request moves every watch off a member that stopped
+answering.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import trio
@@ -31,7 +32,7 @@ MAX_PENALTY = 30.0
 class _Health:
     failures: int = 0  # in a row
     retry_at: float = 0.0  # trio time from which it is tried in turn again
-    failed: trio.Event = field(default_factory=trio.Event)
+    watchers: set[Callable[[], None]] = field(default_factory=set)  # called at its next failure
 
 
 class Endpoints:
@@ -69,8 +70,8 @@ class Endpoints:
         return good + bad
 
     def failed(self, url: str) -> None:
-        """``url`` failed: skip it for a while, move on from it, and wake its watches.
-        Not a checkpoint."""
+        """``url`` failed: skip it for a while, move on from it, and tell its watchers
+        (:meth:`on_failure`). Not a checkpoint."""
         health = self._health[url]
         now = trio.current_time()
         if health.retry_at > now:
@@ -78,10 +79,11 @@ class Endpoints:
         health.failures += 1
         penalty = min(FIRST_PENALTY * 2 ** min(health.failures - 1, 16), MAX_PENALTY)
         health.retry_at = now + penalty
-        health.failed.set()
-        health.failed = trio.Event()
         if self.urls[self._current] == url:
             self._current = (self._current + 1) % len(self.urls)
+        watchers, health.watchers = health.watchers, set()
+        for watcher in watchers:
+            watcher()
 
     def succeeded(self, url: str) -> None:
         """``url`` answered: healthy again. Not a checkpoint."""
@@ -90,6 +92,11 @@ class Endpoints:
             health.failures = 0
             health.retry_at = 0.0
 
-    async def wait_failed(self, url: str) -> None:
-        """Wait until ``url`` is next marked failed. Cancellation: a checkpoint."""
-        await self._health[url].failed.wait()
+    def on_failure(self, url: str, watcher: Callable[[], None]) -> None:
+        """Call ``watcher`` (once) when ``url`` is next marked failed, within :meth:`failed`
+        (so it must neither block nor raise), unless :meth:`forget` comes first."""
+        self._health[url].watchers.add(watcher)
+
+    def forget(self, url: str, watcher: Callable[[], None]) -> None:
+        """Call ``watcher`` no more (nothing if it was called already)."""
+        self._health[url].watchers.discard(watcher)

@@ -36,7 +36,7 @@ from __future__ import annotations
 import enum
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import NoReturn, final
 
 import trio
@@ -111,11 +111,34 @@ class WatchStream(Delivery, trio.abc.ReceiveChannel[WatchResponse]):
     and says so in ``state`` and :meth:`statistics`.
     """
 
+    __slots__ = (
+        "_confirmed",
+        "_conn",
+        "_create",
+        "_disconnects",
+        "_endpoint",
+        "_error",
+        "_heartbeat",
+        "_last_error",
+        "_moved",
+        "_probe",
+        "_probing",
+        "_reconnects",
+        "_scope",
+        "_silent",
+        "_since",
+        "_stall_timeout",
+        "_stalls",
+        "_started",
+        "_state",
+        "_state_changed",
+    )
+
     def __init__(
         self,
         buffer: int,
         connection: Connection,
-        create: Callable[[int], WatchCreateRequest],
+        create: WatchCreateRequest,
         start_revision: int,
         heartbeat: float,
         stall_timeout: float | None,
@@ -125,14 +148,14 @@ class WatchStream(Delivery, trio.abc.ReceiveChannel[WatchResponse]):
     ) -> None:
         super().__init__(buffer, start_revision, apply, backlog)
         self._conn = connection
-        self._create = create
+        self._create = create  # (its start_revision: the stream's next, per connection)
         self._heartbeat = heartbeat
         self._stall_timeout = stall_timeout
         self._probe = probe
         self._error: EtcdError | None = None
         self._state = ConnectionState.CONNECTING
         self._since = trio.current_time()
-        self._state_changed = trio.Event()
+        self._state_changed: trio.Event | None = None  # (made once someone waits)
         self._endpoint = connection.endpoints.current
         self._reconnects = 0
         self._disconnects = 0
@@ -142,6 +165,8 @@ class WatchStream(Delivery, trio.abc.ReceiveChannel[WatchResponse]):
         self._moved = False  # ... because its endpoint was marked unhealthy
         self._confirmed = trio.Event()  # the current connection's watch was created
         self._scope = trio.CancelScope()  # the current connection's
+        self._started: Callable[[], None] | None = None  # called once it is established
+        self._probing: trio.lowlevel.Task | None = None  # the watchdog, while it probes
 
     # --- the consumer's side ---------------------------------------------------------------
 
@@ -216,7 +241,10 @@ class WatchStream(Delivery, trio.abc.ReceiveChannel[WatchResponse]):
         Cancellation: a checkpoint; nothing to undo.
         """
         while self._state is state:
-            await self._state_changed.wait()
+            changed = self._state_changed
+            if changed is None:
+                changed = self._state_changed = trio.Event()
+            await changed.wait()
         await trio.lowlevel.checkpoint()
         return self._state
 
@@ -224,32 +252,59 @@ class WatchStream(Delivery, trio.abc.ReceiveChannel[WatchResponse]):
         if state is not self._state:
             self._state = state
             self._since = trio.current_time()
-            self._state_changed.set()
-            self._state_changed = trio.Event()
+            changed = self._state_changed
+            if changed is not None:
+                changed.set()
+                self._state_changed = None
 
     # --- the task --------------------------------------------------------------------------
 
     async def _run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The task of a stream with a channel (``open_watch``)."""
+        self._started = task_status.started  # (dropped once called: see _created)
+        del task_status  # (it holds the nursery that started this task)
         with self._send:
             try:
-                await self._follow(task_status)
+                await self._follow()
             except trio.BrokenResourceError:
                 pass  # the consumer closed its end
             except EtcdError as exc:
-                self._error = exc
-                self._last_error = str(exc)
-                if self._task_status is not None:
+                self._ended(exc)
+                if self._started is not None:
                     raise  # never established: the error comes out of `async with` entry
             finally:
                 self._set_state(ConnectionState.CLOSED)
 
-    async def _follow(self, task_status: trio.TaskStatus[None]) -> None:
+    async def run_applied(self, established: Callable[[], None]) -> NoReturn:
+        """(A stream of ``Client._applied_watch``, which hands its responses to ``apply``.)
+        Follow the watch in this task, the owner's: no task and no channel of its own.
+        ``established`` is called (in here, and once) when the server first confirmed
+        the watch. Returns only by raising what ended the stream: what ``apply`` raised,
+        or the stream's error (as ``receive`` does for other streams).
+
+        Cancellation: the stream ends (its watch is cancelled on the server).
+        """
+        self._started = established
+        try:
+            await self._follow()  # (returns once apply raised)
+        except EtcdError as exc:
+            self._ended(exc)
+        finally:
+            self._set_state(ConnectionState.CLOSED)
+        self._raise_end()
+
+    def _ended(self, error: EtcdError) -> None:
+        self._error = error
+        self._last_error = str(error)
+
+    async def _follow(self) -> None:
         backoff = Backoff()
         renewed = False
         while True:
             if self._conn.credentials is not None and self._conn.token is None:
                 await self._conn.ensure_token()
-            endpoint = self._endpoint = self._conn.endpoints.current
+            endpoints = self._conn.endpoints
+            endpoint = self._endpoint = endpoints.current
             token = self._conn.token
             try:
                 async with open_service_nursery() as nursery:
@@ -259,8 +314,11 @@ class WatchStream(Delivery, trio.abc.ReceiveChannel[WatchResponse]):
                     self._scope = nursery.cancel_scope
                     self._last_activity = trio.current_time()
                     nursery.start_soon(self._watchdog, endpoint)
-                    nursery.start_soon(self._leave_when_failed, endpoint)
-                    await self._connection(endpoint)
+                    endpoints.on_failure(endpoint, self._endpoint_failed)
+                    try:
+                        await self._connection(endpoint)
+                    finally:
+                        endpoints.forget(endpoint, self._endpoint_failed)
                 # only a cancellation by _leave() ends a connection without an error
                 reason = str(self._silent)
             except _Renew as exc:
@@ -290,15 +348,20 @@ class WatchStream(Delivery, trio.abc.ReceiveChannel[WatchResponse]):
             self._silent = reason
         self._scope.cancel(reason=reason)
 
-    async def _leave_when_failed(self, endpoint: str) -> None:
-        await self._conn.endpoints.wait_failed(endpoint)
+    def _endpoint_failed(self) -> None:
+        """The current connection's endpoint was marked unhealthy (``Endpoints.failed``:
+        a request to it failed): leave it (called in that request's task). Not when that
+        request is the watchdog's probe: the watchdog leaves, with its own reason."""
+        if self._probing is trio.lowlevel.current_task():
+            return
         self._moved = self._silent is None
         self._leave("the endpoint was marked unhealthy")
 
     async def _connection(self, endpoint: str) -> None:
         """One connection: read its messages until it ends (always with an error)."""
         try:
-            async with self._conn.watch(endpoint, self._create(self._next)) as watch:
+            create = replace(self._create, start_revision=self._next)
+            async with self._conn.watch(endpoint, create) as watch:
                 direct = watch if isinstance(watch, SinkWireWatch) else None
                 if direct is not None:
                     direct.sink = self._take
@@ -334,9 +397,9 @@ class WatchStream(Delivery, trio.abc.ReceiveChannel[WatchResponse]):
         self._seen = max(self._seen, revision)
         self._confirmed.set()
         self._set_state(ConnectionState.CONNECTED)
-        if self._task_status is not None:
-            self._task_status.started()
-            self._task_status = None
+        if self._started is not None:
+            self._started()
+            self._started = None
 
     async def _watchdog(self, endpoint: str) -> None:
         """Leave a connection whose watch is not confirmed within ``attempt_timeout``;
@@ -362,15 +425,16 @@ class WatchStream(Delivery, trio.abc.ReceiveChannel[WatchResponse]):
                 self._stalls += 1
                 self._leave(f"no message for {silent:g} s (stall_timeout)")
                 return
+            self._probing = trio.lowlevel.current_task()
             try:
                 await self._probe(endpoint)
             except EtcdError as exc:
                 self._stalls += 1
                 self._leave(f"silent for {silent:g} s and the member did not answer: {exc}")
                 return
+            finally:
+                self._probing = None
             alive = trio.current_time()
-
-    _task_status: trio.TaskStatus[None] | None = None
 
 
 @asynccontextmanager
@@ -387,40 +451,23 @@ async def open_watch(
     heartbeat: float,
     stall_timeout: float | None,
     probe: Probe,
-    apply: Apply | None = None,
-    backlog: Backlog | None = None,
 ) -> AsyncIterator[WatchStream]:
-    """The context manager behind ``Client.watch`` (see ``Client._applied_watch`` for
-    ``apply``)."""
+    """The context manager behind ``Client.watch``: the stream's task runs in a nursery of
+    its own (``Client._applied_watch``'s stream runs in its owner's task instead)."""
     if start_revision < 0:
         raise ValueError("start_revision must be >= 0")
-
-    def create(revision: int) -> WatchCreateRequest:
-        return WatchCreateRequest(
-            key, range_end, revision, prev_kv, progress_notify, tuple(filters)
-        )
-
     stream = WatchStream(
         buffer,
         connection,
-        create,
+        WatchCreateRequest(key, range_end, 0, prev_kv, progress_notify, tuple(filters)),
         start_revision,
         heartbeat,
         stall_timeout,
         probe,
-        apply,
-        backlog,
     )
     async with open_service_nursery() as nursery:
-        await nursery.start(_start, stream)
+        await nursery.start(stream._run)
         try:
             yield stream
         finally:
             nursery.cancel_scope.cancel(reason="the watch block was left")
-
-
-async def _start(
-    stream: WatchStream, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-) -> None:
-    stream._task_status = task_status
-    await stream._run()

@@ -30,10 +30,28 @@ class Delivery:
     """The delivering half of a :class:`~trio_etcd_tree._client.watch.WatchStream` (its
     base class); the stream's task and connections are the other half."""
 
+    # (slots: a dict of over 30 keys is no longer shared with the class's other instances)
+    __slots__ = (
+        "_apply",
+        "_apply_error",
+        "_backlog",
+        "_busy",
+        "_cluster_id",
+        "_events",
+        "_last_activity",
+        "_next",
+        "_receive",
+        "_responses",
+        "_seen",
+        "_send",
+        "_sending",
+    )
+
     def __init__(
         self, buffer: int, start_revision: int, apply: Apply | None, backlog: Backlog | None
     ) -> None:
-        self._send, self._receive = trio.open_memory_channel[WatchResponse](buffer)
+        if apply is None:  # (a stream with apply has no channel: see run_applied)
+            self._send, self._receive = trio.open_memory_channel[WatchResponse](buffer)
         self._apply = apply
         self._backlog = backlog
         self._apply_error: Exception | None = None  # what ``apply`` raised

@@ -132,6 +132,17 @@ class _Unmade:
 class TreeCore:
     """The tree of a mount and the revision it reflects."""
 
+    __slots__ = (
+        "_skip",
+        "_snapshot",
+        "_sub",
+        "keys",
+        "prefix",
+        "registry",
+        "revision",
+        "root",
+    )
+
     def __init__(self, root: Node, prefix: bytes, registry: TypeRegistry) -> None:
         self.root = root
         self.prefix = prefix

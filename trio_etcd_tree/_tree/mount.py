@@ -41,6 +41,14 @@ __all__ = ["Mirror", "mirror_of", "mount"]
 class Mirror:
     """One mount: its tree, reflector and writer, as the :class:`TreeHandle` of its root."""
 
+    __slots__ = (
+        "core",
+        "reflector",
+        "root",
+        "subscriptions",
+        "writer",
+    )
+
     def __init__(
         self,
         client: Client,

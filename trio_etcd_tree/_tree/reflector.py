@@ -63,6 +63,25 @@ revision changed anything under the mount (then again with backoff, up to 32 tim
 class Reflector:
     """Loads a tree, follows the watch, resyncs, lazy-loads, and wakes the waiters."""
 
+    __slots__ = (
+        "_earlier_reconnects",
+        "_since",
+        "_state",
+        "_stream",
+        "client",
+        "closed",
+        "core",
+        "events_applied",
+        "histories",
+        "lazy",
+        "page_size",
+        "resyncs",
+        "revisions_applied",
+        "subscriptions",
+        "waiters",
+        "with_root_key",
+    )
+
     def __init__(self, client: Client, core: TreeCore, *, page_size: int, lazy: bool) -> None:
         self.client = client
         self.core = core
@@ -153,13 +172,15 @@ class Reflector:
     # --- the task --------------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        started = False
+        # (trio's task status holds the nursery that started this task: kept until then)
+        status: trio.TaskStatus[None] | None = task_status
+        del task_status
 
         def ready() -> None:  # the tree is loaded and the watch confirmed: mount() yields
-            nonlocal started
-            if not started:
-                started = True
-                task_status.started()
+            nonlocal status
+            if status is not None:
+                status.started()
+                status = None
 
         try:
             await self._load()
@@ -246,26 +267,29 @@ class Reflector:
         They are applied as they arrive, by the task that receives them from the server
         (``Client._applied_watch``): no task switch between the connection and the tree,
         and none of their order, gaps or resumption changes; ``_apply`` never waits. While
-        a subscriber has updates waiting, the stream's task applies them one per pass of
-        the scheduler instead, so that a burst of messages read at once reaches a
+        a subscriber has updates waiting, this task (it runs the stream) applies them one
+        per pass of the scheduler instead, so that a burst of messages read at once reaches a
         subscriber that keeps up at its own pace, rather than all at once into its buffer.
         """
         start, end = self.range
-        async with self.client._applied_watch(
+        stream = self.client._applied_watch(
             start,
             end,
             start_revision=self.core.revision + 1,
             apply=self._apply,
             backlog=self.subscriptions.backlog,
-        ) as stream:
+        )
+
+        def established() -> None:
             self._stream = stream
             self.set_state(MountState.SYNCED)
             ready()
-            try:
-                await stream.receive()  # only raises: the error that ended the watch
-            finally:
-                self._stream = None
-                self._earlier_reconnects += stream.statistics().disconnects
+
+        try:
+            await stream.run_applied(established)  # only raises: what ended the watch
+        finally:
+            self._stream = None
+            self._earlier_reconnects += stream.statistics().disconnects
 
     def _apply(self, response: WatchResponse) -> None:
         events = response.events

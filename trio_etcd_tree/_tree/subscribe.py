@@ -111,8 +111,15 @@ def merge(older: dict[Path, Change], changes: tuple[Change, ...]) -> None:
 class Subscriptions:
     """The mirror's set of subscriptions."""
 
+    __slots__ = (
+        "_all",
+        "closed",
+        "overflows",
+    )
+
     def __init__(self) -> None:
-        self._all: set[Subscription] = set()
+        # (a dict as an ordered set: an empty one is 64 bytes, an empty set 216)
+        self._all: dict[Subscription, None] = {}
         self.overflows = 0
         self.closed = False
 
@@ -131,7 +138,7 @@ class Subscriptions:
                 if len(changes) == len(update.changes)
                 else Update(update.revision, changes, update.resync)
             ):
-                self._all.discard(sub)
+                self._all.pop(sub, None)
                 if sub.overflowed:
                     self.overflows += 1
 
@@ -157,11 +164,11 @@ class Subscriptions:
             raise ValueError("buffer must be >= 1")
         if update_delay is None:
             sub = Subscription(path, buffer)
-            self._all.add(sub)
+            self._all[sub] = None
             try:
                 yield sub
             finally:
-                self._all.discard(sub)
+                self._all.pop(sub, None)
                 sub._close()
             return
         if update_delay <= 0:
@@ -171,7 +178,7 @@ class Subscriptions:
             raise ValueError("max_update_delay must be >= update_delay")
         raw = Subscription(path, math.inf)  # type: ignore[arg-type]
         out = Subscription(path, buffer)
-        self._all.add(raw)
+        self._all[raw] = None
         try:
             async with open_service_nursery() as nursery:
                 nursery.start_soon(_debounce, raw, out, update_delay, max_delay)
@@ -180,7 +187,7 @@ class Subscriptions:
                 finally:
                     nursery.cancel_scope.cancel()
         finally:
-            self._all.discard(raw)
+            self._all.pop(raw, None)
             raw._close()
             out._close()
 

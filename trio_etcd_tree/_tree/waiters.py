@@ -20,6 +20,12 @@ __all__ = ["Waiters"]
 class Waiters:
     """The revision waiters (a heap, soonest first) and the value waiters (by path)."""
 
+    __slots__ = (
+        "_counter",
+        "_revisions",
+        "_values",
+    )
+
     def __init__(self) -> None:
         self._revisions: list[tuple[int, int, trio.Event]] = []
         self._values: dict[Path, list[trio.Event]] = {}

@@ -33,6 +33,13 @@ __all__ = ["Writer"]
 class Writer:
     """Turns writes into guarded etcd transactions (and is the transactions' encoder)."""
 
+    __slots__ = (
+        "client",
+        "core",
+        "max_txn_ops",
+        "reflector",
+    )
+
     def __init__(self, reflector: Reflector, *, max_txn_ops: int) -> None:
         self.reflector = reflector
         self.core = reflector.core

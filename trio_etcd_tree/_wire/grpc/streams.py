@@ -56,13 +56,28 @@ class MuxWatch:
     """One watch on a :class:`WatchMux` (a :class:`~trio_etcd_tree._wire.base.SinkWireWatch`).
     Get it from :meth:`WatchMux.watch`."""
 
+    __slots__ = (
+        "_buffer",
+        "_closed",
+        "_error",
+        "_mux",
+        "_silent_create",
+        "_suspended",
+        "_waiter",
+        "create",
+        "id",
+        "next_revision",
+        "resumed",
+        "sink",
+    )
+
     def __init__(self, mux: WatchMux, watch_id: int, create: WatchCreateRequest) -> None:
         self._mux = mux
         self.id = watch_id
         self.create = create
-        self._buffer: deque[WatchMessage] = deque()
+        self._buffer: deque[WatchMessage] | None = None  # (made when needed, dropped empty)
         self._error: EtcdError | None = None
-        self._changed = trio.Event()
+        self._waiter: trio.lowlevel.Task | None = None  # the consumer, while receive waits
         self._silent_create = False  # a re-create's "created" is not shown to the consumer
         self._suspended = False  # fell behind: cancelled on the server, to be created again
         self._closed = False
@@ -85,17 +100,22 @@ class MuxWatch:
         """
         waited = False
         while True:
-            if self._buffer:
+            buffer = self._buffer
+            if buffer:
                 if not waited:  # (waiting for the message was this call's checkpoint)
                     await trio.lowlevel.checkpoint()
-                return self._buffer.popleft()
+                message = buffer.popleft()
+                if not buffer:
+                    self._buffer = None
+                return message
             if self._error is not None:
                 raise copy_error(self._error)
             if self._suspended:
                 await self._mux._recreate(self)
             else:
-                await self._changed.wait()
-                self._changed = trio.Event()
+                assert self._waiter is None  # (one consumer)
+                self._waiter = trio.lowlevel.current_task()
+                await trio.lowlevel.wait_task_rescheduled(self._abort)
             waited = True
 
     async def request_progress(self) -> None:
@@ -109,10 +129,29 @@ class MuxWatch:
 
     # -- the mux's side --
 
+    def _abort(self, _: object) -> trio.lowlevel.Abort:
+        self._waiter = None  # (a cancelled receive: what comes stays buffered)
+        return trio.lowlevel.Abort.SUCCEEDED
+
+    def _wake(self) -> None:
+        """Wake the consumer if it waits in receive (it looks at the buffer, the error and
+        the suspension before it waits: nothing is missed when it does not)."""
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            trio.lowlevel.reschedule(waiter)
+
     def _fail(self, error: EtcdError) -> None:
         if self._error is None:
             self._error = error
-        self._changed.set()
+        self._wake()
+
+    def _append(self, message: WatchMessage) -> None:
+        buffer = self._buffer
+        if buffer is None:
+            buffer = self._buffer = deque()
+        buffer.append(message)
+        self._wake()
 
     def _push(self, message: WatchMessage, revision: int) -> bool:
         """Hand a message to the sink, or buffer it; False when the buffer is full (the
@@ -120,10 +159,9 @@ class MuxWatch:
         buffer = self._buffer
         sink = self.sink
         if buffer or sink is None or not sink(message):
-            if len(buffer) >= self._mux.max_buffered:
+            if len(buffer or ()) >= self._mux.max_buffered:
                 return False
-            buffer.append(message)
-            self._changed.set()
+            self._append(message)
         if revision:
             self.next_revision = revision + 1
         return True
@@ -262,7 +300,7 @@ class WatchMux:
         header = codec.header(message.header)
         if message.canceled:
             self._forget(watch)
-            watch._buffer.append(self._canceled(message, header, watch))
+            watch._append(self._canceled(message, header, watch))
             # after the canceled message, the watch is over
             watch._fail(self._lost("the server cancelled the watch"))
             return behind

@@ -25,10 +25,10 @@ they never raise: a failure ends the connection and is reported to the calls on 
 from __future__ import annotations
 
 import ssl
-from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import Callable
+from contextlib import AsyncExitStack
 from types import TracebackType
-from typing import Any, Final, Self, TypeVar, cast
+from typing import Any, Final, Self, TypeVar, cast, final
 
 import trio
 
@@ -235,17 +235,8 @@ class GrpcTransport:
             exc.outcome_unknown = request.writes
             raise
 
-    @asynccontextmanager
-    async def watch(
-        self, endpoint: str, create: WatchCreateRequest, *, token: str | None
-    ) -> AsyncIterator[MuxWatch]:
-        peer = await self._endpoint(endpoint)
-        mux = peer.mux(token, self._max_buffered)
-        watch = await mux.watch(create)
-        try:
-            yield watch
-        finally:
-            await mux.cancel(watch)
+    def watch(self, endpoint: str, create: WatchCreateRequest, *, token: str | None) -> _WatchBlock:
+        return _WatchBlock(self, endpoint, create, token)
 
     def discard(self, endpoint: str) -> None:
         peer = self._endpoints.pop(endpoint, None)
@@ -305,3 +296,39 @@ class GrpcTransport:
                 raise
             peer = self._endpoints[endpoint] = _Endpoint(connection)
             return peer
+
+
+@final
+class _WatchBlock:
+    """``async with transport.watch(...) as watch``: a watch on the endpoint's mux, cancelled
+    when the block is left. (A class: a mount holds one for its watch's whole connection,
+    and a generator's frame and context manager cost more.)"""
+
+    __slots__ = ("_create", "_endpoint", "_mux", "_token", "_transport", "_watch")
+
+    def __init__(
+        self,
+        transport: GrpcTransport,
+        endpoint: str,
+        create: WatchCreateRequest,
+        token: str | None,
+    ) -> None:
+        self._transport = transport
+        self._endpoint = endpoint
+        self._create = create
+        self._token = token
+
+    async def __aenter__(self) -> MuxWatch:
+        transport = self._transport
+        peer = await transport._endpoint(self._endpoint)
+        self._mux = mux = peer.mux(self._token, transport._max_buffered)
+        self._watch = watch = await mux.watch(self._create)
+        return watch
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._mux.cancel(self._watch)
