@@ -242,22 +242,23 @@ async def test_what_apply_raises_ends_the_stream(
         assert stream.statistics().next_revision == 6  # (it was not applied)
 
 
+@pytest.mark.parametrize(("buffer", "at_once"), [(1, 1), (2, 2), (100, 2)])
 async def test_a_burst_reaches_a_mounts_subscriber_at_its_pace(
-    autojump_clock: trio.testing.MockClock,
+    autojump_clock: trio.testing.MockClock, buffer: int, at_once: int
 ) -> None:
     """Messages read at once are handed over by the reader one after the other, with no
     checkpoint between them; a mount applies them at its subscribers' pace (in the
-    stream's task) once one has updates waiting, so a subscriber that keeps up with the
-    changes is not cut off by their arriving together."""
+    stream's task) once one has two updates waiting (one, if its buffer holds one), so a
+    subscriber that keeps up with the changes is not cut off by their arriving together."""
     async with open_fake_etcd() as fake:
         transport = HandFedTransport(fake)
         async with et.open_client(fake.endpoints, transport=transport) as client:
-            async with et.mount(client, "/m") as root, root.subscribe(buffer=2) as updates:
+            async with et.mount(client, "/m") as root, root.subscribe(buffer=buffer) as updates:
                 (watch,) = transport.watches
                 burst = range(root.revision + 1, root.revision + 11)
                 for revision in burst:
                     assert watch._push(events(revision, key=b"/m/a"), revision)
-                assert len(watch._buffer or ()) == 9  # the first one was applied at once
+                assert len(watch._buffer or ()) == 10 - at_once  # (applied in the reader)
                 got = [(await updates.receive()).revision for _ in burst]
                 assert got == list(burst)
                 assert root.statistics().overflows == 0

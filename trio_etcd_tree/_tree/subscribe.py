@@ -41,6 +41,10 @@ class Subscription(trio.abc.ReceiveChannel[Update]):
         self.overflowed = False
         self.delivered = 0
         self.received = 0
+        # behind at this many updates not received: one more than the update handed over
+        # in this pass of the scheduler (the subscriber gets it when it runs next), if it
+        # has room for two
+        self.behind_at = min(2, buffer)
 
     async def receive(self) -> Update:
         """The next update.
@@ -127,8 +131,9 @@ class Subscriptions:
         return len(self._all)
 
     def backlog(self) -> bool:
-        """Whether a subscriber has not received every update handed to it yet."""
-        return any(sub.received != sub.delivered for sub in self._all)
+        """Whether a subscriber is behind: it has not received two updates handed to it
+        (one only if its buffer holds one), so the next should wait for its turn."""
+        return any(sub.delivered - sub.received >= sub.behind_at for sub in self._all)
 
     def publish(self, update: Update) -> None:
         for sub in list(self._all):
