@@ -176,12 +176,19 @@ class TreeCore:
         classes made at once (a mount with a registry loads its snapshot so; a plain one
         uses ``add_sorted``). ``kvs`` are KeyValues or plain tuples of their fields. With
         ``keys_only`` the values are left unloaded."""
+        parent_names: Path | None = None
+        parent = self.root
         with gc_paused():
             for kv in map(KeyValue._make, kvs):
                 names = self.names_of(kv.key)
-                if names is not None:
-                    self._set(self._make_path(names), kv, keys_only)
-                    self.keys += 1
+                if names is None:
+                    continue
+                if names[:-1] != parent_names or not names:  # (neighbours share a parent)
+                    parent_names = names[:-1]
+                    parent = self._make_path(parent_names)
+                node = self._make_path(names[-1:], parent, names) if names else self.root
+                self._set(node, kv, keys_only)
+                self.keys += 1
         self.revision = revision
 
     def add_sorted(self, records: Sequence[Any], revision: int, *, keys_only: bool = False) -> None:
