@@ -35,8 +35,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,7 +44,7 @@ from typing import Any
 import httpx
 import trio
 
-from trio_etcd_tree import open_client
+from trio_etcd_tree import Client, mount, open_client
 
 Json = dict[str, Any]
 
@@ -202,6 +202,29 @@ def fmt(values: Sequence[float], digits: int) -> str:
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+@asynccontextmanager
+async def mounts_held(client: Client, count: int) -> AsyncIterator[None]:
+    """``count`` mounts of different (empty) prefixes on ``client``, each held by a task of
+    its own, for the block (entered once every one is ready)."""
+    async with trio.open_nursery() as nursery:
+        ready = trio.Semaphore(0)
+        stop = trio.Event()
+
+        async def hold(i: int) -> None:
+            async with mount(client, f"/many/{i}/"):
+                ready.release()
+                await stop.wait()
+
+        for i in range(count):
+            nursery.start_soon(hold, i)
+        for _ in range(count):
+            await ready.acquire()
+        try:
+            yield
+        finally:
+            stop.set()
 
 
 # --- data ----------------------------------------------------------------------------------

@@ -157,23 +157,14 @@ async def ours_load(endpoint: str, count: int) -> None:
                 nursery.start_soon(limited, first)
 
 
-async def ours_read(endpoint: str) -> tuple[float, int]:
+async def ours_read(endpoint: str, pairs: bool = False) -> tuple[float, int]:
+    """From ``result.kvs`` as the peers read theirs, or with ``dict(result.pairs())``."""
     async with open_client(endpoint, transport="grpc") as client:
         await client.get("/warm-up")
         gc.collect()
         started = time.perf_counter()
         result = await client.range(PREFIX, END)
-        data = {kv.key: kv.value for kv in result.kvs}
-        return time.perf_counter() - started, len(data)
-
-
-async def ours_read_pairs(endpoint: str) -> tuple[float, int]:
-    async with open_client(endpoint, transport="grpc") as client:
-        await client.get("/warm-up")
-        gc.collect()
-        started = time.perf_counter()
-        result = await client.range(PREFIX, END)
-        data = dict(result.pairs())
+        data = dict(result.pairs()) if pairs else {kv.key: kv.value for kv in result.kvs}
         return time.perf_counter() - started, len(data)
 
 
@@ -229,23 +220,10 @@ async def ours_many_watches(endpoint: str, count: int) -> tuple[int, float]:
         await client.get("/warm-up")
         gc.collect()
         rss = _rss()
-        async with trio.open_nursery() as nursery:
-            ready = trio.Semaphore(0)
-            stop = trio.Event()
-
-            async def hold(i: int) -> None:
-                async with mount(client, f"/many/{i}/"):
-                    ready.release()
-                    await stop.wait()
-
-            for i in range(count):
-                nursery.start_soon(hold, i)
-            for _ in range(count):
-                await ready.acquire()
+        async with bench_client.mounts_held(client, count):
             gc.collect()
             per_watch = (_rss() - rss) / count
             sockets = len(_socket_inodes() - before)
-            stop.set()
     return sockets, per_watch
 
 
@@ -636,7 +614,7 @@ def main(argv: list[str]) -> None:
                 took, n = run_trio(ours_read, endpoint)
                 assert n == args.keys, n
                 add("read: trio-etcd-tree grpc", took)
-                took, n = run_trio(ours_read_pairs, endpoint)
+                took, n = run_trio(ours_read, endpoint, True)
                 assert n == args.keys, n
                 add("read: trio-etcd-tree grpc, dict(result.pairs())", took)
             if "read" in only or "mount" in only:  # the mount's peer is the plain read

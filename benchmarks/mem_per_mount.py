@@ -32,6 +32,7 @@ from pathlib import Path
 
 import trio
 import trio.testing
+from bench_client import mounts_held
 
 from trio_etcd_tree import mount, open_client
 from trio_etcd_tree.testing._launcher import EtcdCluster, find_etcd
@@ -91,24 +92,11 @@ async def measure(endpoint: str, mounts: int) -> collections.Counter[str]:
         gc.collect()
         tracemalloc.start(100)
         before = tracemalloc.take_snapshot()
-        async with trio.open_nursery() as nursery:
-            ready = trio.Semaphore(0)
-            stop = trio.Event()
-
-            async def hold(i: int) -> None:
-                async with mount(client, f"/many/{i}/"):
-                    ready.release()
-                    await stop.wait()
-
-            for i in range(mounts):
-                nursery.start_soon(hold, i)
-            for _ in range(mounts):
-                await ready.acquire()
+        async with mounts_held(client, mounts):
             await trio.testing.wait_all_tasks_blocked()
             gc.collect()
             held = tracemalloc.take_snapshot()
             tracemalloc.stop()
-            stop.set()
     sites: collections.Counter[str] = collections.Counter()
     ignored = (tracemalloc.Filter(False, tracemalloc.__file__),)
     for stat in held.filter_traces(ignored).compare_to(before.filter_traces(ignored), "traceback"):
