@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from typing import Any, NamedTuple, Protocol, TypeAlias
 
 __all__ = [
@@ -87,21 +87,10 @@ class KeyValueSource(Protocol):
         """Every key-value, in order."""
         ...
 
-    def rows(self) -> Iterable[KeyValueRow]:
-        """Every key-value as a plain tuple, in order (no :class:`KeyValue` made)."""
-        ...
-
-    def pairs(self) -> Iterable[tuple[bytes, bytes]]:
-        """Every key with its value, in order (the other fields not read)."""
-        ...
-
     def records(self) -> Sequence[Any]:
         """Every key-value as the transport holds it (an object with :class:`KeyValue`'s
-        field names: gRPC's message), in order; a field is decoded when read."""
-        ...
-
-    def last_key(self) -> bytes:
-        """The last key (there is one)."""
+        field names: gRPC's message), in order; a field is decoded when read (``rows``,
+        ``pairs`` and ``last_key`` below read only the fields they need)."""
         ...
 
     def size(self) -> int:
@@ -115,7 +104,7 @@ KeyValues: TypeAlias = "list[KeyValue] | KeyValueSource"
 
 def rows(kvs: KeyValues) -> Iterable[KeyValueRow]:
     """The key-values as plain tuples, without making :class:`KeyValue` objects."""
-    return kvs if isinstance(kvs, list) else kvs.rows()
+    return kvs if isinstance(kvs, list) else map(_FIELDS, kvs.records())
 
 
 def records(kvs: KeyValues) -> Sequence[Any]:
@@ -127,11 +116,12 @@ def records(kvs: KeyValues) -> Sequence[Any]:
 def pairs(kvs: KeyValues) -> Iterable[tuple[bytes, bytes]]:
     """The keys with their values (what a dump reads), without making :class:`KeyValue`
     objects."""
-    return map(_KEY_VALUE, kvs) if isinstance(kvs, list) else kvs.pairs()
+    return map(_KEY_VALUE, kvs) if isinstance(kvs, list) else map(_KEY_AND_VALUE, kvs.records())
 
 
 def last_key(kvs: KeyValues) -> bytes:
-    return kvs[-1].key if isinstance(kvs, list) else kvs.last_key()
+    key: bytes = records(kvs)[-1].key
+    return key
 
 
 def size_of(kvs: KeyValues) -> int:
@@ -142,6 +132,9 @@ def size_of(kvs: KeyValues) -> int:
 
 
 _KEY, _VALUE, _KEY_VALUE = itemgetter(0), itemgetter(1), itemgetter(0, 1)
+# (a record's fields by name: a KeyValue's or gRPC's message's)
+_FIELDS = attrgetter(*KeyValue._fields)
+_KEY_AND_VALUE = attrgetter("key", "value")
 
 
 class _HoldsKeyValues:

@@ -8,7 +8,7 @@ is the rest (one attribute read per field, with the garbage collector paused).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from itertools import repeat
 from operator import attrgetter
 from typing import Any
@@ -20,7 +20,6 @@ from ..._core.types import (
     Event,
     EventType,
     KeyValue,
-    KeyValueRow,
     LeaseGrant,
     LeaseInfo,
     Member,
@@ -227,7 +226,6 @@ def _kv(k: Any) -> KeyValue:
 
 
 _KV_FIELDS = attrgetter(*KeyValue._fields)  # (the proto's KeyValue has these six names)
-_KEY_VALUE = attrgetter("key", "value")
 
 
 def _kvs(items: Any) -> list[KeyValue]:
@@ -255,21 +253,9 @@ class _KeyValues:
     def decode(self) -> list[KeyValue]:
         return _kvs(self._items)
 
-    def rows(self) -> Iterable[KeyValueRow]:
-        rows: Iterable[KeyValueRow] = map(_KV_FIELDS, self._items)
-        return rows
-
-    def pairs(self) -> Iterable[tuple[bytes, bytes]]:
-        pairs: Iterable[tuple[bytes, bytes]] = map(_KEY_VALUE, self._items)
-        return pairs
-
     def records(self) -> Sequence[Any]:
         records: Sequence[Any] = self._items
         return records
-
-    def last_key(self) -> bytes:
-        key: bytes = self._items[-1].key
-        return key
 
     def size(self) -> int:
         return self._size
