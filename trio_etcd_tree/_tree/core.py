@@ -100,7 +100,7 @@ class _Unmade:
                     value, create, mod, version, lease = fields(records[i])
                     node._raw = value if not_loaded is None else not_loaded
                     node._mod = mod
-                    node._meta = (
+                    node._meta = (  # (as _set does: inline, this runs once per node)
                         None
                         if create == mod and version == 1 and not lease
                         else (create, version, lease)
